@@ -1,0 +1,261 @@
+"""The ``hotswap`` command.
+
+Every subcommand prints human text by default and one JSON object with ``--json`` (progress
+goes to stderr either way, so stdout stays parseable). Errors print their stable code; the
+exit status says whose fault it was (see ``EXIT_*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import hotswap
+from hotswap.errors import ChildError, HotswapError, ReleaseError, ResourceError, UsageError
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # the caller asked for something wrong
+EXIT_RELEASE = 3  # the release artifact is bad
+EXIT_CHILD = 4  # a generation failed; the old one keeps serving
+EXIT_RESOURCE = 5  # a tool, the disk, the supervisor
+_EXITS: dict[type[HotswapError], int] = {
+    UsageError: EXIT_USAGE,
+    ReleaseError: EXIT_RELEASE,
+    ChildError: EXIT_CHILD,
+    ResourceError: EXIT_RESOURCE,
+}
+
+Handler = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+class Progress:
+    """Phase lines on stderr with the time since start: ``[  1.2s] building the wheel``."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            elapsed = time.monotonic() - self.started
+            print(f"[{elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{n} B"
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from hotswap.release.store import ReleaseStore, resolve_state_dir
+    from hotswap.release.verify import Limits
+
+    limits = Limits(
+        max_bytes=getattr(args, "max_bytes", None) or Limits.max_bytes,
+        max_files=getattr(args, "max_files", None) or Limits.max_files,
+    )
+    return ReleaseStore(resolve_state_dir(args.state_dir), limits=limits)
+
+
+# -- build ------------------------------------------------------------------------------------
+
+
+def cmd_build(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap.release.build import build
+
+    result = build(
+        args.project, args.output, installer=args.installer, progress=Progress(args.quiet)
+    )
+    return result.to_json()
+
+
+def _render_build(data: dict[str, Any]) -> str:
+    return (
+        f"{data['tarball']}\n"
+        f"  release  {data['release_id']}  ({data['name']} {data['version']})\n"
+        f"  sha256   {data['sha256']}\n"
+        f"  content  {data['files']} files, {_human_bytes(data['bytes'])}"
+        f"  (installed with {data['installer']} in {data['seconds']:.1f}s)"
+    )
+
+
+# -- inspect / unpack / releases --------------------------------------------------------------
+
+
+def _manifest_json(manifest: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = manifest.raw
+    return raw
+
+
+def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
+    result = _store(args).inspect(Path(args.tarball), expected_sha256=args.sha256)
+    return {
+        "ok": True,
+        "tarball": str(Path(args.tarball).absolute()),
+        "sha256": result.sha256,
+        "checks": result.checks,
+        "files": result.files,
+        "bytes": result.bytes,
+        "manifest": _manifest_json(result.manifest),
+    }
+
+
+def _render_inspect(data: dict[str, Any]) -> str:
+    m = data["manifest"]
+    py = m["python"]
+    app = m["app"]
+    lines = [
+        f"{m['name']} {m['version']}  (release {m['release_id']})",
+        f"  built       {_when(m['created'])} by hotswap {m['builder']['hotswap']}"
+        f" with {m['builder']['installer']}",
+        f"  python      {py['implementation']} {py['version']} ({py['soabi']}, {py['platform']})",
+        f"  entry       {app['entry']}  server={app['server']}  health={app['health_path'] or '-'}",
+        f"  content     {data['files']} files, {_human_bytes(data['bytes'])}",
+        f"  sha256      {data['sha256']}",
+        "  distributions:",
+    ]
+    for d in m["distributions"]:
+        kind = "pure" if d["purelib"] else "native"
+        lines.append(f"    {d['name']:<28} {d['version']:<14} {kind}")
+    lines.append("  checks passed: " + ", ".join(data["checks"]))
+    return "\n".join(lines)
+
+
+def _when(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def cmd_unpack(args: argparse.Namespace) -> dict[str, Any]:
+    release = _store(args).unpack(
+        Path(args.tarball), expected_sha256=args.sha256, progress=Progress(args.quiet)
+    )
+    return {"ok": True, **release.summary()}
+
+
+def cmd_releases(args: argparse.Namespace) -> dict[str, Any]:
+    store = _store(args)
+    state = store.read_state()
+    releases = []
+    for release in store.releases():
+        summary = release.summary()
+        summary["current"] = release.id == state["current"]
+        summary["previous"] = release.id == state["previous"]
+        releases.append(summary)
+    return {
+        "state_dir": str(store.state_dir),
+        "current": state["current"],
+        "previous": state["previous"],
+        "releases": releases,
+    }
+
+
+def _render_releases(data: dict[str, Any]) -> str:
+    if not data["releases"]:
+        return f"no releases in {data['state_dir']}"
+    lines = [f"{'':2}{'RELEASE':<34} {'VERSION':<14} BUILT"]
+    for r in data["releases"]:
+        mark = "*" if r["current"] else ("-" if r["previous"] else " ")
+        lines.append(f"{mark} {r['id']:<34} {r['version']:<14} {_when(r['created'])}")
+    lines.append("(* current, - previous)")
+    return "\n".join(lines)
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+_RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
+    "build": _render_build,
+    "inspect": _render_inspect,
+    "unpack": lambda d: f"unpacked {d['id']} ({d['name']} {d['version']}) into {d['path']}",
+    "releases": _render_releases,
+}
+
+
+def _add_common(p: argparse.ArgumentParser, *, state: bool = True) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    if state:
+        p.add_argument(
+            "--state-dir",
+            metavar="DIR",
+            help="the app's state dir (default: $HOTSWAP_STATE_DIR, else "
+            "~/.local/state/hotswap/default)",
+        )
+
+
+def _add_verify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("tarball", help="a release .tar.gz made by `hotswap build`")
+    p.add_argument("--sha256", metavar="HEX", help="expected sha256 (default: read TARBALL.sha256)")
+    p.add_argument("--max-bytes", type=int, metavar="N", help="refuse above N unpacked bytes")
+    p.add_argument("--max-files", type=int, metavar="N", help="refuse above N entries")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hotswap",
+        description="Blue-green release swaps and in-process hot upgrades for Python services.",
+    )
+    parser.add_argument("--version", action="version", version=f"hotswap {hotswap.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("build", help="build a release tarball of a project")
+    p.add_argument("project", nargs="?", default=".", help="project dir (default: .)")
+    p.add_argument("-o", "--output", metavar="DIR", help="output dir (default: PROJECT/dist)")
+    p.add_argument(
+        "--installer",
+        choices=("auto", "uv", "pip"),
+        default="auto",
+        help="what installs the dependencies (default: uv when present, else pip)",
+    )
+    _add_common(p, state=False)
+    p.set_defaults(handler=cmd_build)
+
+    p = sub.add_parser("inspect", help="print a tarball's manifest and run every check")
+    _add_verify_options(p)
+    _add_common(p)
+    p.set_defaults(handler=cmd_inspect)
+
+    p = sub.add_parser("unpack", help="verify a tarball and unpack it into the release store")
+    _add_verify_options(p)
+    _add_common(p)
+    p.set_defaults(handler=cmd_unpack)
+
+    p = sub.add_parser("releases", help="list the releases in the store")
+    _add_common(p)
+    p.set_defaults(handler=cmd_releases)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        data = handler(args)
+    except HotswapError as e:
+        if args.json:
+            print(json.dumps({"ok": False, "error": e.to_json()}, indent=2))
+        else:
+            print(f"hotswap: error [{e.code}]: {e.message}", file=sys.stderr)
+        return _EXITS.get(type(e), EXIT_RESOURCE)
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        render = _RENDER.get(args.command)
+        print(render(data) if render else json.dumps(data, indent=2))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Errors with stable codes, grouped by whose fault they are.
+
+Every error hotswap raises is a :class:`HotswapError` with a ``code`` that never changes
+between versions (scripts match on it; ``--json`` output carries it), a human message that
+names the member, field or step at fault, and optional ``details`` (JSON-compatible).
+
+The subclasses say whose fault it was, after h11's Local/RemoteProtocolError and trio's
+Closed/Broken/Busy split:
+
+- :class:`UsageError`: the caller asked for something wrong (bad config, unknown release,
+  an upgrade while one runs). Fix the call.
+- :class:`ReleaseError`: the release artifact is bad or hostile (checksum, unsafe member,
+  wrong interpreter). Fix the artifact; nothing was changed.
+- :class:`ChildError`: a generation failed (crashed at import, never ready, health probe
+  failed). The old generation keeps serving.
+- :class:`ResourceError`: the environment broke (disk, permissions, a peer hung up).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+# Stable codes, one place. Grouped by class; a code is never reused with another meaning.
+USAGE_CODES = frozenset(
+    {
+        "bad_config",  # [tool.hotswap] or an option is wrong (names the key)
+        "unknown_config_key",  # [tool.hotswap] has a key we do not know
+        "no_entry_point",  # project declares no [tool.hotswap] entry
+        "not_a_project",  # no pyproject.toml where a project was expected
+        "release_not_found",  # no such tarball or release id
+        "state_dir_invalid",  # state dir unusable (not a dir, bad permissions)
+        "upgrade_in_progress",  # one upgrade at a time
+        "no_previous_release",  # rollback with nothing to roll back to
+        "not_running",  # no supervisor answers on the control socket
+        "bad_request",  # malformed control request
+        "handoff_too_large",  # handoff value over the size limit
+        "handoff_invalid",  # handoff value not JSON-compatible or bytes
+    }
+)
+RELEASE_CODES = frozenset(
+    {
+        "checksum_missing",  # no .sha256 beside the tarball and none given
+        "checksum_mismatch",  # tarball sha256 differs from its .sha256
+        "corrupt_archive",  # not gzip, not tar, truncated, bad CRC, empty
+        "unsafe_member",  # link, device, fifo, absolute, '..', setuid, odd name
+        "duplicate_member",  # the same name twice
+        "member_not_in_record",  # a file in the archive that RECORD does not list
+        "record_entry_missing",  # RECORD lists a file the archive lacks
+        "record_invalid",  # RECORD unreadable or malformed
+        "hash_mismatch",  # a file's bytes differ from RECORD
+        "too_large",  # over the unpacked size or file-count limit
+        "manifest_invalid",  # RELEASE.json missing, unreadable or malformed
+        "interpreter_mismatch",  # built for another interpreter
+        "release_exists_different",  # same release id already unpacked, other bytes
+    }
+)
+CHILD_CODES = frozenset(
+    {
+        "boot_failed",  # generation exited before it was ready
+        "not_ready",  # generation did not report ready within boot_timeout
+        "health_failed",  # health probe failed or timed out
+        "drain_timeout",  # old generation killed at shutdown_timeout (informational)
+        "hot_upgrade_failed",  # a hot upgrade step failed and was rolled back
+        "hot_upgrade_refused",  # the change cannot be hot-applied; use blue-green
+    }
+)
+RESOURCE_CODES = frozenset(
+    {
+        "build_failed",  # the wheel build or dependency install failed
+        "tool_missing",  # neither uv nor pip could be found
+        "io_error",  # disk full, permission denied, ...
+        "protocol_error",  # the control peer spoke something else
+        "version_mismatch",  # control protocol versions do not agree
+        "permission_denied",  # control socket peer is another user
+        "supervisor_failed",  # the supervisor reported an internal failure
+    }
+)
+ALL_CODES = USAGE_CODES | RELEASE_CODES | CHILD_CODES | RESOURCE_CODES
+
+
+class HotswapError(Exception):
+    """Base of every hotswap error: ``code`` (stable), message, ``details``."""
+
+    codes: ClassVar[frozenset[str]] = ALL_CODES
+    kind: ClassVar[str] = "error"
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        if code not in self.codes:
+            raise ValueError(f"{type(self).__name__} does not use code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "kind": self.kind, "message": self.message}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> HotswapError:
+        """Rebuild an error sent over the control socket, keeping its class and code."""
+        code = str(data.get("code", "supervisor_failed"))
+        message = str(data.get("message", ""))
+        details = data.get("details") or {}
+        for cls in (UsageError, ReleaseError, ChildError, ResourceError):
+            if code in cls.codes:
+                return cls(code, message, **details)
+        return ResourceError("supervisor_failed", f"{code}: {message}", **details)
+
+
+class UsageError(HotswapError):
+    """The caller asked for something wrong. Nothing was changed."""
+
+    codes = USAGE_CODES
+    kind = "usage"
+
+
+class ReleaseError(HotswapError):
+    """The release artifact is bad or hostile. Nothing was written outside staging."""
+
+    codes = RELEASE_CODES
+    kind = "release"
+
+
+class ChildError(HotswapError):
+    """A generation failed. The previous generation keeps serving."""
+
+    codes = CHILD_CODES
+    kind = "child"
+
+
+class ResourceError(HotswapError):
+    """The environment failed: a tool, the disk, a peer."""
+
+    codes = RESOURCE_CODES
+    kind = "resource"

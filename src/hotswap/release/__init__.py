@@ -1,0 +1,1 @@
+"""Releases: the manifest and record, ``hotswap build``, verify + unpack, the release store."""

@@ -1,0 +1,120 @@
+"""The release RECORD: every file with its sha256 and size, in wheel RECORD style.
+
+One CSV row per regular file, ``path,sha256=<urlsafe base64, no padding>,size``, paths relative
+to the release root with ``/`` separators, sorted. RECORD lists itself with empty hash and size,
+as a wheel's does. Directories are not listed.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import os
+import posixpath
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotswap.errors import ReleaseError
+
+RECORD_NAME = "RECORD"
+MANIFEST_NAME = "RELEASE.json"
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Entry:
+    digest: str  # "sha256=<b64url-nopad>"
+    size: int
+
+
+def encode_digest(raw: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def hash_file(path: str | os.PathLike[str]) -> Entry:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return Entry(encode_digest(h.digest()), size)
+
+
+def is_safe_relpath(name: str) -> bool:
+    """Relative, POSIX, normalised, no '..', no NUL or backslash, no empty parts."""
+    return bool(
+        name
+        and not name.startswith("/")
+        and "\\" not in name
+        and "\x00" not in name
+        and posixpath.normpath(name) == name
+        and ".." not in name.split("/")
+        and name != "."
+    )
+
+
+def scan_tree(root: Path) -> dict[str, Entry]:
+    """Hash every regular file below ``root`` except RECORD and RELEASE.json (which pins
+    RECORD's own hash). Refuses links and special files."""
+    entries: dict[str, Entry] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            if os.path.islink(os.path.join(dirpath, name)):
+                raise ReleaseError(
+                    "unsafe_member", f"{os.path.join(dirpath, name)} is a symbolic link"
+                )
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            if rel in (RECORD_NAME, MANIFEST_NAME):
+                continue
+            if os.path.islink(full) or not os.path.isfile(full):
+                raise ReleaseError("unsafe_member", f"{rel} is not a regular file", member=rel)
+            entries[rel] = hash_file(full)
+    return entries
+
+
+def dumps(entries: Mapping[str, Entry]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for name in sorted(entries):
+        writer.writerow([name, entries[name].digest, entries[name].size])
+    writer.writerow([RECORD_NAME, "", ""])
+    return out.getvalue().encode("utf-8")
+
+
+def loads(data: bytes) -> dict[str, Entry]:
+    """Parse RECORD bytes. Raises ``record_invalid`` naming the bad row."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ReleaseError("record_invalid", f"RECORD is not UTF-8: {e}") from None
+    entries: dict[str, Entry] = {}
+    for lineno, row in enumerate(csv.reader(io.StringIO(text)), 1):
+        if len(row) != 3:
+            raise ReleaseError("record_invalid", f"RECORD line {lineno} has {len(row)} fields")
+        name, digest, size = row
+        if name == RECORD_NAME and not digest and not size:
+            continue
+        if not is_safe_relpath(name):
+            raise ReleaseError("record_invalid", f"RECORD line {lineno}: unsafe path {name!r}")
+        if name in entries:
+            raise ReleaseError("record_invalid", f"RECORD lists {name!r} twice")
+        if not digest.startswith("sha256=") or len(digest) != 50 or not size.isdigit():
+            raise ReleaseError("record_invalid", f"RECORD line {lineno}: bad hash or size")
+        entries[name] = Entry(digest, int(size))
+    return entries
+
+
+def write(root: Path, entries: Mapping[str, Entry]) -> bytes:
+    data = dumps(entries)
+    (root / RECORD_NAME).write_bytes(data)
+    return data
+
+
+def total_bytes(entries: Iterable[Entry]) -> int:
+    return sum(e.size for e in entries)

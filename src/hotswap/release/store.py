@@ -1,0 +1,324 @@
+"""The release store: the state dir, unpacked releases, and ``state.json``.
+
+Layout of a state dir (mode 0700)::
+
+    <state>/
+      releases/<release_id>/    verified, read-only releases (RELEASE.json, RECORD, lib/)
+      releases/.staging-*       an unpack in progress; removed on failure, renamed on success
+      state.json                current, previous and history; written atomically
+      control.sock              the supervisor's control socket (later)
+
+``state.json`` is what survives a crash or reboot (promise 7): the supervisor boots
+``current`` on start. It is replaced with write, fsync, rename, fsync of the directory, so a
+crash leaves the old or the new version, never half of one.
+
+State dir resolution: an explicit path, else ``$HOTSWAP_STATE_DIR``, else
+``$XDG_STATE_HOME/hotswap/<app>`` (``~/.local/state/hotswap/<app>``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hotswap.errors import ReleaseError, ResourceError, UsageError
+from hotswap.release import verify
+from hotswap.release.manifest import RELEASE_ID, Manifest
+
+STATE_NAME = "state.json"
+RELEASES = "releases"
+STAGING_PREFIX = ".staging-"
+DEFAULT_KEEP = 5
+HISTORY_MAX = 50
+
+
+def resolve_state_dir(explicit: str | os.PathLike[str] | None = None, app: str = "default") -> Path:
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    env = os.environ.get("HOTSWAP_STATE_DIR")
+    if env:
+        return Path(env).expanduser().absolute()
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    return Path(base, "hotswap", app).absolute()
+
+
+@dataclass(frozen=True)
+class Release:
+    """An unpacked, verified release in the store."""
+
+    id: str
+    root: Path
+    manifest: Manifest
+
+    @property
+    def lib(self) -> Path:
+        return self.root / "lib"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.manifest.name,
+            "version": self.manifest.version,
+            "created": self.manifest.created,
+            "path": str(self.root),
+        }
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that a crash leaves the old file or the new one, never a mix."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _make_writable(path: Path) -> None:
+    for dirpath, _dirnames, _filenames in os.walk(path):
+        os.chmod(dirpath, 0o755)
+
+
+def _make_read_only(path: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            mode = os.stat(full, follow_symlinks=False).st_mode
+            os.chmod(full, stat.S_IMODE(mode) & 0o555)
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o555)
+    os.chmod(path, 0o555)
+
+
+def remove_tree(path: Path) -> None:
+    if path.exists():
+        _make_writable(path)
+        shutil.rmtree(path)
+
+
+class ReleaseStore:
+    """Unpacked releases and the current/previous pointers of one app's state dir."""
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        limits: verify.Limits = verify.DEFAULT_LIMITS,
+        keep: int = DEFAULT_KEEP,
+    ) -> None:
+        self.state_dir = Path(state_dir).absolute()
+        self.limits = limits
+        self.keep = keep
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.state_dir / RELEASES
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / STATE_NAME
+
+    def ensure(self) -> None:
+        """Create the state dir (0700) and releases/ if missing; refuse an unusable one."""
+        try:
+            old = os.umask(0o077)
+            try:
+                self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self.releases_dir.mkdir(mode=0o700, exist_ok=True)
+            finally:
+                os.umask(old)
+        except (FileExistsError, NotADirectoryError):
+            raise UsageError(
+                "state_dir_invalid", f"{self.state_dir} exists and is not a directory"
+            ) from None
+        except OSError as e:
+            raise ResourceError("io_error", f"cannot create {self.state_dir}: {e}") from None
+        st = self.state_dir.stat()
+        if st.st_uid != os.getuid():
+            raise UsageError(
+                "state_dir_invalid", f"{self.state_dir} belongs to uid {st.st_uid}, not to you"
+            )
+
+    # -- unpack ---------------------------------------------------------------------------
+
+    def inspect(
+        self, tarball: str | os.PathLike[str], *, expected_sha256: str | None = None
+    ) -> verify.Scan:
+        """Every check of :meth:`unpack`, hashing every file, writing nothing."""
+        path = Path(tarball)
+        result = verify.scan(path, expected_sha256=expected_sha256, limits=self.limits)
+        result.checks.append("checksum, members, record, manifest")
+        verify.check_interpreter(result)
+        result.checks.append("interpreter")
+        verify.extract(path, result, None)
+        result.checks.append("file hashes")
+        return result
+
+    def unpack(
+        self,
+        tarball: str | os.PathLike[str],
+        *,
+        expected_sha256: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Release:
+        """Verify ``tarball`` and unpack it into ``releases/<id>/``. Idempotent: a release
+        already in the store is returned as it is. On any refusal nothing is left behind."""
+        path = Path(tarball)
+        say = progress or (lambda _msg: None)
+        result = verify.scan(path, expected_sha256=expected_sha256, limits=self.limits)
+        say(f"verified checksum and {len(result.members)} members")
+        verify.check_interpreter(result)
+        release_id = result.manifest.release_id
+        existing = self.find(release_id)
+        if existing is not None:
+            say(f"release {release_id} is already unpacked")
+            return existing
+        self.ensure()
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.releases_dir))
+        try:
+            verify.extract(path, result, staging)
+            say(f"unpacked and re-hashed {result.files} files ({result.bytes} bytes)")
+            _make_read_only(staging)
+            final = self.releases_dir / release_id
+            try:
+                os.rename(staging, final)
+            except OSError:
+                if (final / "RELEASE.json").exists():  # a concurrent unpack of the same id won
+                    remove_tree(staging)
+                    return self.get(release_id)
+                raise
+        except OSError as e:
+            remove_tree(staging)
+            raise ResourceError("io_error", f"unpacking into {staging} failed: {e}") from None
+        except BaseException:
+            remove_tree(staging)
+            raise
+        self._fsync_dir(self.releases_dir)
+        return Release(release_id, final, result.manifest)
+
+    @staticmethod
+    def _fsync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def clean_staging(self) -> int:
+        """Remove staging dirs left by a crash mid-unpack; returns how many."""
+        count = 0
+        if self.releases_dir.is_dir():
+            for entry in self.releases_dir.iterdir():
+                if entry.name.startswith(STAGING_PREFIX):
+                    remove_tree(entry)
+                    count += 1
+        return count
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def find(self, release_id: str) -> Release | None:
+        if not RELEASE_ID.match(release_id):
+            return None
+        root = self.releases_dir / release_id
+        if not (root / "RELEASE.json").is_file():
+            return None
+        return Release(release_id, root, Manifest.load(root))
+
+    def get(self, release_id: str) -> Release:
+        release = self.find(release_id)
+        if release is None:
+            raise UsageError(
+                "release_not_found",
+                f"release {release_id!r} is not in {self.releases_dir}",
+                release=release_id,
+            )
+        return release
+
+    def releases(self) -> list[Release]:
+        """Every unpacked release, newest first (by build time, then id)."""
+        out: list[Release] = []
+        if self.releases_dir.is_dir():
+            for entry in self.releases_dir.iterdir():
+                if entry.name.startswith(".") or not RELEASE_ID.match(entry.name):
+                    continue
+                try:
+                    out.append(Release(entry.name, entry, Manifest.load(entry)))
+                except ReleaseError:
+                    continue
+        out.sort(key=lambda r: (r.manifest.created, r.id), reverse=True)
+        return out
+
+    # -- state.json -----------------------------------------------------------------------
+
+    def read_state(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"current": None, "previous": None, "history": []}
+        except (OSError, ValueError) as e:
+            raise ResourceError("io_error", f"{self.state_file} is unreadable: {e}") from None
+        data.setdefault("current", None)
+        data.setdefault("previous", None)
+        data.setdefault("history", [])
+        return dict(data)
+
+    def current(self) -> Release | None:
+        current = self.read_state()["current"]
+        return self.get(current) if current else None
+
+    def set_current(self, release_id: str, *, how: str, **info: Any) -> dict[str, Any]:
+        """Record ``release_id`` as current (after a successful deploy); the old current
+        becomes previous. ``how`` is ``blue-green``, ``hot``, ``rollback`` or ``initial``."""
+        self.get(release_id)
+        self.ensure()
+        state = self.read_state()
+        if state["current"] != release_id:
+            state["previous"] = state["current"]
+            state["current"] = release_id
+        entry = {"release": release_id, "how": how, "at": time.time(), **info}
+        state["history"] = [entry, *state["history"]][:HISTORY_MAX]
+        write_json_atomic(self.state_file, state)
+        self.prune()
+        return state
+
+    def prune(self) -> list[str]:
+        """Keep the newest ``keep`` releases; never remove the current or previous one."""
+        state = self.read_state()
+        protected = {state["current"], state["previous"]}
+        removed = []
+        for release in self.releases()[self.keep :]:
+            if release.id in protected:
+                continue
+            remove_tree(release.root)
+            removed.append(release.id)
+        return removed
+
+    @contextlib.contextmanager
+    def open_staging(self) -> Iterator[Path]:
+        """A scratch dir inside the state dir, removed on exit."""
+        self.ensure()
+        path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.releases_dir))
+        try:
+            yield path
+        finally:
+            remove_tree(path)
