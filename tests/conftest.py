@@ -1,0 +1,77 @@
+"""Shared fixtures: real releases of the fixture app, built once per test session.
+
+``build_release(version, installer="uv")`` copies ``tests/fixtures/app`` to a temporary
+project, stamps the version into its pyproject and package, and runs the real
+``hotswap build``. Results are cached per (version, installer, extra) for the session.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hotswap.release.build import BuildResult, build
+
+FIXTURE_APP = Path(__file__).parent / "fixtures" / "app"
+SOURCE_DATE_EPOCH = "1700000000"
+
+BuildRelease = Callable[..., BuildResult]
+
+
+def stamp_project(dest: Path, version: str, extra_files: dict[str, str] | None = None) -> Path:
+    """Copy the fixture app to ``dest`` with ``version`` stamped in; returns the project dir."""
+    shutil.copytree(FIXTURE_APP, dest, ignore=shutil.ignore_patterns("dist", "__pycache__"))
+    pyproject = dest / "pyproject.toml"
+    pyproject.write_text(
+        re.sub(r'^version = ".*"$', f'version = "{version}"', pyproject.read_text(), flags=re.M)
+    )
+    init = dest / "src" / "fixture_app" / "__init__.py"
+    init.write_text(re.sub(r'VERSION = ".*"', f'VERSION = "{version}"', init.read_text()))
+    for rel, text in (extra_files or {}).items():
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def build_release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildRelease]:
+    cache: dict[tuple[str, str, tuple[tuple[str, str], ...]], BuildResult] = {}
+    old = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = SOURCE_DATE_EPOCH
+
+    def _build(
+        version: str, installer: str = "uv", extra_files: dict[str, str] | None = None
+    ) -> BuildResult:
+        key = (version, installer, tuple(sorted((extra_files or {}).items())))
+        if key not in cache:
+            base = tmp_path_factory.mktemp(f"app-{version}-{installer}")
+            project = stamp_project(base / "project", version, extra_files)
+            cache[key] = build(project, base / "dist", installer=installer)
+        return cache[key]
+
+    yield _build
+    if old is None:
+        os.environ.pop("SOURCE_DATE_EPOCH", None)
+    else:
+        os.environ["SOURCE_DATE_EPOCH"] = old
+
+
+@pytest.fixture(scope="session")
+def release_v1(build_release: BuildRelease) -> BuildResult:
+    return build_release("1.0.0")
+
+
+@pytest.fixture(scope="session")
+def release_v2(build_release: BuildRelease) -> BuildResult:
+    return build_release("2.0.0")
+
+
+@pytest.fixture(scope="session")
+def release_v3(build_release: BuildRelease) -> BuildResult:
+    return build_release("3.0.0")
