@@ -24,6 +24,8 @@ The promises (each has a test named after it):
 
 from __future__ import annotations
 
+from typing import Any
+
 from hotswap.errors import (
     ChildError,
     HotswapError,
@@ -34,11 +36,44 @@ from hotswap.errors import (
 
 __version__ = "0.1.0"
 
+# The API is imported on first use, so a generation's `import hotswap` stays cheap.
+_API = (
+    "active_generation",
+    "delete_handoff",
+    "enabled",
+    "generation",
+    "get_all_handoff",
+    "get_handoff",
+    "in_generation",
+    "incoming_peer",
+    "outgoing_peer",
+    "put_handoff",
+    "rollback",
+    "start",
+    "status",
+    "upgrade",
+    "upgrading",
+)
+
 __all__ = [
     "ChildError",
     "HotswapError",
     "ReleaseError",
     "ResourceError",
+    "Serve",
     "UsageError",
     "__version__",
+    *_API,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from hotswap import api
+
+        return getattr(api, name)
+    if name == "Serve":
+        from hotswap.child.adapters.callable import Serve
+
+        return Serve
+    raise AttributeError(f"module 'hotswap' has no attribute {name!r}")

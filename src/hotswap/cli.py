@@ -170,6 +170,144 @@ def _render_releases(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# -- supervisor -------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncio
+
+    from hotswap.release.store import resolve_state_dir
+    from hotswap.supervisor.core import Supervisor
+    from hotswap.supervisor.listeners import parse_bind
+
+    ref = args.release
+    if ref is not None and ("/" in ref or ref.endswith(".tar.gz")):
+        ref = str(Path(ref).absolute())
+    binds = [parse_bind(b) for b in (args.bind or ["127.0.0.1:8000"])]
+    supervisor = Supervisor(
+        resolve_state_dir(args.state_dir), binds, release=ref, sha256=args.sha256
+    )
+    code = asyncio.run(supervisor.run())
+    raise SystemExit(code)
+
+
+class PhasePrinter:
+    """Prints each swap phase as it finishes, with its duration."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.progress = Progress(quiet)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("state") == "started":
+            self.progress(f"{event['phase']} ...")
+        elif event.get("state") == "done" and event.get("ms") is not None:
+            self.progress(f"{event['phase']}: done in {event['ms']:.0f} ms")
+
+
+def cmd_upgrade(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap import api
+
+    result = api.upgrade(
+        args.release,
+        sha256=args.sha256,
+        state_dir=args.state_dir,
+        on_phase=PhasePrinter(args.quiet or args.json),
+    )
+    return result
+
+
+def cmd_rollback(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap import api
+
+    return api.rollback(state_dir=args.state_dir, on_phase=PhasePrinter(args.quiet or args.json))
+
+
+def _render_swap(data: dict[str, Any]) -> str:
+    timings = "  ".join(f"{k} {v:.0f}ms" for k, v in data.get("timings_ms", {}).items())
+    line = (
+        f"{data['how']}: now serving {data['release']} as generation {data['generation']}"
+        f" (pid {data['pid']}) in {data['total_ms']:.0f} ms"
+    )
+    return line + (f"\n  {timings}" if timings else "")
+
+
+def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap import api
+
+    return api.status(state_dir=args.state_dir)
+
+
+def _render_status(data: dict[str, Any]) -> str:
+    sup = data["supervisor"]
+    lines = [
+        f"supervisor  pid {sup['pid']}, hotswap {sup['hotswap']}, up {sup['uptime_s']:.0f}s,"
+        f" {', '.join(sup['listeners'])}",
+    ]
+    active = data["active"]
+    if active:
+        lines.append(
+            f"active      generation {active['generation']} (pid {active['pid']}),"
+            f" {active['release']} ({active['version']}), up {active['uptime_s']:.0f}s"
+        )
+    else:
+        lines.append("active      none")
+    upgrade = data.get("upgrade")
+    if upgrade:
+        lines.append(
+            f"upgrading   {upgrade['how']} to {upgrade['release'] or '?'}:"
+            f" phase {upgrade['phase']}, {upgrade['elapsed_ms']:.0f} ms so far"
+        )
+    else:
+        lines.append("upgrading   no")
+    for gen in data["generations"]:
+        if active is None or gen["generation"] != active["generation"]:
+            lines.append(
+                f"            generation {gen['generation']} {gen['state']} (pid {gen['pid']})"
+            )
+    if data["recent"]:
+        lines.append("recent swaps:")
+        for rec in data["recent"][:5]:
+            mark = "ok  " if rec["ok"] else "FAIL"
+            what = rec["release"] or rec.get("ref")
+            extra = "" if rec["ok"] else f"  [{rec['error']['code']}]"
+            lines.append(f"  {mark} {rec['how']:<10} {what}  {rec['total_ms']:.0f} ms{extra}")
+    return "\n".join(lines)
+
+
+def cmd_handoff(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap import api
+
+    if args.action == "get":
+        return {"key": args.key, "value": api.get_handoff(args.key, state_dir=args.state_dir)}
+    if args.action == "put":
+        try:
+            value = json.loads(args.value)
+        except json.JSONDecodeError:
+            value = args.value  # a bare string
+        api.put_handoff(args.key, value, state_dir=args.state_dir)
+        return {"key": args.key, "stored": True}
+    if args.action == "delete":
+        return {"key": args.key, "deleted": api.delete_handoff(args.key, state_dir=args.state_dir)}
+    return {"handoff": api.get_all_handoff(state_dir=args.state_dir)}
+
+
+def _render_handoff(data: dict[str, Any]) -> str:
+    if "handoff" in data:
+        items = data["handoff"]
+        if not items:
+            return "(the handoff store is empty)"
+        return "\n".join(f"{k} = {_show(v)}" for k, v in sorted(items.items()))
+    if "value" in data:
+        return _show(data["value"])
+    return json.dumps(data)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return json.dumps(value)
+
+
 # -- plumbing ---------------------------------------------------------------------------------
 
 _RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -177,6 +315,10 @@ _RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "inspect": _render_inspect,
     "unpack": lambda d: f"unpacked {d['id']} ({d['name']} {d['version']}) into {d['path']}",
     "releases": _render_releases,
+    "upgrade": _render_swap,
+    "rollback": _render_swap,
+    "status": _render_status,
+    "handoff": _render_handoff,
 }
 
 
@@ -232,6 +374,46 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("releases", help="list the releases in the store")
     _add_common(p)
     p.set_defaults(handler=cmd_releases)
+
+    p = sub.add_parser(
+        "run",
+        help="run the supervisor in the foreground",
+        description="Bind the listeners once and serve RELEASE (a tarball or a release id; "
+        "default: the current release of the state dir) from a child generation. "
+        "SIGTERM/SIGINT drain and exit; SIGHUP restarts the current release blue-green.",
+    )
+    p.add_argument("release", nargs="?", help="release tarball or id (default: current)")
+    p.add_argument(
+        "-b",
+        "--bind",
+        action="append",
+        metavar="[NAME=]ADDR",
+        help="HOST:PORT, [IPV6]:PORT, :PORT or unix:PATH; repeatable (default 127.0.0.1:8000)",
+    )
+    p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
+    _add_common(p)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("upgrade", help="blue-green swap the running app to a release")
+    p.add_argument("release", help="release tarball, or the id of a release in the store")
+    p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
+    _add_common(p)
+    p.set_defaults(handler=cmd_upgrade)
+
+    p = sub.add_parser("rollback", help="blue-green swap back to the previous release")
+    _add_common(p)
+    p.set_defaults(handler=cmd_rollback)
+
+    p = sub.add_parser("status", help="the supervisor, its active generation and recent swaps")
+    _add_common(p)
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("handoff", help="read and write the handoff store")
+    p.add_argument("action", choices=("get", "put", "list", "delete"))
+    p.add_argument("key", nargs="?")
+    p.add_argument("value", nargs="?", help="JSON (a bare word is stored as a string)")
+    _add_common(p)
+    p.set_defaults(handler=cmd_handoff)
     return parser
 
 
@@ -239,6 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    if args.command == "handoff" and args.action != "list" and not args.key:
+        parser.error(f"handoff {args.action} needs a KEY")
+    if args.command == "handoff" and args.action == "put" and args.value is None:
+        parser.error("handoff put needs a KEY and a VALUE")
     try:
         data = handler(args)
     except HotswapError as e:

@@ -1,0 +1,151 @@
+"""The public API, in Python's idiom (BeamDeploy's functions, exceptions instead of tuples).
+
+Every function that talks to the supervisor works from the supervisor's own process (another
+thread), from a generation, and from any process of the same user given the state dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hotswap.control import client
+
+StateDir = str | os.PathLike[str] | None
+_TRUE = ("1", "true", "yes", "on")
+
+
+def enabled() -> bool:
+    """True when supervisor mode is on (``HOTSWAP=1/true/yes/on``)."""
+    return os.environ.get("HOTSWAP", "").strip().lower() in _TRUE
+
+
+def in_generation() -> bool:
+    """True inside a generation started by a hotswap supervisor."""
+    return os.environ.get("HOTSWAP_CHILD") == "1"
+
+
+def start(
+    start_callable: Callable[[], Any],
+    *,
+    app: str | None = None,
+    bind: Sequence[str] | None = None,
+    release: str | None = None,
+    state_dir: StateDir = None,
+) -> Any:
+    """BeamDeploy's ``start_link``: with ``HOTSWAP`` enabled (and not already inside a
+    generation) become the supervisor and serve the current release (or ``release``) until
+    stopped, returning its exit status; otherwise just call ``start_callable()``.
+
+    ``bind`` defaults to ``$HOTSWAP_BIND`` (comma-separated) or ``127.0.0.1:8000``; the state
+    dir to ``$HOTSWAP_STATE_DIR`` or ``~/.local/state/hotswap/<app>``.
+    """
+    if not enabled() or in_generation():
+        return start_callable()
+    from hotswap.release.store import resolve_state_dir
+    from hotswap.supervisor.core import Supervisor
+    from hotswap.supervisor.listeners import parse_bind
+
+    binds = list(bind or os.environ.get("HOTSWAP_BIND", "127.0.0.1:8000").split(","))
+    supervisor = Supervisor(
+        resolve_state_dir(state_dir, app or "default"),
+        [parse_bind(b.strip()) for b in binds if b.strip()],
+        release=release or os.environ.get("HOTSWAP_RELEASE") or None,
+    )
+    return asyncio.run(supervisor.run())
+
+
+def _ref(path_or_id: str | os.PathLike[str]) -> str:
+    text = os.fspath(path_or_id)
+    return str(Path(text).absolute()) if ("/" in text or text.endswith(".tar.gz")) else text
+
+
+def upgrade(
+    release: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    state_dir: StateDir = None,
+    on_phase: Callable[[dict[str, Any]], None] | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Blue-green swap to ``release`` (a tarball path or a release id already in the store).
+    Blocks until done; returns the swap record (timings per phase) or raises the error with
+    its code (``upgrade_in_progress``, ``boot_failed``, ``health_failed``, ...)."""
+    result: dict[str, Any] = client.call(
+        "upgrade",
+        state_dir=state_dir,
+        timeout=timeout,
+        on_event=on_phase,
+        release=_ref(release),
+        sha256=sha256,
+    )
+    return result
+
+
+def rollback(
+    *, state_dir: StateDir = None, on_phase: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Blue-green swap back to the previous release."""
+    result: dict[str, Any] = client.call(
+        "rollback", state_dir=state_dir, timeout=None, on_event=on_phase
+    )
+    return result
+
+
+def status(*, state_dir: StateDir = None) -> dict[str, Any]:
+    result: dict[str, Any] = client.call("status", state_dir=state_dir, timeout=10.0)
+    return result
+
+
+def upgrading(*, state_dir: StateDir = None) -> bool:
+    return bool(status(state_dir=state_dir)["upgrading"])
+
+
+def active_generation(*, state_dir: StateDir = None) -> dict[str, Any] | None:
+    active: dict[str, Any] | None = status(state_dir=state_dir)["active"]
+    return active
+
+
+def put_handoff(key: str, value: Any, *, state_dir: StateDir = None) -> None:
+    """Store ``value`` (JSON-compatible or bytes) under ``key``; it survives cutovers."""
+    client.call("handoff.put", state_dir=state_dir, key=key, value=value)
+
+
+def get_handoff(key: str, *, state_dir: StateDir = None) -> Any:
+    return client.call("handoff.get", state_dir=state_dir, key=key)
+
+
+def get_all_handoff(*, state_dir: StateDir = None) -> dict[str, Any]:
+    result: dict[str, Any] = client.call("handoff.get_all", state_dir=state_dir)
+    return result
+
+
+def delete_handoff(key: str, *, state_dir: StateDir = None) -> bool:
+    return bool(client.call("handoff.delete", state_dir=state_dir, key=key))
+
+
+def incoming_peer() -> dict[str, Any] | None:
+    """In the old generation, once a successor is named: its info, else None."""
+    from hotswap.child.runtime import current
+
+    runtime = current()
+    return runtime.incoming if runtime is not None else None
+
+
+def outgoing_peer() -> dict[str, Any] | None:
+    """In a new generation that replaces another: the outgoing one's info, else None."""
+    from hotswap.child.runtime import current
+
+    runtime = current()
+    return runtime.outgoing if runtime is not None else None
+
+
+def generation() -> int | None:
+    """This generation's number, inside a generation."""
+    from hotswap.child.runtime import current
+
+    runtime = current()
+    return runtime.generation if runtime is not None else None

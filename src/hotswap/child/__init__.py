@@ -1,0 +1,1 @@
+"""A generation's side: bootstrap, channel to the supervisor, server adapters."""

@@ -1,0 +1,1 @@
+"""Server adapters: how a generation serves its app (uvicorn, callable)."""

@@ -1,0 +1,136 @@
+"""Serve an ASGI app with uvicorn, gated and drained the hotswap way.
+
+uvicorn's ``Server.serve()`` binds everything at once and, on shutdown, closes idle keep-alive
+connections immediately (a client sending its next request on one gets a reset). So we drive
+its parts ourselves:
+
+1. ``Server.startup(sockets=[probe])``: ASGI lifespan start-up, then serve the private probe
+   socket only; report ready.
+2. On ``go``: serve the public listeners with the same protocol factory.
+3. On ``drain``: every response from now on carries ``Connection: close`` (a small ASGI
+   wrapper: uvicorn's h11 path only adds it when the request asked); close (never
+   ``shutdown()``) our copies of the listeners, so queued connections wait for the next
+   generation; busy connections close after their current response; idle keep-alive
+   connections get ``IDLE_GRACE`` seconds to send one more request (answered with
+   ``Connection: close``) before they are closed; wait for in-flight tasks; lifespan shutdown.
+
+The supervisor's ``shutdown_timeout`` bounds all of it with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+from hotswap.child.runtime import STARTUP_FAILURE, ChildRuntime, log
+
+IDLE_GRACE = float(os.environ.get("HOTSWAP_IDLE_GRACE", "1.0"))
+BACKLOG = 4096
+_POLL = 0.02
+
+
+class DrainAware:
+    """ASGI wrapper: once the generation drains, every HTTP response says Connection: close."""
+
+    def __init__(self, app: Any, runtime: ChildRuntime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start" and self.runtime.draining:
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"
+                ]
+                headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def _busy(connection: Any) -> bool:
+    cycle = getattr(connection, "cycle", None)
+    return cycle is not None and not getattr(cycle, "response_complete", True)
+
+
+async def _wait(runtime: ChildRuntime, wake: asyncio.Event, until: Any) -> None:
+    while not until():
+        await wake.wait()
+        wake.clear()
+
+
+async def _serve(server: Any, runtime: ChildRuntime) -> int:
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    def waker() -> None:
+        loop.call_soon_threadsafe(wake.set)
+
+    runtime.add_waker(waker)
+    loop.add_signal_handler(signal.SIGTERM, runtime.on_sigterm)
+    config = server.config
+    server.lifespan = config.lifespan_class(config)
+    try:
+        await server.startup(sockets=[runtime.probe])
+    except SystemExit:
+        return STARTUP_FAILURE
+    if server.lifespan.should_exit or not server.started:
+        return STARTUP_FAILURE
+    runtime.report_ready()
+    await _wait(runtime, wake, lambda: runtime.go.is_set() or runtime.draining)
+    if not runtime.draining:
+        factory = server.servers[0]._protocol_factory
+        for _name, sock in runtime.listeners:
+            server.servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
+        runtime.report_serving()
+    await _wait(runtime, wake, lambda: runtime.draining)
+    await _drain(server, runtime)
+    return 0
+
+
+async def _drain(server: Any, runtime: ChildRuntime) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for srv in server.servers:
+        srv.close()  # closes this process's copy of each listener; never shutdown()
+    connections = server.server_state.connections
+    for connection in list(connections):
+        if _busy(connection):
+            connection.shutdown()  # close after the current response
+    while connections:
+        if loop.time() - started >= IDLE_GRACE:
+            for connection in list(connections):
+                if not _busy(connection):
+                    connection.shutdown()
+        await asyncio.sleep(_POLL)
+    while server.server_state.tasks:
+        await asyncio.sleep(_POLL)
+    await server.lifespan.shutdown()
+    log(f"generation {runtime.generation}: drained in {(loop.time() - started) * 1000:.0f} ms")
+
+
+def run(runtime: ChildRuntime, app: Any) -> int:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        lifespan="auto",
+        access_log=os.environ.get("HOTSWAP_ACCESS_LOG", "") in ("1", "true", "yes"),
+        timeout_graceful_shutdown=None,
+        log_level=os.environ.get("HOTSWAP_LOG_LEVEL", "info"),
+    )
+    config.load()
+    config.loaded_app = DrainAware(config.loaded_app, runtime)
+    server = uvicorn.Server(config)
+    loop_factory = config.get_loop_factory() if hasattr(config, "get_loop_factory") else None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        code = runner.run(_serve(server, runtime))
+    if code == 0:
+        runtime.run_before_cutover()
+    return code

@@ -1,0 +1,111 @@
+"""Boot of a generation: the first hotswap code that runs in a child process.
+
+The supervisor starts ``python -I -S -u <runtime>/boot.py`` (isolated: no user site, no
+``PYTHON*`` variables, no script dir on the path). ``boot.py`` puts the release's ``lib/`` on
+``sys.path`` (``site.addsitedir``, so ``.pth`` files work), then the supervisor's own copy of
+hotswap *after* it, and calls :func:`main`. A release that bundles its own hotswap therefore
+uses it; the control protocol carries its version, so a mismatch is refused at ``hello``.
+
+Descriptors: 0 is /dev/null, 1 and 2 go to the supervisor's log, 3 .. 3+LISTEN_FDS-1 are the
+public listeners (systemd's protocol, with ``LISTEN_PID`` set here to this pid), then the
+private probe socket and the channel (their numbers are in the environment).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+import hotswap
+from hotswap.child.channel import Channel
+from hotswap.child.runtime import (
+    LISTEN_FDS_START,
+    STARTUP_FAILURE,
+    ChildRuntime,
+    import_target,
+    log,
+    set_current,
+)
+from hotswap.control.protocol import VERSION
+from hotswap.release.manifest import Manifest
+
+
+def _listeners() -> list[tuple[str, socket.socket]]:
+    count = int(os.environ.get("LISTEN_FDS", "0"))
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":") if count else []
+    os.environ["LISTEN_PID"] = str(os.getpid())  # the pid that consumes them: this one
+    out = []
+    for i in range(count):
+        fd = LISTEN_FDS_START + i
+        os.set_inheritable(fd, False)  # as sd_listen_fds(): no leak into grandchildren
+        name = names[i] if i < len(names) else "unknown"
+        out.append((name, socket.socket(fileno=fd)))
+    return out
+
+
+def _json_env(name: str) -> dict[str, object] | None:
+    import json
+
+    value = os.environ.get(name)
+    if not value:
+        return None
+    loaded = json.loads(value)
+    return loaded if isinstance(loaded, dict) else None
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
+    generation = int(os.environ["HOTSWAP_GENERATION"])
+    release_root = Path(os.environ["HOTSWAP_RELEASE_DIR"])
+    listeners = _listeners()
+    probe = socket.socket(fileno=int(os.environ["HOTSWAP_PROBE_FD"]))
+    channel = Channel.from_fd(int(os.environ["HOTSWAP_CHANNEL_FD"]))
+    for sock in (probe, channel._sock):
+        os.set_inheritable(sock.fileno(), False)
+    channel.event("hello", protocol=VERSION, hotswap=hotswap.__version__, pid=os.getpid())
+    try:
+        manifest = Manifest.load(release_root)
+        config = manifest.app_config()
+    except Exception:
+        traceback.print_exc()
+        return STARTUP_FAILURE
+    runtime = ChildRuntime(
+        generation=generation,
+        release_id=manifest.release_id,
+        release_root=release_root,
+        config=config,
+        listeners=listeners,
+        probe=probe,
+        channel=channel,
+        outgoing=_json_env("HOTSWAP_OUTGOING"),
+    )
+    runtime.attach()
+    set_current(runtime)
+    channel.start()
+    log(
+        f"generation {generation}: {manifest.name} {manifest.version} "
+        f"({manifest.release_id}), pid {os.getpid()}, server {config.server}"
+    )
+    try:
+        app = import_target(config.entry)
+    except BaseException:
+        log(f"generation {generation}: importing {config.entry} failed")
+        traceback.print_exc()
+        return STARTUP_FAILURE
+    if config.server == "uvicorn":
+        from hotswap.child.adapters import uvicorn as adapter
+    else:
+        from hotswap.child.adapters import callable as adapter  # type: ignore[no-redef]
+    try:
+        return adapter.run(runtime, app)
+    except BaseException:
+        traceback.print_exc()
+        return 1 if runtime.ready_reported else STARTUP_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

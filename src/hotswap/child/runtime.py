@@ -1,0 +1,179 @@
+"""What a running generation knows about itself, shared by the bootstrap, adapters and API.
+
+Lifecycle seen from inside a generation::
+
+    boot ─▶ app imported ─▶ started on the private probe socket only ─▶ ready (reported)
+         ─▶ "go": accept on the public listeners ─▶ "drain": stop accepting, finish, stop app
+         ─▶ before_cutover (when a successor is named) ─▶ exit
+
+``go`` and ``drain`` arrive on the channel's reader thread; adapters register a waker so their
+event loop notices at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hotswap.child.channel import Channel
+from hotswap.release.config import AppConfig
+
+STARTUP_FAILURE = 3  # a generation that fails before it is ready exits with this, never respawned
+LISTEN_FDS_START = 3
+
+
+def import_target(target: str) -> Any:
+    """Resolve ``module:attr.attr``."""
+    module_name, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def log(message: str) -> None:
+    """A line on stderr (the supervisor's log). Never raises: a dead supervisor must not turn
+    logging into an exception in the middle of a drain."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"hotswap: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class ChildRuntime:
+    generation: int
+    release_id: str
+    release_root: Path
+    config: AppConfig
+    listeners: list[tuple[str, socket.socket]]
+    probe: socket.socket
+    channel: Channel
+    outgoing: dict[str, Any] | None = None
+    incoming: dict[str, Any] | None = None
+    go: threading.Event = field(default_factory=threading.Event)
+    drain: threading.Event = field(default_factory=threading.Event)
+    supervisor_gone: threading.Event = field(default_factory=threading.Event)
+    ready_reported: bool = False
+    _wakers: list[Callable[[], None]] = field(default_factory=list)
+    hot_upgrade_handler: Callable[[dict[str, Any]], Any] | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.drain.is_set()
+
+    def add_waker(self, waker: Callable[[], None]) -> None:
+        self._wakers.append(waker)
+
+    def _wake(self) -> None:
+        for waker in self._wakers:
+            waker()
+
+    # -- from the adapter ----------------------------------------------------------------
+
+    def report_ready(self) -> None:
+        """App start-up has completed and the probe socket is served."""
+        if not self.ready_reported:
+            self.ready_reported = True
+            self.channel.event("ready", pid=os.getpid())
+
+    def report_serving(self) -> None:
+        self.channel.event("serving", pid=os.getpid())
+
+    def run_before_cutover(self) -> None:
+        """In the old generation, after its app stopped: run the hook when a successor was
+        named, and hand its result to the supervisor (``None`` if it failed)."""
+        if self.incoming is None:
+            return
+        result: Any = None
+        if self.config.before_cutover:
+            try:
+                result = import_target(self.config.before_cutover)(self.incoming)
+            except Exception:
+                log("before_cutover failed; the swap goes on with an empty result")
+                traceback.print_exc()
+                result = None
+        try:
+            self.channel.event("before_cutover", result=result)
+        except TypeError:
+            log("before_cutover returned a value that is not JSON-compatible or bytes")
+            self.channel.event("before_cutover", result=None)
+
+    # -- from the channel ----------------------------------------------------------------
+
+    def on_go(self, _args: dict[str, Any]) -> dict[str, Any]:
+        self.go.set()
+        self._wake()
+        return {"pid": os.getpid()}
+
+    def on_drain(self, args: dict[str, Any]) -> dict[str, Any]:
+        incoming = args.get("incoming")
+        if isinstance(incoming, dict):
+            self.incoming = incoming
+        self.drain.set()
+        self._wake()
+        return {"pid": os.getpid()}
+
+    def on_after_cutover(self, args: dict[str, Any]) -> None:
+        hook = self.config.after_cutover
+        if not hook:
+            return
+        try:
+            import_target(hook)(args.get("handoff"))
+        except Exception:
+            log("after_cutover failed (the swap stands)")
+            traceback.print_exc()
+
+    def on_supervisor_gone(self) -> None:
+        """Promise 6: the supervisor died; stop accepting now, finish in-flight work, exit.
+
+        stdout and stderr are pipes the dead supervisor read: they now point to /dev/null,
+        so no later write (ours, the server's, the app's) fails with EPIPE mid-drain."""
+        self.supervisor_gone.set()
+        self.drain.set()
+        self._wake()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+
+    def on_sigterm(self) -> None:
+        """SIGTERM (systemd stopping the unit, an operator): drain and exit."""
+        log(f"generation {self.generation}: SIGTERM, draining")
+        self.drain.set()
+        self._wake()
+
+    def on_hot_upgrade(self, args: dict[str, Any]) -> Any:
+        if self.hot_upgrade_handler is None:
+            from hotswap.errors import ChildError
+
+            raise ChildError("hot_upgrade_refused", "this generation cannot hot-upgrade")
+        return self.hot_upgrade_handler(args)
+
+    def attach(self) -> None:
+        self.channel.handle("go", self.on_go)
+        self.channel.handle("drain", self.on_drain)
+        self.channel.handle("after_cutover", self.on_after_cutover, threaded=True)
+        self.channel.handle("hot_upgrade", self.on_hot_upgrade, threaded=True)
+        self.channel.handle("ping", lambda _args: {"pid": os.getpid()})
+        self.channel.on_eof(self.on_supervisor_gone)
+
+
+_current: ChildRuntime | None = None
+
+
+def current() -> ChildRuntime | None:
+    """The runtime of this process when it is a hotswap generation, else None."""
+    return _current
+
+
+def set_current(runtime: ChildRuntime | None) -> None:
+    global _current
+    _current = runtime

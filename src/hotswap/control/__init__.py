@@ -1,0 +1,1 @@
+"""The control socket: the wire protocol (pure), the server in the supervisor, the client."""

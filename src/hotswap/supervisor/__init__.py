@@ -1,0 +1,1 @@
+"""The supervisor: owns the listeners, runs generations, performs swaps."""

@@ -1,0 +1,308 @@
+"""One generation, seen from the supervisor: a child process running one release.
+
+It owns the child's descriptors on the supervisor side (its channel end, its log pipe, its
+pidfd, its private probe socket) and turns what happens into callbacks the supervisor routes:
+``on_event(gen, name, data)`` for channel events (``hello``, ``ready``, ``before_cutover``)
+and ``on_exit(gen, returncode)`` once the process is reaped *and* its channel has been read to
+the end, so no late event is lost behind the exit.
+
+States: starting → ready → live → draining → retired, or failed from starting/ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hotswap.control.protocol import (
+    Event,
+    LineBuffer,
+    Request,
+    Response,
+    decode,
+    encode,
+)
+from hotswap.errors import HotswapError, ResourceError
+from hotswap.release.store import Release
+from hotswap.supervisor.listeners import Listener
+from hotswap.supervisor.spawn import ChildProcess, Spawner
+
+LOG_TAIL = 50
+GEN_STATES = ("starting", "ready", "live", "draining", "retired", "failed")
+
+
+@dataclass
+class Generation:
+    number: int
+    release: Release
+    process: ChildProcess
+    probe_path: Path
+    started_mono: float
+    started_wall: float
+    state: str = "starting"
+    hello: dict[str, Any] | None = None
+    log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
+    returncode: int | None = None
+    ready_mono: float | None = None
+    _writer: asyncio.StreamWriter | None = None
+    _reader_task: asyncio.Task[None] | None = None
+    _exit_task: asyncio.Task[None] | None = None
+    _pending: dict[int, asyncio.Future[Response]] = field(default_factory=dict)
+    _next_id: int = 1
+    _log_fd: int = -1
+    _log_buf: bytearray = field(default_factory=bytearray)
+    _closed: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def info(self) -> dict[str, Any]:
+        """What a peer generation is told about this one (incoming/outgoing peer)."""
+        return {
+            "generation": self.number,
+            "pid": self.pid,
+            "release": self.release.id,
+            "version": self.release.manifest.version,
+        }
+
+    def status(self, now_mono: float) -> dict[str, Any]:
+        return {
+            **self.info(),
+            "state": self.state,
+            "uptime_s": round(now_mono - self.started_mono, 3),
+            "started_at": self.started_wall,
+        }
+
+    def tail(self) -> list[str]:
+        return list(self.log_tail)
+
+    async def request(self, op: str, timeout: float = 10.0, **args: Any) -> Any:
+        """Send a request on the channel and wait for its response."""
+        if self._writer is None or self._writer.is_closing():
+            raise ResourceError("protocol_error", f"generation {self.number}'s channel is closed")
+        ident = self._next_id
+        self._next_id += 1
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._pending[ident] = future
+        try:
+            self._writer.write(encode(Request(ident, op, args)))
+            await self._writer.drain()
+            response = await asyncio.wait_for(future, timeout)
+        except (OSError, ConnectionError) as e:
+            raise ResourceError(
+                "protocol_error", f"generation {self.number}'s channel failed: {e}"
+            ) from None
+        except TimeoutError:
+            raise ResourceError(
+                "protocol_error", f"generation {self.number} did not answer {op!r} in {timeout}s"
+            ) from None
+        finally:
+            self._pending.pop(ident, None)
+        return response.unwrap()
+
+    def send_nowait(self, op: str, **args: Any) -> None:
+        """Fire-and-forget request (its response is dropped)."""
+        if self._writer is not None and not self._writer.is_closing():
+            ident = self._next_id
+            self._next_id += 1
+            with contextlib.suppress(OSError, HotswapError):
+                self._writer.write(encode(Request(ident, op, args)))
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def close(self) -> None:
+        """Release the supervisor-side descriptors once the child is gone."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        if self._log_fd >= 0:
+            loop.remove_reader(self._log_fd)
+            os.close(self._log_fd)
+            self._log_fd = -1
+        if self.process.pidfd >= 0:
+            loop.remove_reader(self.process.pidfd)
+        self.process.close()
+        if self._writer is not None:
+            self._writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.probe_path.unlink()
+
+
+class GenerationSpawner:
+    """Builds the descriptor layout of a generation and starts it."""
+
+    def __init__(
+        self,
+        *,
+        runtime_dir: Path,
+        run_dir: Path,
+        state_dir: Path,
+        control_path: Path,
+        listeners: list[Listener],
+        spawner: Spawner,
+        on_event: Callable[[Generation, str, dict[str, Any]], None],
+        on_exit: Callable[[Generation], None],
+        log: Callable[[str], None],
+    ) -> None:
+        self.runtime_dir = runtime_dir
+        self.run_dir = run_dir
+        self.state_dir = state_dir
+        self.control_path = control_path
+        self.listeners = listeners
+        self.spawner = spawner
+        self.on_event = on_event
+        self.on_exit = on_exit
+        self.log = log
+
+    def _probe_socket(self, path: Path) -> socket.socket:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        sock.listen(64)
+        return sock
+
+    async def spawn(self, number: int, release: Release, outgoing: Generation | None) -> Generation:
+        loop = asyncio.get_running_loop()
+        probe_path = self.run_dir / f"gen-{number}.sock"
+        probe = self._probe_socket(probe_path)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        log_r, log_w = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        fds = [listener.fd for listener in self.listeners] + [probe.fileno(), theirs.fileno()]
+        probe_fd = 3 + len(self.listeners)
+        env = dict(os.environ)
+        for key in ("HOTSWAP", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
+            env.pop(key, None)
+        env.update(
+            {
+                "HOTSWAP_CHILD": "1",
+                "HOTSWAP_GENERATION": str(number),
+                "HOTSWAP_RELEASE_DIR": str(release.root),
+                "HOTSWAP_STATE_DIR": str(self.state_dir),
+                "HOTSWAP_CONTROL_SOCKET": str(self.control_path),
+                "HOTSWAP_PROBE_FD": str(probe_fd),
+                "HOTSWAP_CHANNEL_FD": str(probe_fd + 1),
+                "LISTEN_FDS": str(len(self.listeners)),
+                "LISTEN_FDNAMES": ":".join(lsn.spec.name for lsn in self.listeners),
+            }
+        )
+        if outgoing is not None:
+            env["HOTSWAP_OUTGOING"] = json.dumps(outgoing.info())
+        argv = [sys.executable, "-I", "-S", "-u", "-B", str(self.runtime_dir / "boot.py")]
+        try:
+            process = self.spawner.spawn(
+                argv, env, stdin=devnull, stdout=log_w, stderr=log_w, fds=fds
+            )
+        except OSError as e:
+            for fd in (log_r, log_w, devnull):
+                os.close(fd)
+            ours.close()
+            theirs.close()
+            probe.close()
+            raise ResourceError("io_error", f"cannot start generation {number}: {e}") from None
+        finally:
+            pass
+        for fd in (log_w, devnull):
+            os.close(fd)
+        theirs.close()
+        probe.close()  # the child has it; the supervisor connects by path
+        gen = Generation(
+            number=number,
+            release=release,
+            process=process,
+            probe_path=probe_path,
+            started_mono=time.monotonic(),
+            started_wall=time.time(),
+        )
+        gen._log_fd = log_r
+        os.set_blocking(log_r, False)
+        loop.add_reader(log_r, self._read_log, gen)
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=8 * 1024 * 1024)
+        gen._writer = writer
+        gen._reader_task = asyncio.create_task(self._read_channel(gen, reader))
+        loop.add_reader(process.pidfd, self._pidfd_ready, gen)
+        return gen
+
+    def _read_log(self, gen: Generation) -> None:
+        try:
+            data = os.read(gen._log_fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(gen._log_fd)
+            if gen._log_buf:
+                self._log_line(gen, bytes(gen._log_buf))
+                gen._log_buf.clear()
+            return
+        gen._log_buf += data
+        while (end := gen._log_buf.find(b"\n")) >= 0:
+            self._log_line(gen, bytes(gen._log_buf[:end]))
+            del gen._log_buf[: end + 1]
+
+    def _log_line(self, gen: Generation, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace")
+        gen.log_tail.append(line)
+        self.log(f"[gen {gen.number}] {line}")
+
+    async def _read_channel(self, gen: Generation, reader: asyncio.StreamReader) -> None:
+        buf = LineBuffer()
+        try:
+            while data := await reader.read(65536):
+                for line in buf.feed(data):
+                    message = decode(line)
+                    if isinstance(message, Response):
+                        future = gen._pending.get(message.id)
+                        if future is not None and not future.done():
+                            future.set_result(message)
+                    elif isinstance(message, Event):
+                        self.on_event(gen, message.event, message.data)
+        except HotswapError as e:
+            self.on_event(gen, "protocol_error", {"error": e.to_json()})
+        except (OSError, ConnectionError):
+            pass
+        for future in gen._pending.values():
+            if not future.done():
+                future.set_exception(
+                    ResourceError("protocol_error", f"generation {gen.number} went away")
+                )
+
+    def _pidfd_ready(self, gen: Generation) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(gen.process.pidfd)
+        gen.returncode = gen.process.poll()
+        gen._exit_task = asyncio.create_task(self._finish_exit(gen))
+
+    async def _finish_exit(self, gen: Generation) -> None:
+        if gen._reader_task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(gen._reader_task), 2.0)
+        if gen._log_fd >= 0:  # pick up the last lines it wrote
+            with contextlib.suppress(OSError):
+                while data := os.read(gen._log_fd, 65536):
+                    gen._log_buf += data
+            if gen._log_buf:
+                for raw in bytes(gen._log_buf).split(b"\n"):
+                    if raw:
+                        self._log_line(gen, raw)
+                gen._log_buf.clear()
+        self.on_exit(gen)

@@ -1,0 +1,95 @@
+"""The handoff store: a key-value store held by the supervisor that survives cutovers.
+
+Generations read and write it through the control socket; it stays writable during an upgrade
+(the control server never waits behind one) and is persisted to ``handoff.json`` in the state
+dir on every change (atomic write), so a supervisor restart keeps it. Values are
+JSON-compatible or bytes, at most ``MAX_VALUE`` bytes each once encoded and ``MAX_TOTAL`` in
+all. ``BEFORE_CUTOVER_KEY`` is reserved for the old generation's ``before_cutover`` result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hotswap.control.protocol import from_wire, to_wire
+from hotswap.errors import ResourceError, UsageError
+from hotswap.release.store import write_json_atomic
+
+BEFORE_CUTOVER_KEY = "__before_cutover_result__"
+MAX_KEY = 256
+MAX_VALUE = 1024 * 1024
+MAX_TOTAL = 16 * 1024 * 1024
+FILE_NAME = "handoff.json"
+
+
+def _encoded_size(wire: Any) -> int:
+    return len(json.dumps(wire, separators=(",", ":")).encode("utf-8"))
+
+
+class HandoffStore:
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._data: dict[str, Any] = {}  # wire form (bytes as {"$bytes": ...})
+        self._sizes: dict[str, int] = {}
+        if path is not None and path.exists():
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise ResourceError("io_error", f"{path} is unreadable: {e}") from None
+            if isinstance(loaded, dict):
+                self._data = loaded
+                self._sizes = {k: _encoded_size(v) for k, v in loaded.items()}
+
+    @staticmethod
+    def _check_key(key: Any) -> str:
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY:
+            raise UsageError("handoff_invalid", f"a handoff key is a string of 1..{MAX_KEY} chars")
+        return key
+
+    def put(self, key: str, value: Any, *, reserved_ok: bool = False) -> None:
+        self._check_key(key)
+        if key == BEFORE_CUTOVER_KEY and not reserved_ok:
+            raise UsageError("handoff_invalid", f"{key!r} is reserved for before_cutover")
+        try:
+            wire = to_wire(value)
+        except TypeError as e:
+            raise UsageError("handoff_invalid", f"handoff value for {key!r}: {e}") from None
+        size = _encoded_size(wire)
+        if size > MAX_VALUE:
+            raise UsageError(
+                "handoff_too_large",
+                f"handoff value for {key!r} is {size} bytes encoded, the limit is {MAX_VALUE}",
+            )
+        total = sum(self._sizes.values()) - self._sizes.get(key, 0) + size
+        if total > MAX_TOTAL:
+            raise UsageError(
+                "handoff_too_large", f"the handoff store would hold {total} bytes (> {MAX_TOTAL})"
+            )
+        self._data[key] = wire
+        self._sizes[key] = size
+        self._save()
+
+    def get(self, key: str) -> Any:
+        self._check_key(key)
+        return from_wire(self._data.get(key))
+
+    def get_all(self) -> dict[str, Any]:
+        result: dict[str, Any] = from_wire(dict(self._data))
+        return result
+
+    def delete(self, key: str) -> bool:
+        self._check_key(key)
+        existed = self._data.pop(key, None) is not None
+        self._sizes.pop(key, None)
+        if existed:
+            self._save()
+        return existed
+
+    def wire_value(self, key: str) -> Any:
+        return self._data.get(key)
+
+    def _save(self) -> None:
+        if self._path is not None:
+            write_json_atomic(self._path, self._data)
