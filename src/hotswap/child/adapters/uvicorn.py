@@ -69,6 +69,7 @@ async def _wait(runtime: ChildRuntime, wake: asyncio.Event, until: Any) -> None:
 async def _serve(server: Any, runtime: ChildRuntime) -> int:
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
+
     def waker() -> None:
         loop.call_soon_threadsafe(wake.set)
 
@@ -94,11 +95,40 @@ async def _serve(server: Any, runtime: ChildRuntime) -> int:
     return 0
 
 
+def _accepting() -> int:
+    """Connections asyncio accepted whose transport and protocol are not made yet."""
+    return sum(
+        1
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "").endswith("_accept_connection2")
+    )
+
+
+async def _stop_accepting(servers: list[Any]) -> None:
+    """Stop accepting, then close our copies of the listeners, in that order.
+
+    asyncio (3.11) accepts in a reader callback and finishes each connection in a task that
+    runs on a later loop iteration and attaches it to its ``Server``; if ``Server.close()``
+    ran in between, that task fails and the accepted socket is dropped unread: a reset. So we
+    remove the accept callbacks first, let every accepted connection reach its protocol, and
+    only then close (never ``shutdown()``) the listener copies.
+    """
+    loop = asyncio.get_running_loop()
+    if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        for srv in servers:
+            for sock in srv.sockets or ():
+                loop.remove_reader(sock.fileno())
+    await asyncio.sleep(0)
+    while _accepting():
+        await asyncio.sleep(0)
+    for srv in servers:
+        srv.close()
+
+
 async def _drain(server: Any, runtime: ChildRuntime) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
-    for srv in server.servers:
-        srv.close()  # closes this process's copy of each listener; never shutdown()
+    await _stop_accepting(server.servers)
     connections = server.server_state.connections
     for connection in list(connections):
         if _busy(connection):
