@@ -1,0 +1,231 @@
+"""``check(old, new)``: can the new release be applied to a process running the old one in place?
+
+The first step of every hot upgrade, and what ``hotswap check OLD NEW`` prints. It refuses, with
+one :class:`~hotswap.hot.verdict.Reason` per problem, when
+
+- the releases are of different applications, or built for a different interpreter;
+- a compiled extension is added, changed or removed (an extension cannot be re-initialised);
+- the set or the versions of bundled distributions change. The app's own distribution
+  (``app.distribution`` in the manifest) changes version with every release, which is fine; a
+  pure-Python dependency may change when ``allow_dependency_changes`` is set;
+- the entry point, the server or the listeners change (the shape of the process);
+- a class changes its layout (bases, metaclass, class decorators, ``__slots__``), an enum loses a
+  member, or a module does not compile (see :mod:`hotswap.hot.source`).
+
+Run offline it assumes every module may be loaded, so it is a little stricter than the check a
+live upgrade makes, which only looks at the modules the process has imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.util import decode_source
+from pathlib import Path
+from typing import Any
+
+from hotswap.errors import ReleaseError
+from hotswap.hot.source import ModuleDiff, diff_module
+from hotswap.hot.tree import ReleaseTree, TreeDiff, diff_trees
+from hotswap.hot.verdict import Reason, Verdict
+from hotswap.release import interpreter
+
+_WIRING_KEYS = ("entry", "server", "listeners", "services")
+
+
+@dataclass
+class Analysis:
+    """A verdict plus what was learnt on the way (reused by the upgrade's prepare step)."""
+
+    old: ReleaseTree
+    new: ReleaseTree
+    diff: TreeDiff
+    modules: dict[str, ModuleDiff] = field(default_factory=dict)
+    reasons: list[Reason] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def verdict(self) -> Verdict:
+        return Verdict(
+            old_release=self.old.release_id,
+            new_release=self.new.release_id,
+            reasons=tuple(self.reasons),
+            warnings=tuple(self.warnings),
+            modules_changed=tuple(sorted(self.diff.modules("changed"))),
+            modules_added=tuple(sorted(self.diff.modules("added"))),
+            modules_removed=tuple(sorted(self.diff.modules("removed"))),
+            files_changed=self.diff.files,
+        )
+
+
+def check(
+    old: str | Path | ReleaseTree,
+    new: str | Path | ReleaseTree,
+    *,
+    allow_dependency_changes: bool = False,
+) -> Verdict:
+    """Can ``new`` be hot-applied to a process running ``old``? Never raises on a refusal;
+    raises :class:`~hotswap.errors.UsageError` ``release_not_found`` for a missing release."""
+    return analyze(
+        _tree(old), _tree(new), allow_dependency_changes=allow_dependency_changes
+    ).verdict()
+
+
+def _tree(x: str | Path | ReleaseTree) -> ReleaseTree:
+    return x if isinstance(x, ReleaseTree) else ReleaseTree.load(x)
+
+
+def analyze(
+    old: ReleaseTree,
+    new: ReleaseTree,
+    *,
+    allow_dependency_changes: bool = False,
+    loaded: Callable[[str], bool] | None = None,
+) -> Analysis:
+    """The full check. ``loaded(module)`` limits the source analysis to imported modules."""
+    a = Analysis(old, new, diff_trees(old, new))
+    _check_identity(a)
+    _check_python(a.reasons, old.manifest, new.manifest)
+    _check_distributions(a, allow_dependency_changes)
+    _check_wiring(a)
+    for rel, how in a.diff.extensions():
+        a.reasons.append(
+            Reason(
+                "native_extension",
+                f"compiled extension {rel} was {how} (extensions cannot be reloaded in place)",
+                subject=rel,
+            )
+        )
+    for name, rel in sorted(a.diff.modules("changed").items()):
+        if loaded is not None and not loaded(name):
+            continue
+        old_src = decode_source(old.source(rel))
+        new_src = decode_source(new.source(rel))
+        is_pkg = rel.endswith("/__init__.py")
+        md = diff_module(
+            name,
+            old_src,
+            new_src,
+            str(new.root / rel),
+            package=name if is_pkg else name.rpartition(".")[0],
+        )
+        a.modules[name] = md
+        a.reasons.extend(md.refusals)
+        a.warnings.extend(md.warnings)
+    return a
+
+
+def _check_identity(a: Analysis) -> None:
+    if a.old.name != a.new.name:
+        a.reasons.append(
+            Reason(
+                "different_app",
+                f"the releases are of different applications ({a.old.name!r}, {a.new.name!r})",
+            )
+        )
+
+
+def _check_python(reasons: list[Reason], old: dict[str, Any], new: dict[str, Any]) -> None:
+    """The new release must run on the interpreter the old one runs on (the release rule of
+    :mod:`hotswap.release.interpreter`, with the old release's identity as "here")."""
+    built_for, here = new.get("python"), old.get("python")
+    if not isinstance(built_for, dict) or not isinstance(here, dict):
+        return
+    dists = [d for d in new.get("distributions") or () if isinstance(d, dict)]
+    tags = {str(t) for d in dists for t in d.get("tags") or ()}
+    try:
+        interpreter.check(built_for, dists, here=here, supported_tags=tags)
+    except ReleaseError as exc:
+        reasons.append(_interpreter_reason(exc))
+
+
+def check_running_interpreter(manifest: dict[str, Any]) -> list[Reason]:
+    """Can this process run the release's code (same interpreter rule as a boot)?"""
+    built_for = manifest.get("python")
+    if not isinstance(built_for, dict):
+        return []
+    dists = [d for d in manifest.get("distributions") or () if isinstance(d, dict)]
+    try:
+        interpreter.check(built_for, dists, supported_tags=set(_supported_tags()))
+    except ReleaseError as exc:
+        return [_interpreter_reason(exc)]
+    return []
+
+
+@functools.lru_cache(maxsize=1)
+def _supported_tags() -> frozenset[str]:
+    from packaging.tags import sys_tags
+
+    return frozenset(str(t) for t in sys_tags())
+
+
+def _interpreter_reason(exc: ReleaseError) -> Reason:
+    field_name = str(exc.details.get("field", ""))
+    return Reason(
+        "interpreter", f"built for another interpreter: {exc.message}", subject=field_name
+    )
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _dists(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for d in manifest.get("distributions") or ():
+        if isinstance(d, dict) and "name" in d:
+            out[_norm(str(d["name"]))] = d
+    return out
+
+
+def _pure(d: dict[str, Any]) -> bool:
+    return bool(d.get("purelib", False)) and not d.get("has_extensions", False)
+
+
+def _check_distributions(a: Analysis, allow: bool) -> None:
+    old, new = _dists(a.old.manifest), _dists(a.new.manifest)
+    own = {_norm(str(m.app.get("distribution", ""))) for m in (a.old, a.new)} - {""}
+    hint = "" if allow else " (allow_dependency_changes permits pure-Python ones)"
+    for name in sorted(old.keys() | new.keys()):
+        if name in own:
+            continue
+        o, n = old.get(name), new.get(name)
+        if o is not None and n is not None and o.get("version") == n.get("version"):
+            if bool(o.get("has_extensions")) != bool(n.get("has_extensions")):
+                a.reasons.append(
+                    Reason("native_extension", f"{name}: extensions changed", subject=name)
+                )
+            continue
+        if o is None:
+            assert n is not None
+            what, pure = f"{name} {n.get('version')} was added", _pure(n)
+        elif n is None:
+            what, pure = f"{name} {o.get('version')} was removed", _pure(o)
+        else:
+            what = f"{name} changed from {o.get('version')} to {n.get('version')}"
+            pure = _pure(o) and _pure(n)
+        if allow and pure:
+            a.warnings.append(f"dependency {what}; applied in place (pure Python)")
+            continue
+        kind = "" if pure else " and has compiled parts"
+        a.reasons.append(
+            Reason(
+                "dependencies",
+                f"bundled dependency {what}{kind}{hint if pure else ''}",
+                subject=name,
+            )
+        )
+
+
+def _check_wiring(a: Analysis) -> None:
+    for key in _WIRING_KEYS:
+        o, n = a.old.app.get(key), a.new.app.get(key)
+        if o != n:
+            a.reasons.append(
+                Reason(
+                    "wiring",
+                    f"app.{key} changed from {o!r} to {n!r} (the shape of the process changes)",
+                    subject=f"app.{key}",
+                )
+            )

@@ -1,0 +1,279 @@
+"""The hot upgrade, end to end: check → prepare → quiesce → commit + migrate (journaled) → resume.
+
+:class:`HotUpgrade` is the transaction; :func:`hot_upgrade` is the one-call form for a process
+running a release. The steps that can fail without touching anything (check, prepare, waiting
+for quiescence) raise before the window; inside the window any exception replays the journal,
+so the process is exactly as before and keeps serving the old code (promise 9).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hotswap.errors import ChildError, HotswapError, UsageError
+from hotswap.hot.check import Analysis, analyze, check_running_interpreter
+from hotswap.hot.commit import Checkpoint, Commit, Counts
+from hotswap.hot.journal import Journal
+from hotswap.hot.prepare import Prepared, loaded_modules, prepare, refuse
+from hotswap.hot.quiesce import Quiescence, QuiesceTimeout, UpgradeGate, default_quiescence
+from hotswap.hot.stats import HotUpgradeStats
+from hotswap.hot.tree import LIB, MANIFEST, PathMap, ReleaseTree, module_name
+from hotswap.hot.verdict import Verdict
+
+_one_at_a_time = threading.Lock()
+
+
+class HotUpgrade:
+    """One hot upgrade of this process from the release at ``old`` to the one at ``new``.
+
+    ``prepare()`` does everything that can be done while serving and refuses (raising
+    ``ChildError("hot_upgrade_refused")``) what cannot be applied in place; ``commit()`` waits for
+    quiescence and applies it, all or nothing. ``checkpoint`` is a test hook called with the name
+    of every step of the commit (a test raises from it to prove the rollback).
+    """
+
+    def __init__(
+        self,
+        old: str | os.PathLike[str] | ReleaseTree,
+        new: str | os.PathLike[str] | ReleaseTree,
+        *,
+        extra: Any = None,
+        allow_dependency_changes: bool = False,
+        checkpoint: Checkpoint | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.old = old if isinstance(old, ReleaseTree) else ReleaseTree.load(Path(old))
+        self.new = new if isinstance(new, ReleaseTree) else ReleaseTree.load(Path(new))
+        self.extra = extra
+        self.allow_dependency_changes = allow_dependency_changes
+        self.checkpoint = checkpoint
+        self.clock = clock
+        self.prepared: Prepared | None = None
+        self.analysis: Analysis | None = None
+        self._t0 = clock()
+
+    def prepare(self) -> Verdict:
+        t = self.clock()
+        paths = PathMap(self.old.lib, self.new.lib, sys.path)
+        loaded = loaded_modules(paths)
+        names = {module_name(f"{LIB}/{rel}") for rel in loaded}
+        a = analyze(
+            self.old,
+            self.new,
+            allow_dependency_changes=self.allow_dependency_changes,
+            loaded=names.__contains__,
+        )
+        a.reasons.extend(check_running_interpreter(self.new.manifest))
+        self.analysis = a
+        if a.reasons:
+            raise refuse(a.reasons, a.warnings)
+        self.prepared = prepare(a, paths, loaded)
+        self.prepared.prepare_ms = (self.clock() - t) * 1000
+        return a.verdict()
+
+    def abort(self) -> None:
+        if self.prepared is not None:
+            self.prepared.release()
+            self.prepared = None
+
+    def commit(
+        self, quiescence: Quiescence | None = None, *, suspend_timeout: float = 3.0
+    ) -> HotUpgradeStats:
+        if self.prepared is None:
+            self.prepare()
+        p = self.prepared
+        assert p is not None
+        q = quiescence or Quiescence()
+        t_wait = self.clock()
+        marks: dict[str, float] = {}
+
+        def window() -> tuple[Counts, Commit]:
+            marks["in"] = self.clock()
+            journal = Journal()
+            commit = Commit(p, journal, extra=self.extra, checkpoint=self._step)
+            try:
+                counts = commit.run()
+            except BaseException as exc:
+                errors = journal.rollback()
+                marks["out"] = self.clock()
+                if not isinstance(exc, Exception):
+                    raise
+                raise _failure(self._current, exc, errors) from exc
+            journal.discard()
+            marks["out"] = self.clock()
+            return counts, commit
+
+        try:
+            counts, commit = q.run(window, suspend_timeout)
+        except QuiesceTimeout as exc:
+            raise ChildError(
+                "hot_upgrade_failed",
+                f"could not quiesce within suspend_timeout ({exc}); nothing was changed",
+                step="quiesce",
+            ) from None
+        finally:
+            young = p.index.young_scanned
+            scanned = p.index.scanned
+            self.abort()
+        commit.finish_paths()
+        end = self.clock()
+        a = p.analysis
+        return HotUpgradeStats(
+            old_release=a.old.release_id,
+            new_release=a.new.release_id,
+            modules_changed=tuple(m.name for m in p.modules),
+            modules_added=counts.modules_added,
+            modules_removed=counts.modules_removed,
+            functions_patched=counts.functions_patched,
+            classes_patched=counts.classes_patched,
+            statements_run=counts.statements_run,
+            names_removed=counts.names_removed,
+            importers_rebound=counts.importers_rebound,
+            enum_members_added=counts.enum_members_added,
+            fields_filled=counts.fields_filled,
+            modules_migrated=counts.modules_migrated,
+            instances_migrated=counts.instances_migrated,
+            prepare_ms=round(p.prepare_ms, 3),
+            quiesce_ms=round((marks["in"] - t_wait) * 1000, 3),
+            window_ms=round((marks["out"] - marks["in"]) * 1000, 3),
+            total_ms=round((end - self._t0) * 1000, 3),
+            heap_objects_scanned=scanned,
+            young_objects_scanned=young,
+            warnings=tuple(p.warnings),
+        )
+
+    _current = "start"
+
+    def _step(self, name: str) -> None:
+        self._current = name
+        if self.checkpoint is not None:
+            self.checkpoint(name)
+
+
+def _failure(step: str, exc: BaseException, rollback_errors: list[str]) -> ChildError:
+    detail = exc.message if isinstance(exc, HotswapError) else f"{type(exc).__name__}: {exc}"
+    if rollback_errors:
+        return ChildError(
+            "hot_upgrade_failed",
+            f"{step} failed ({detail}) and the rollback was incomplete: "
+            + "; ".join(rollback_errors),
+            step=step,
+            error=detail,
+            rollback_errors=rollback_errors,
+        )
+    return ChildError(
+        "hot_upgrade_failed",
+        f"{step} failed ({detail}); every change was rolled back and the old code still runs",
+        step=step,
+        error=detail,
+    )
+
+
+# -- the one-call API -------------------------------------------------------------------------
+
+
+def find_current_release(app: str | None = None) -> Path:
+    """The release this process runs: the first ``sys.path`` entry ``<root>/lib`` whose
+    ``<root>/RELEASE.json`` exists (and names ``app``, if given)."""
+    for entry in sys.path:
+        if not entry or os.path.basename(os.path.normpath(entry)) != LIB:
+            continue
+        root = Path(entry).resolve().parent
+        if not (root / MANIFEST).is_file():
+            continue
+        if app is not None and ReleaseTree.load(root).name != app:
+            continue
+        return root
+    what = f" of {app!r}" if app else ""
+    raise UsageError(
+        "release_not_found",
+        f"this process does not run a release{what} (no <release>/lib on sys.path)",
+    )
+
+
+def _new_release_root(release: str | os.PathLike[str], state_dir: Path | None) -> Path:
+    path = Path(release)
+    if path.is_dir():
+        return path
+    if not path.exists():
+        raise UsageError("release_not_found", f"no release at {path}", path=str(path))
+    # A tarball: verify and unpack it through the release store.
+    try:
+        from hotswap.release.store import ReleaseStore
+    except ImportError:
+        raise UsageError(
+            "release_not_found",
+            f"{path} is a file and the release store is not available to unpack it; "
+            "pass an unpacked release directory",
+            path=str(path),
+        ) from None
+    if state_dir is None:
+        raise UsageError("bad_config", "state_dir is needed to unpack a release tarball")
+    rel = ReleaseStore(state_dir).unpack(path)
+    root: Path = rel.root
+    return root
+
+
+def hot_upgrade(
+    release: str | os.PathLike[str],
+    *,
+    app: str | None = None,
+    suspend_timeout: float = 3.0,
+    current: str | os.PathLike[str] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    gate: UpgradeGate | None = None,
+    extra: Any = None,
+    allow_dependency_changes: bool = False,
+) -> HotUpgradeStats:
+    """Upgrade the code of this running process in place to ``release``.
+
+    ``release`` is a release tarball (verified and unpacked into ``state_dir``'s store) or an
+    unpacked release directory. ``current`` is the release the process runs (default: found on
+    ``sys.path``; ``app`` picks it by name). Quiescence comes from ``loop`` and/or ``gate``, else
+    from :func:`~hotswap.hot.quiesce.set_quiescence`, else the commit runs on the calling thread.
+
+    Raises ``UsageError("release_not_found")``, ``UsageError("upgrade_in_progress")``,
+    ``ChildError("hot_upgrade_refused")`` (nothing touched; use a blue-green upgrade) or
+    ``ChildError("hot_upgrade_failed")`` (rolled back; the old code still runs).
+    """
+    if not _one_at_a_time.acquire(blocking=False):
+        raise UsageError("upgrade_in_progress", "a hot upgrade is already running")
+    try:
+        old_root = Path(current) if current is not None else find_current_release(app)
+        if state_dir is not None:
+            sdir: Path | None = Path(state_dir)
+        elif old_root.parent.name == "releases":
+            sdir = old_root.parent.parent
+        else:
+            sdir = None
+        new_root = _new_release_root(release, sdir)
+        up = HotUpgrade(
+            old_root, new_root, extra=extra, allow_dependency_changes=allow_dependency_changes
+        )
+        if app is not None and up.new.name != app:
+            raise UsageError(
+                "release_not_found", f"{new_root} is a release of {up.new.name!r}, not {app!r}"
+            )
+        q = Quiescence(loop=loop, gate=gate) if loop or gate else default_quiescence()
+        try:
+            up.prepare()
+            return up.commit(q, suspend_timeout=suspend_timeout)
+        finally:
+            up.abort()
+    finally:
+        _one_at_a_time.release()
+
+
+async def hot_upgrade_async(release: str | os.PathLike[str], **kwargs: Any) -> HotUpgradeStats:
+    """:func:`hot_upgrade` for coroutines: prepares in a worker thread and commits on the
+    running event loop (the default ``loop``) as one step."""
+    kwargs.setdefault("loop", asyncio.get_running_loop())
+    return await asyncio.to_thread(hot_upgrade, release, **kwargs)

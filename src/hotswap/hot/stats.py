@@ -1,0 +1,45 @@
+"""What a hot upgrade did and how long the process was held (JSON-able, like BeamDeploy's stats)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class HotUpgradeStats:
+    """The result of a successful :func:`hotswap.hot.hot_upgrade`.
+
+    ``window_ms`` is the suspension window: from the moment the process was quiescent (gate
+    drained, or the event loop running our callback) to the end of the commit and migration.
+    ``quiesce_ms`` is the wait before it; ``prepare_ms`` is the work done while still serving.
+    """
+
+    old_release: str
+    new_release: str
+    modules_changed: tuple[str, ...]
+    modules_added: tuple[str, ...]
+    modules_removed: tuple[str, ...]
+    functions_patched: int
+    classes_patched: int
+    statements_run: int
+    names_removed: int
+    importers_rebound: int
+    enum_members_added: int
+    fields_filled: int
+    modules_migrated: int
+    instances_migrated: int
+    prepare_ms: float
+    quiesce_ms: float
+    window_ms: float
+    total_ms: float
+    heap_objects_scanned: int
+    young_objects_scanned: int
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        return out
