@@ -23,15 +23,35 @@ SOURCE_DATE_EPOCH = "1700000000"
 BuildRelease = Callable[..., BuildResult]
 
 
-def stamp_project(dest: Path, version: str, extra_files: dict[str, str] | None = None) -> Path:
-    """Copy the fixture app to ``dest`` with ``version`` stamped in; returns the project dir."""
-    shutil.copytree(FIXTURE_APP, dest, ignore=shutil.ignore_patterns("dist", "__pycache__"))
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+def stamp_project(
+    dest: Path,
+    version: str,
+    extra_files: dict[str, str] | None = None,
+    tool: dict[str, object] | None = None,
+    source: Path = FIXTURE_APP,
+) -> Path:
+    """Copy a fixture project to ``dest`` with ``version`` stamped in and ``tool`` overriding
+    keys of its ``[tool.hotswap]`` table; returns the project dir."""
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("dist", "__pycache__"))
     pyproject = dest / "pyproject.toml"
-    pyproject.write_text(
-        re.sub(r'^version = ".*"$', f'version = "{version}"', pyproject.read_text(), flags=re.M)
-    )
-    init = dest / "src" / "fixture_app" / "__init__.py"
-    init.write_text(re.sub(r'VERSION = ".*"', f'VERSION = "{version}"', init.read_text()))
+    text = re.sub(r'^version = ".*"$', f'version = "{version}"', pyproject.read_text(), flags=re.M)
+    for key, value in (tool or {}).items():
+        line = f"{key} = {_toml(value)}"
+        if re.search(rf"^{key} = ", text, flags=re.M):
+            text = re.sub(rf"^{key} = .*$", line, text, flags=re.M)
+        else:
+            text = text.replace("[tool.hotswap]\n", f"[tool.hotswap]\n{line}\n")
+    pyproject.write_text(text)
+    for init in dest.glob("src/*/__init__.py"):
+        init.write_text(re.sub(r'VERSION = ".*"', f'VERSION = "{version}"', init.read_text()))
     for rel, text in (extra_files or {}).items():
         path = dest / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,17 +61,27 @@ def stamp_project(dest: Path, version: str, extra_files: dict[str, str] | None =
 
 @pytest.fixture(scope="session")
 def build_release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildRelease]:
-    cache: dict[tuple[str, str, tuple[tuple[str, str], ...]], BuildResult] = {}
+    cache: dict[tuple[object, ...], BuildResult] = {}
     old = os.environ.get("SOURCE_DATE_EPOCH")
     os.environ["SOURCE_DATE_EPOCH"] = SOURCE_DATE_EPOCH
 
     def _build(
-        version: str, installer: str = "uv", extra_files: dict[str, str] | None = None
+        version: str,
+        installer: str = "uv",
+        extra_files: dict[str, str] | None = None,
+        tool: dict[str, object] | None = None,
+        source: Path = FIXTURE_APP,
     ) -> BuildResult:
-        key = (version, installer, tuple(sorted((extra_files or {}).items())))
+        key = (
+            version,
+            installer,
+            tuple(sorted((extra_files or {}).items())),
+            tuple(sorted((tool or {}).items())),
+            str(source),
+        )
         if key not in cache:
             base = tmp_path_factory.mktemp(f"app-{version}-{installer}")
-            project = stamp_project(base / "project", version, extra_files)
+            project = stamp_project(base / "project", version, extra_files, tool, source)
             cache[key] = build(project, base / "dist", installer=installer)
         return cache[key]
 

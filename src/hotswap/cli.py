@@ -183,9 +183,14 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     ref = args.release
     if ref is not None and ("/" in ref or ref.endswith(".tar.gz")):
         ref = str(Path(ref).absolute())
+    from hotswap.supervisor.policy import RestartPolicy
+
     binds = [parse_bind(b) for b in (args.bind or ["127.0.0.1:8000"])]
+    policy = RestartPolicy(
+        initial=args.restart_backoff, max_restarts=args.max_restarts, window=args.restart_window
+    )
     supervisor = Supervisor(
-        resolve_state_dir(args.state_dir), binds, release=ref, sha256=args.sha256
+        resolve_state_dir(args.state_dir), binds, release=ref, sha256=args.sha256, policy=policy
     )
     code = asyncio.run(supervisor.run())
     raise SystemExit(code)
@@ -391,6 +396,23 @@ def make_parser() -> argparse.ArgumentParser:
         help="HOST:PORT, [IPV6]:PORT, :PORT or unix:PATH; repeatable (default 127.0.0.1:8000)",
     )
     p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
+    p.add_argument(
+        "--restart-backoff",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="first delay before restarting a generation that died (doubles to 30 s; default 1)",
+    )
+    p.add_argument(
+        "--max-restarts",
+        type=int,
+        default=5,
+        metavar="N",
+        help="give up (exit 1) after N restarts within --restart-window (default 5)",
+    )
+    p.add_argument(
+        "--restart-window", type=float, default=60.0, metavar="S", help="default 60 s"
+    )
     _add_common(p)
     p.set_defaults(handler=cmd_run)
 

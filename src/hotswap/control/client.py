@@ -6,6 +6,7 @@ finds the socket in ``HOTSWAP_CONTROL_SOCKET``), a script, the CLI.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -77,6 +78,8 @@ class Client:
         while not self._lines:
             try:
                 data = sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
             except TimeoutError:
                 raise ResourceError(
                     "protocol_error", f"the supervisor did not answer within {self.timeout}s"
@@ -96,7 +99,9 @@ class Client:
         its error (with its class and stable code)."""
         ident = next(_ids)
         sock = self._connect()
-        sock.sendall(encode(Request(ident, op, args)))
+        # The supervisor may have answered (e.g. permission_denied) and closed: read that.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(encode(Request(ident, op, args)))
         while True:
             message = self._read_message()
             if isinstance(message, Event) and message.id == ident:

@@ -512,7 +512,13 @@ class Supervisor:
         try:
             status = await _http_probe(gen.probe_path, path)
         except (OSError, asyncio.IncompleteReadError, ValueError) as e:
-            self._post(swap.Unhealthy(number, f"GET {path}: {type(e).__name__}: {e}"))
+            # A connection that breaks often means the generation just died: let its exit be
+            # reaped and reported (boot_failed, with its status) rather than blame the probe.
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline and gen.process.poll() is None:
+                await asyncio.sleep(0.01)
+            if gen.process.poll() is None:
+                self._post(swap.Unhealthy(number, f"GET {path}: {type(e).__name__}: {e}"))
             return
         if 200 <= status < 300:
             self._post(swap.Healthy(number))

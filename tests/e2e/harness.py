@@ -1,0 +1,188 @@
+"""A real supervisor in a subprocess, for end-to-end tests: real processes, sockets and HTTP.
+
+``supervisor(tarball, tmp_path, env=...)`` starts ``hotswap run`` on a free loopback port,
+waits until it answers, and on exit stops it with SIGTERM and checks that nothing leaked:
+every generation it started is gone, and nothing listens on the port any more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hotswap
+from hotswap.testing.load import free_port, wait_http
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy, with a deadline (no bare sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return state != "Z"
+    return False
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] != "Z":
+                    out.append(int(entry.name))
+    return out
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    port: int
+    state_dir: Path
+    log_path: Path
+    seen_pids: set[int] = field(default_factory=set)
+
+    def get(self, path: str = "/", timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+        finally:
+            conn.close()
+
+    def get_json(self, path: str = "/") -> dict[str, Any]:
+        status, _headers, body = self.get(path)
+        assert status == 200, (status, body)
+        data: dict[str, Any] = json.loads(body)
+        if "pid" in data:
+            self.seen_pids.add(int(data["pid"]))
+        return data
+
+    def upgrade(self, tarball: Path | str, **kwargs: Any) -> dict[str, Any]:
+        result = hotswap.upgrade(tarball, state_dir=self.state_dir, **kwargs)
+        self.seen_pids.add(int(result["pid"]))
+        return result
+
+    def status(self) -> dict[str, Any]:
+        status = hotswap.status(state_dir=self.state_dir)
+        for gen in status["generations"]:
+            self.seen_pids.add(int(gen["pid"]))
+        return status
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hotswap.cli", *args, "--state-dir", str(self.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(
+                f"supervisor did not stop in {timeout}s:\n{self.log()[-3000:]}"
+            ) from None
+
+
+def start_supervisor(
+    release: Path | str,
+    state_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    binds: list[str] | None = None,
+    port: int | None = None,
+    wait: bool = True,
+) -> Running:
+    port = port or free_port()
+    log_path = state_dir.parent / f"{state_dir.name}-supervisor-{port}.log"
+    argv = [sys.executable, "-m", "hotswap.cli", "run", str(release), "--state-dir", str(state_dir)]
+    for bind in binds or [f"127.0.0.1:{port}"]:
+        argv += ["--bind", bind]
+    full_env = {**os.environ, **(env or {})}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, env=full_env)
+    running = Running(proc, port, state_dir, log_path)
+    if wait:
+        try:
+            wait_http("127.0.0.1", port, timeout=60)
+        except TimeoutError:
+            proc.kill()
+            proc.wait(10)
+            raise AssertionError(f"supervisor never served:\n{running.log()[-3000:]}") from None
+        running.get_json()
+        # serving starts at cutover; the initial swap still records state.json after it
+        wait_for(lambda: not running.status()["upgrading"], what="the initial boot to finish")
+    return running
+
+
+@contextlib.contextmanager
+def supervisor(
+    release: Path | str,
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    binds: list[str] | None = None,
+) -> Iterator[Running]:
+    """A running supervisor; on exit: stopped, and no generation or listener left behind."""
+    running = start_supervisor(release, tmp_path / "state", env=env, binds=binds)
+    try:
+        yield running
+    finally:
+        with contextlib.suppress(Exception):
+            running.status()
+        code = running.stop()
+        assert code == 0, f"supervisor exited {code}:\n{running.log()[-3000:]}"
+        wait_for(
+            lambda: not any(pid_alive(p) for p in running.seen_pids),
+            timeout=30,
+            what=f"generations {sorted(running.seen_pids)} to exit",
+        )
+        with contextlib.suppress(OSError):
+            conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=1)
+            try:
+                conn.request("GET", "/")
+                raise AssertionError("something still serves on the port after stop")
+            except ConnectionRefusedError:
+                pass
+            finally:
+                conn.close()
