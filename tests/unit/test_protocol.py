@@ -1,0 +1,69 @@
+"""The control protocol codec: framing, bytes, versions, size cap (pure)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hotswap.control import protocol
+from hotswap.control.protocol import Event, LineBuffer, Request, Response, decode, encode
+from hotswap.errors import ChildError, HotswapError, ResourceError, UsageError
+
+
+def test_round_trip_of_every_message_kind_with_bytes() -> None:
+    for message in (
+        Request(1, "handoff.put", {"key": "k", "value": {"b": b"\x00\xff", "n": [1, 2.5, None]}}),
+        Event(2, "phase", {"phase": "boot", "ms": 12.5}),
+        Response(3, True, {"blob": b"abc"}),
+        Response(4, False, None, ChildError("health_failed", "503").to_json()),
+    ):
+        line = encode(message)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        assert decode(line[:-1]) == message
+
+
+def test_error_response_unwraps_to_the_same_class_and_code() -> None:
+    response = decode(encode(protocol.error_response(9, UsageError("upgrade_in_progress", "busy"))))
+    assert isinstance(response, Response)
+    with pytest.raises(UsageError) as caught:
+        response.unwrap()
+    assert caught.value.code == "upgrade_in_progress"
+
+
+def test_other_protocol_version_is_refused_clearly() -> None:
+    with pytest.raises(ResourceError) as caught:
+        decode(json.dumps({"v": 2, "id": 1, "op": "status", "args": {}}).encode())
+    assert caught.value.code == "version_mismatch"
+    assert "same hotswap version" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"not json", b"[1,2]", b'{"v":1}', b'{"v":1,"id":"x","op":"a"}', b'{"v":1,"id":1,"ok":false}'],
+)
+def test_malformed_lines_are_protocol_errors(line: bytes) -> None:
+    with pytest.raises(HotswapError) as caught:
+        decode(line)
+    assert caught.value.code == "protocol_error"
+
+
+def test_values_that_could_execute_code_do_not_cross() -> None:
+    with pytest.raises(TypeError):
+        protocol.to_wire({"f": print})
+    with pytest.raises(TypeError):
+        protocol.to_wire({1: "non-string key"})
+
+
+def test_size_cap_on_encode_and_on_the_stream() -> None:
+    with pytest.raises(UsageError):
+        encode(Request(1, "handoff.put", {"value": "x" * (protocol.MAX_LINE + 1)}))
+    buf = LineBuffer()
+    with pytest.raises(ResourceError):
+        buf.feed(b"x" * (protocol.MAX_LINE + 1))
+
+
+def test_line_buffer_splits_partial_lines() -> None:
+    buf = LineBuffer()
+    assert buf.feed(b'{"a"') == []
+    assert buf.feed(b':1}\n{"b":2}\n{') == [b'{"a":1}', b'{"b":2}']
