@@ -1,0 +1,92 @@
+"""The definition-level diff (pure: source text in, plan out; no imports, no live objects)."""
+
+from __future__ import annotations
+
+import textwrap
+
+from hotswap.hot.source import Exec, PatchClass, PatchDef, bound_names, diff_module, parse
+
+
+def _diff(old: str, new: str):  # type: ignore[no-untyped-def]
+    return diff_module("m", textwrap.dedent(old), textwrap.dedent(new), "m.py")
+
+
+def test_unchanged_statements_are_not_in_the_plan() -> None:
+    src = "import os\nCACHE = {}\ndef f():\n    return 1\n"
+    md = _diff(src, src)
+    assert md.plan.is_empty() and not md.refusals
+
+
+def test_changed_def_is_patched_not_rerun() -> None:
+    md = _diff("@deco\ndef f():\n    return 1\n", "@deco\ndef f():\n    return 2\n")
+    (op,) = md.plan.ops
+    assert isinstance(op, PatchDef) and op.qualname == "f" and op.old_firstlineno == 1
+
+
+def test_redecorated_def_runs_again_with_a_warning() -> None:
+    md = _diff("def f():\n    return 1\n", "@cache\ndef f():\n    return 1\n")
+    (op,) = md.plan.ops
+    assert isinstance(op, Exec) and op.why == "redecorated" and md.warnings
+
+
+def test_changed_plain_statement_is_rerun_and_its_name_kept() -> None:
+    md = _diff("X = 1\nY = 2\n", "X = 10\n")
+    assert [type(op) for op in md.plan.ops] == [Exec]
+    assert md.plan.removed == frozenset({"Y"}) and md.rebound == frozenset({"X"})
+
+
+def test_class_body_diff_and_header_refusal() -> None:
+    md = _diff(
+        "class C:\n    a = 1\n    def m(self):\n        return 1\n",
+        "class C:\n    a = 1\n    b = 2\n    def m(self):\n        return 2\n",
+    )
+    (op,) = md.plan.ops
+    assert isinstance(op, PatchClass)
+    assert [type(o) for o in op.body.ops] == [Exec, PatchDef]
+    refused = _diff("class C(A):\n    pass\n", "class C(B):\n    pass\n")
+    assert [r.code for r in refused.refusals] == ["class_layout"]
+
+
+def test_property_setter_pairs_are_matched_by_rank() -> None:
+    old = (
+        "class C:\n    @property\n    def x(self):\n        return 1\n"
+        "    @x.setter\n    def x(self, v):\n        pass\n"
+    )
+    new = old.replace("return 1", "return 2")
+    (op,) = _diff(old, new).plan.ops
+    assert isinstance(op, PatchClass)
+    (patch,) = op.body.ops
+    assert isinstance(patch, PatchDef) and patch.old_firstlineno == 2
+
+
+def test_stale_registration_refused_and_defaults_reevaluated() -> None:
+    old = "app = App(1)\n@app.get('/')\ndef index():\n    pass\nN = 1\ndef f(n=N):\n    return n\n"
+    md = _diff(old, old.replace("App(1)", "App(2)"))
+    assert [r.code for r in md.refusals] == ["stale_registration"]
+    md = _diff(old, old.replace("N = 1", "N = 2"))
+    assert not md.refusals
+    assert any(isinstance(op, PatchDef) and op.why == "defaults" for op in md.plan.ops)
+
+
+def test_changed_import_list_is_not_a_stale_registration() -> None:
+    old = "from x import a, b\n@a.route('/')\ndef f():\n    pass\n"
+    md = _diff(old, old.replace("a, b", "a, b, c"))
+    assert not md.refusals
+
+
+def test_bound_names() -> None:
+    tree = parse(
+        "import a.b\nfrom c import d as e\nx, (y, *z) = 1, (2, 3)\nfor i in []: pass\n"
+        "with f() as g: pass\ntry:\n    pass\nexcept E as err:\n    pass\n"
+        "if (w := 1): pass\nclass K: pass\nasync def h(): pass\n",
+        "t.py",
+    )
+    names: set[str] = set()
+    for stmt in tree.body:
+        names |= bound_names(stmt)
+    assert names == {"a", "e", "x", "y", "z", "i", "g", "err", "w", "K", "h"}
+
+
+def test_syntax_error_is_a_refusal_not_an_exception() -> None:
+    md = _diff("x = 1\n", "x = (\n")
+    assert [r.code for r in md.refusals] == ["syntax_error"]
