@@ -63,6 +63,8 @@ __all__ = [
     "Serve",
     "UsageError",
     "__version__",
+    "check",
+    "hot_upgrade",
     *_API,
 ]
 
@@ -72,6 +74,10 @@ def __getattr__(name: str) -> Any:
         from hotswap import api
 
         return getattr(api, name)
+    if name in ("hot_upgrade", "check"):
+        from hotswap import hot
+
+        return getattr(hot, name)
     if name == "Serve":
         from hotswap.child.adapters.callable import Serve
 

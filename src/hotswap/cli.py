@@ -236,6 +236,77 @@ def _render_swap(data: dict[str, Any]) -> str:
     return line + (f"\n  {timings}" if timings else "")
 
 
+def cmd_hot_upgrade(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap.control import client
+
+    progress = Progress(args.quiet or args.json)
+    progress("hot upgrade: verify, prepare, quiesce, commit ...")
+    ref = args.release
+    if "/" in ref or ref.endswith(".tar.gz"):
+        ref = str(Path(ref).absolute())
+    result: dict[str, Any] = client.call(
+        "hot_upgrade",
+        state_dir=args.state_dir,
+        timeout=None,
+        release=ref,
+        sha256=args.sha256,
+        suspend_timeout=args.suspend_timeout,
+        allow_dependency_changes=args.allow_dependency_changes,
+    )
+    return result
+
+
+def _render_hot(data: dict[str, Any]) -> str:
+    st = data.get("stats") or {}
+    return (
+        f"hot: generation {data['generation']} (pid {data['pid']}) now runs {data['release']}"
+        f" in {data['total_ms']:.0f} ms\n"
+        f"  modules changed {len(st.get('modules_changed', []))}, added"
+        f" {len(st.get('modules_added', []))}, removed {len(st.get('modules_removed', []))};"
+        f" functions patched {st.get('functions_patched')}, classes patched"
+        f" {st.get('classes_patched')}, instances migrated {st.get('instances_migrated')}\n"
+        f"  prepare {st.get('prepare_ms', 0):.1f} ms, suspension window"
+        f" {st.get('window_ms', 0):.2f} ms"
+    )
+
+
+def _release_dir(ref: str, store: Any, scratch: Any) -> Path:
+    """A release directory from a dir, a release id in the store, or a tarball (unpacked into
+    a scratch store that is thrown away)."""
+    path = Path(ref)
+    if path.is_dir():
+        return path
+    if ref.endswith(".tar.gz") or "/" in ref:
+        from hotswap.release.store import ReleaseStore
+
+        root: Path = ReleaseStore(scratch).unpack(path).root
+        return root
+    found: Path = store.get(ref).root
+    return found
+
+
+def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
+    import tempfile
+
+    from hotswap.hot import check
+
+    store = _store(args)
+    with tempfile.TemporaryDirectory(prefix="hotswap-check-") as scratch:
+        try:
+            old = _release_dir(args.old, store, scratch)
+            new = _release_dir(args.new, store, scratch)
+            verdict = check(old, new, allow_dependency_changes=args.allow_dependency_changes)
+        finally:
+            from hotswap.release.store import remove_tree
+
+            remove_tree(Path(scratch) / "releases")
+    out: dict[str, Any] = verdict.to_json()
+    out["text"] = str(verdict)
+    if not verdict.ok:
+        args.exit_status = EXIT_CHILD
+    return out
+
+
 def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap import api
 
@@ -323,6 +394,8 @@ _RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "upgrade": _render_swap,
     "rollback": _render_swap,
     "status": _render_status,
+    "hot-upgrade": _render_hot,
+    "check": lambda d: str(d["text"]),
     "handoff": _render_handoff,
 }
 
@@ -410,9 +483,7 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="give up (exit 1) after N restarts within --restart-window (default 5)",
     )
-    p.add_argument(
-        "--restart-window", type=float, default=60.0, metavar="S", help="default 60 s"
-    )
+    p.add_argument("--restart-window", type=float, default=60.0, metavar="S", help="default 60 s")
     _add_common(p)
     p.set_defaults(handler=cmd_run)
 
@@ -421,6 +492,40 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
     _add_common(p)
     p.set_defaults(handler=cmd_upgrade)
+
+    p = sub.add_parser(
+        "hot-upgrade",
+        help="upgrade the running generation's code in place (through the supervisor)",
+        description="Verify RELEASE, check it can be hot-applied (else: use `hotswap upgrade`),"
+        " then patch the active generation in place, all or nothing. On success the release"
+        " becomes current, so a restarted generation boots it.",
+    )
+    p.add_argument("release", help="release tarball, or the id of a release in the store")
+    p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
+    p.add_argument(
+        "--suspend-timeout",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="abort, changing nothing, if the process cannot quiesce within S (default 3)",
+    )
+    p.add_argument(
+        "--allow-dependency-changes",
+        action="store_true",
+        help="allow pure-Python dependencies to change version",
+    )
+    _add_common(p)
+    p.set_defaults(handler=cmd_hot_upgrade)
+
+    p = sub.add_parser(
+        "check",
+        help="can NEW be hot-applied to a process running OLD? (exit 4 when not)",
+    )
+    p.add_argument("old", help="release dir, release id, or tarball")
+    p.add_argument("new", help="release dir, release id, or tarball")
+    p.add_argument("--allow-dependency-changes", action="store_true")
+    _add_common(p)
+    p.set_defaults(handler=cmd_check)
 
     p = sub.add_parser("rollback", help="blue-green swap back to the previous release")
     _add_common(p)
@@ -462,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         render = _RENDER.get(args.command)
         print(render(data) if render else json.dumps(data, indent=2))
-    return EXIT_OK
+    return int(getattr(args, "exit_status", EXIT_OK))
 
 
 if __name__ == "__main__":

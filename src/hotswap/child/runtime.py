@@ -151,11 +151,26 @@ class ChildRuntime:
         self._wake()
 
     def on_hot_upgrade(self, args: dict[str, Any]) -> Any:
-        if self.hot_upgrade_handler is None:
-            from hotswap.errors import ChildError
+        """Hot-upgrade this process to the (already verified and unpacked) release the
+        supervisor names; the commit runs wherever the adapter said this process quiesces
+        (``hotswap.hot.set_quiescence``). On success this generation runs the new release."""
+        if self.hot_upgrade_handler is not None:
+            return self.hot_upgrade_handler(args)
+        from hotswap.errors import UsageError
+        from hotswap.hot import hot_upgrade
 
-            raise ChildError("hot_upgrade_refused", "this generation cannot hot-upgrade")
-        return self.hot_upgrade_handler(args)
+        root = args.get("release_root")
+        if not isinstance(root, str):
+            raise UsageError("bad_request", "hot_upgrade needs release_root")
+        stats = hot_upgrade(
+            root,
+            current=self.release_root,
+            suspend_timeout=float(args.get("suspend_timeout", 3.0)),
+            allow_dependency_changes=bool(args.get("allow_dependency_changes", False)),
+        )
+        self.release_root = Path(root)
+        self.release_id = str(args.get("release_id", self.release_id))
+        return stats.to_json()
 
     def attach(self) -> None:
         self.channel.handle("go", self.on_go)

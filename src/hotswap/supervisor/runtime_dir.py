@@ -1,8 +1,9 @@
 """The copy of hotswap that generations import (decided: the supervisor provides it).
 
-A generation must import hotswap's child side (bootstrap, adapters, the client API) without
-seeing the supervisor's own site-packages. So at start the supervisor copies its ``hotswap``
-package (a few hundred KB, standard library only on the child's path) into
+A generation must import hotswap's child side (bootstrap, adapters, the client API, the hot
+upgrader) without seeing the supervisor's own site-packages. So at start the supervisor copies
+its ``hotswap`` package and hotswap's one runtime dependency, ``packaging`` (pure Python; the hot
+upgrader checks wheel tags with it), into
 ``<state>/runtime/<version>-<content hash>/``, precompiles it with checked-hash pycs, and writes
 ``boot.py`` beside it. Children run ``python -I -S -u -B <that>/boot.py``; the release's
 ``lib/`` comes first on ``sys.path``, this copy after it. The content hash means a changed
@@ -37,40 +38,44 @@ sys.exit(main())
 '''
 
 
-def _package_dir() -> Path:
-    return Path(hotswap.__file__).parent
+def _packages() -> list[Path]:
+    import packaging
+
+    return [Path(hotswap.__file__).parent, Path(packaging.__file__).parent]
 
 
-def _content_hash(package: Path) -> str:
+def _content_hash(packages: list[Path]) -> str:
     h = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        h.update(path.relative_to(package).as_posix().encode())
-        h.update(b"\0")
-        h.update(path.read_bytes())
+    for package in packages:
+        for path in sorted(package.rglob("*.py")):
+            h.update(f"{package.name}/{path.relative_to(package).as_posix()}".encode())
+            h.update(b"\0")
+            h.update(path.read_bytes())
     h.update(BOOT.encode())
     return h.hexdigest()[:12]
 
 
 def prepare(state_dir: Path) -> Path:
     """Return the runtime dir for this hotswap, creating it if needed (atomically)."""
-    package = _package_dir()
-    target = state_dir / "runtime" / f"{hotswap.__version__}-{_content_hash(package)}"
+    packages = _packages()
+    target = state_dir / "runtime" / f"{hotswap.__version__}-{_content_hash(packages)}"
     if (target / "boot.py").is_file():
         return target
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     try:
-        shutil.copytree(
-            package,
-            staging / "hotswap",
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-        )
+        for package in packages:
+            shutil.copytree(
+                package,
+                staging / package.name,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
+            compileall.compile_dir(
+                staging / package.name,
+                quiet=1,
+                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+            )
         (staging / "boot.py").write_text(BOOT, encoding="utf-8")
-        compileall.compile_dir(
-            staging / "hotswap",
-            quiet=1,
-            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
-        )
         try:
             os.rename(staging, target)
         except OSError:

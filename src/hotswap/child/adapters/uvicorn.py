@@ -74,6 +74,9 @@ async def _serve(server: Any, runtime: ChildRuntime) -> int:
         loop.call_soon_threadsafe(wake.set)
 
     runtime.add_waker(waker)
+    from hotswap.hot.quiesce import set_quiescence
+
+    set_quiescence(loop=loop)  # a hot upgrade commits on this loop, as one step
     loop.add_signal_handler(signal.SIGTERM, runtime.on_sigterm)
     config = server.config
     server.lifespan = config.lifespan_class(config)
