@@ -24,6 +24,10 @@ BuildRelease = Callable[..., BuildResult]
 
 
 def _toml(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -76,7 +80,7 @@ def build_release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildRel
             version,
             installer,
             tuple(sorted((extra_files or {}).items())),
-            tuple(sorted((tool or {}).items())),
+            repr(sorted((tool or {}).items())),
             str(source),
         )
         if key not in cache:

@@ -39,6 +39,7 @@ __version__ = "0.1.0"
 # The API is imported on first use, so a generation's `import hotswap` stays cheap.
 _API = (
     "active_generation",
+    "call_service",
     "delete_handoff",
     "enabled",
     "generation",

@@ -34,17 +34,22 @@ def start(
     app: str | None = None,
     bind: Sequence[str] | None = None,
     release: str | None = None,
+    services: Sequence[tuple[str, str]] = (),
     state_dir: StateDir = None,
 ) -> Any:
     """BeamDeploy's ``start_link``: with ``HOTSWAP`` enabled (and not already inside a
     generation) become the supervisor and serve the current release (or ``release``) until
     stopped, returning its exit status; otherwise just call ``start_callable()``.
 
+    ``services`` are ``(name, "module:attr")`` pairs started under the supervisor besides
+    those the release declares (see :mod:`hotswap.child.service`).
+
     ``bind`` defaults to ``$HOTSWAP_BIND`` (comma-separated) or ``127.0.0.1:8000``; the state
     dir to ``$HOTSWAP_STATE_DIR`` or ``~/.local/state/hotswap/<app>``.
     """
     if not enabled() or in_generation():
         return start_callable()
+    from hotswap.release.config import ServiceSpec
     from hotswap.release.store import resolve_state_dir
     from hotswap.supervisor.core import Supervisor
     from hotswap.supervisor.listeners import parse_bind
@@ -54,6 +59,7 @@ def start(
         resolve_state_dir(state_dir, app or "default"),
         [parse_bind(b.strip()) for b in binds if b.strip()],
         release=release or os.environ.get("HOTSWAP_RELEASE") or None,
+        services=[ServiceSpec(name, entry) for name, entry in services],
     )
     return asyncio.run(supervisor.run())
 
@@ -125,6 +131,24 @@ def get_all_handoff(*, state_dir: StateDir = None) -> dict[str, Any]:
 
 def delete_handoff(key: str, *, state_dir: StateDir = None) -> bool:
     return bool(client.call("handoff.delete", state_dir=state_dir, key=key))
+
+
+def call_service(
+    name: str, method: str, *args: Any, state_dir: StateDir = None, **kwargs: Any
+) -> Any:
+    """Call ``method(*args, **kwargs)`` on the service ``name`` running under the supervisor
+    (arguments and result JSON-compatible or bytes). Raises the service's own
+    :class:`hotswap.HotswapError` (with its code), ``service_failed`` for any other failure,
+    ``service_not_found`` for an unknown name."""
+    return client.call(
+        "service.call",
+        state_dir=state_dir,
+        timeout=None,
+        name=name,
+        method=method,
+        args=list(args),
+        kwargs=kwargs,
+    )
 
 
 def incoming_peer() -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ USAGE_CODES = frozenset(
         "bad_request",  # malformed control request
         "handoff_too_large",  # handoff value over the size limit
         "handoff_invalid",  # handoff value not JSON-compatible or bytes
+        "service_not_found",  # no service of that name runs under the supervisor
     }
 )
 RELEASE_CODES = frozenset(
@@ -62,6 +63,7 @@ CHILD_CODES = frozenset(
         "drain_timeout",  # old generation killed at shutdown_timeout (informational)
         "hot_upgrade_failed",  # a hot upgrade step failed and was rolled back
         "hot_upgrade_refused",  # the change cannot be hot-applied; use blue-green
+        "service_failed",  # a service method raised, or the service failed to start
     }
 )
 RESOURCE_CODES = frozenset(

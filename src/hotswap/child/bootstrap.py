@@ -58,6 +58,10 @@ def _json_env(name: str) -> dict[str, object] | None:
 
 
 def main() -> int:
+    if os.environ.get("HOTSWAP_SERVICE"):
+        from hotswap.child import service
+
+        return service.main()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
     generation = int(os.environ["HOTSWAP_GENERATION"])
     release_root = Path(os.environ["HOTSWAP_RELEASE_DIR"])

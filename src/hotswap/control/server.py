@@ -147,6 +147,14 @@ class ControlServer:
         if op == "hot_upgrade":
             ref = _string(args, "release")
             return await sup.hot_upgrade(ref, sha256=args.get("sha256"), options=args)
+        if op == "service.call":
+            call_args = args.get("args", [])
+            call_kwargs = args.get("kwargs", {})
+            if not isinstance(call_args, list) or not isinstance(call_kwargs, dict):
+                raise UsageError("bad_request", "service.call needs list args and object kwargs")
+            return await sup.call_service(
+                _string(args, "name"), _string(args, "method"), call_args, call_kwargs
+            )
         if op == "handoff.put":
             sup.handoff.put(_string(args, "key"), args.get("value"))
             return None

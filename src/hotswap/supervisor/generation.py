@@ -33,6 +33,7 @@ from hotswap.control.protocol import (
     encode,
 )
 from hotswap.errors import HotswapError, ResourceError
+from hotswap.release.config import ServiceSpec
 from hotswap.release.store import Release
 from hotswap.supervisor.listeners import Listener
 from hotswap.supervisor.spawn import ChildProcess, Spawner
@@ -46,10 +47,11 @@ class Generation:
     number: int
     release: Release
     process: ChildProcess
-    probe_path: Path
+    probe_path: Path | None
     started_mono: float
     started_wall: float
     state: str = "starting"
+    service: str | None = None  # a service process rather than a generation
     hello: dict[str, Any] | None = None
     log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
     returncode: int | None = None
@@ -66,6 +68,10 @@ class Generation:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def label(self) -> str:
+        return f"svc {self.service}" if self.service else f"gen {self.number}"
 
     def info(self) -> dict[str, Any]:
         """What a peer generation is told about this one (incoming/outgoing peer)."""
@@ -87,7 +93,7 @@ class Generation:
     def tail(self) -> list[str]:
         return list(self.log_tail)
 
-    async def request(self, op: str, timeout: float = 10.0, **args: Any) -> Any:
+    async def request(self, op: str, timeout: float | None = 10.0, **args: Any) -> Any:
         """Send a request on the channel and wait for its response."""
         if self._writer is None or self._writer.is_closing():
             raise ResourceError("protocol_error", f"generation {self.number}'s channel is closed")
@@ -137,8 +143,9 @@ class Generation:
         self.process.close()
         if self._writer is not None:
             self._writer.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.probe_path.unlink()
+        if self.probe_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.probe_path.unlink()
 
 
 class GenerationSpawner:
@@ -179,51 +186,73 @@ class GenerationSpawner:
         sock.listen(64)
         return sock
 
-    async def spawn(self, number: int, release: Release, outgoing: Generation | None) -> Generation:
+    async def spawn(
+        self,
+        number: int,
+        release: Release,
+        outgoing: Generation | None,
+        service: ServiceSpec | None = None,
+    ) -> Generation:
+        """Start generation ``number`` (listeners at fd 3.., then its probe socket and its
+        channel), or, with ``service``, a service process (its channel at fd 3 only)."""
         loop = asyncio.get_running_loop()
-        probe_path = self.run_dir / f"gen-{number}.sock"
-        probe = self._probe_socket(probe_path)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        log_r, log_w = os.pipe()
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        fds = [listener.fd for listener in self.listeners] + [probe.fileno(), theirs.fileno()]
-        probe_fd = 3 + len(self.listeners)
         env = dict(os.environ)
         for key in ("HOTSWAP", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
             env.pop(key, None)
         env.update(
             {
                 "HOTSWAP_CHILD": "1",
-                "HOTSWAP_GENERATION": str(number),
                 "HOTSWAP_RELEASE_DIR": str(release.root),
                 "HOTSWAP_STATE_DIR": str(self.state_dir),
                 "HOTSWAP_CONTROL_SOCKET": str(self.control_path),
-                "HOTSWAP_PROBE_FD": str(probe_fd),
-                "HOTSWAP_CHANNEL_FD": str(probe_fd + 1),
-                "LISTEN_FDS": str(len(self.listeners)),
-                "LISTEN_FDNAMES": ":".join(lsn.spec.name for lsn in self.listeners),
             }
         )
-        if outgoing is not None:
-            env["HOTSWAP_OUTGOING"] = json.dumps(outgoing.info())
+        probe: socket.socket | None = None
+        probe_path: Path | None = None
+        if service is None:
+            probe_path = self.run_dir / f"gen-{number}.sock"
+            probe = self._probe_socket(probe_path)
+            fds = [lsn.fd for lsn in self.listeners] + [probe.fileno(), theirs.fileno()]
+            probe_fd = 3 + len(self.listeners)
+            env.update(
+                {
+                    "HOTSWAP_GENERATION": str(number),
+                    "HOTSWAP_PROBE_FD": str(probe_fd),
+                    "HOTSWAP_CHANNEL_FD": str(probe_fd + 1),
+                    "LISTEN_FDS": str(len(self.listeners)),
+                    "LISTEN_FDNAMES": ":".join(lsn.spec.name for lsn in self.listeners),
+                }
+            )
+            if outgoing is not None:
+                env["HOTSWAP_OUTGOING"] = json.dumps(outgoing.info())
+        else:
+            fds = [theirs.fileno()]
+            env.update(
+                {
+                    "HOTSWAP_SERVICE": service.name,
+                    "HOTSWAP_SERVICE_ENTRY": service.entry,
+                    "HOTSWAP_CHANNEL_FD": "3",
+                }
+            )
         argv = [sys.executable, "-I", "-S", "-u", "-B", str(self.runtime_dir / "boot.py")]
+        log_r, log_w = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDONLY)
         try:
             process = self.spawner.spawn(
                 argv, env, stdin=devnull, stdout=log_w, stderr=log_w, fds=fds
             )
         except OSError as e:
-            for fd in (log_r, log_w, devnull):
-                os.close(fd)
+            os.close(log_r)
             ours.close()
-            theirs.close()
-            probe.close()
-            raise ResourceError("io_error", f"cannot start generation {number}: {e}") from None
+            what = f"service {service.name}" if service else f"generation {number}"
+            raise ResourceError("io_error", f"cannot start {what}: {e}") from None
         finally:
-            pass
-        for fd in (log_w, devnull):
-            os.close(fd)
-        theirs.close()
-        probe.close()  # the child has it; the supervisor connects by path
+            os.close(log_w)
+            os.close(devnull)
+            theirs.close()
+            if probe is not None:
+                probe.close()  # the child has it; the supervisor connects by path
         gen = Generation(
             number=number,
             release=release,
@@ -231,6 +260,7 @@ class GenerationSpawner:
             probe_path=probe_path,
             started_mono=time.monotonic(),
             started_wall=time.time(),
+            service=service.name if service else None,
         )
         gen._log_fd = log_r
         os.set_blocking(log_r, False)
@@ -262,7 +292,7 @@ class GenerationSpawner:
     def _log_line(self, gen: Generation, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace")
         gen.log_tail.append(line)
-        self.log(f"[gen {gen.number}] {line}")
+        self.log(f"[{gen.label}] {line}")
 
     async def _read_channel(self, gen: Generation, reader: asyncio.StreamReader) -> None:
         buf = LineBuffer()
