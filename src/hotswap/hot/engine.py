@@ -9,6 +9,7 @@ so the process is exactly as before and keeps serving the old code (promise 9).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import threading
@@ -58,9 +59,23 @@ class HotUpgrade:
         self.prepared: Prepared | None = None
         self.analysis: Analysis | None = None
         self._t0 = clock()
+        self._gc_paused = False
 
     def prepare(self) -> Verdict:
+        """Check and plan (raises a refusal). The cyclic collector stays paused from here to
+        the end of the commit (or :meth:`abort`): parsing allocates many short-lived acyclic
+        objects, and with a large heap every full collection they trigger walks all of it."""
         t = self.clock()
+        if gc.isenabled() and not self._gc_paused:
+            gc.disable()
+            self._gc_paused = True
+        try:
+            return self._prepare(t)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _prepare(self, t: float) -> Verdict:
         paths = PathMap(self.old.lib, self.new.lib, sys.path)
         loaded = loaded_modules(paths)
         names = {module_name(f"{LIB}/{rel}") for rel in loaded}
@@ -79,9 +94,13 @@ class HotUpgrade:
         return a.verdict()
 
     def abort(self) -> None:
+        """Release what prepare holds (heap references, the paused collector)."""
         if self.prepared is not None:
             self.prepared.release()
             self.prepared = None
+        if self._gc_paused:
+            self._gc_paused = False
+            gc.enable()
 
     def commit(
         self, quiescence: Quiescence | None = None, *, suspend_timeout: float = 3.0

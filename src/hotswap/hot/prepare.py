@@ -411,15 +411,15 @@ def _fragment(step: ClassStep, capture_name: str) -> ast.ClassDef:
             child = children[id(op)]
             body.append(_fragment(child, f"__hotswap_capture_{child.op.name}__"))
     node = step.op.node
+    meta = ast.copy_location(ast.Name(capture_name, ast.Load()), node)
     frag = ast.ClassDef(
         name=node.name,
         bases=[],
-        keywords=[ast.keyword(arg="metaclass", value=ast.Name(capture_name, ast.Load()))],
-        body=body or [ast.Pass()],
+        keywords=[ast.copy_location(ast.keyword(arg="metaclass", value=meta), node)],
+        body=body or [ast.copy_location(ast.Pass(), node)],
         decorator_list=[],
     )
-    ast.copy_location(frag, node)
-    return frag
+    return ast.copy_location(frag, node)
 
 
 def _stripped(node: ast.FunctionDef | ast.AsyncFunctionDef, temp: str) -> ast.stmt:
@@ -436,8 +436,8 @@ def _temp(counter: list[int]) -> str:
 
 
 def _compile(nodes: list[ast.stmt], filename: str, flags: int) -> types.CodeType:
+    """Compile statements of the parsed file (they keep their line numbers)."""
     tree = ast.Module(body=nodes, type_ignores=[])
-    ast.fix_missing_locations(tree)
     code: types.CodeType = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
     return code
 

@@ -96,6 +96,7 @@ class BodyPlan:
     doc: tuple[bool, str | None] = (False, None)  # (changed, new docstring)
     annotations: tuple[str, ...] | None = None  # new order of annotated names, if it changed
     defined: frozenset[str] = frozenset()  # names bound by the new body (all units)
+    same: list[tuple[ast.stmt, ast.stmt]] = field(default_factory=list, repr=False)  # unchanged
 
     def is_empty(self) -> bool:
         return not self.ops and not self.removed and not self.doc[0] and self.annotations is None
@@ -160,6 +161,7 @@ def diff_module(
     plan = diff_body(
         old.body,
         new.body,
+        src=Lines(old_source.splitlines(), new_source.splitlines()),
         prefix="",
         module=name,
         refusals=refusals,
@@ -167,7 +169,7 @@ def diff_module(
         is_class=False,
     )
     rebound = _rebound(plan)
-    _check_stale_uses(name, old.body, new.body, plan, rebound, refusals, warnings)
+    _check_stale_uses(name, plan, rebound, refusals, warnings)
     touched: set[str] = set()
     for op in plan.ops:
         if isinstance(op, Exec | PatchDef):
@@ -197,10 +199,19 @@ def diff_module(
     )
 
 
+@dataclass
+class Lines:
+    """The source lines of both versions (statements are compared by text first)."""
+
+    old: list[str]
+    new: list[str]
+
+
 def diff_body(
     old_body: list[ast.stmt],
     new_body: list[ast.stmt],
     *,
+    src: Lines,
     prefix: str,
     module: str,
     refusals: list[Reason],
@@ -209,18 +220,17 @@ def diff_body(
 ) -> BodyPlan:
     old_doc, old_stmts = _split_doc(old_body)
     new_doc, new_stmts = _split_doc(new_body)
-    old_units = dict(_units(old_stmts))
-    matched: set[tuple[object, ...]] = set()
+    pairs, unmatched = _pair(old_stmts, new_stmts, src)
     ops: list[Op] = []
+    same: list[tuple[ast.stmt, ast.stmt]] = []
     defined: set[str] = set()
-    for key, stmt in _units(new_stmts):
+    for stmt, prev in pairs:
         defined |= bound_names(stmt)
-        prev = old_units.get(key)
         if prev is None:
             ops.append(Exec(stmt, frozenset(bound_names(stmt)), "added"))
             continue
-        matched.add(key)
-        if dump(prev) == dump(stmt):
+        if not isinstance(stmt, _DEF_TYPES | ast.ClassDef) or _same(prev, stmt, src):
+            same.append((prev, stmt))
             continue
         where = f"{module}.{prefix}{getattr(stmt, 'name', '')}"
         if isinstance(stmt, _DEF_TYPES) and isinstance(prev, _DEF_TYPES):
@@ -242,29 +252,29 @@ def diff_body(
             if reason:
                 refusals.append(Reason("class_layout", f"{where}: {reason}", subject=where))
                 continue
-            sub_refusals = _class_body_refusals(prev, stmt, where)
-            refusals.extend(sub_refusals)
+            refusals.extend(_class_body_refusals(prev, stmt, where))
             body = diff_body(
                 prev.body,
                 stmt.body,
+                src=src,
                 prefix=f"{prefix}{stmt.name}.",
                 module=module,
                 refusals=refusals,
                 warnings=warnings,
                 is_class=True,
             )
-            ops.append(PatchClass(stmt.name, prefix + stmt.name, stmt, prev, body))
-        else:  # pragma: no cover - keys carry the statement kind, so kinds always agree
-            ops.append(Exec(stmt, frozenset(bound_names(stmt)), "changed"))
+            if body.is_empty():
+                same.append((prev, stmt))
+            else:
+                ops.append(PatchClass(stmt.name, prefix + stmt.name, stmt, prev, body))
     removed_names: set[str] = set()
-    for key, stmt in old_units.items():
-        if key not in matched:
-            removed_names |= bound_names(stmt)
-            if isinstance(stmt, ast.Expr) and not is_class:
-                warnings.append(
-                    f"{module}: the top-level statement at old line {stmt.lineno} was changed or "
-                    "removed; what it did when it ran stays in the running process"
-                )
+    for stmt in unmatched:
+        removed_names |= bound_names(stmt)
+        if isinstance(stmt, ast.Expr) and not is_class:
+            warnings.append(
+                f"{module}: the top-level statement at old line {stmt.lineno} was changed or "
+                "removed; what it did when it ran stays in the running process"
+            )
     # A changed plain statement is a removed unit plus an added one; its names stay bound.
     removed = frozenset(n for n in removed_names - defined if n != "*")
     annotations: tuple[str, ...] | None = None
@@ -281,6 +291,7 @@ def diff_body(
         doc=(old_doc != new_doc, new_doc),
         annotations=annotations,
         defined=frozenset(defined),
+        same=same,
     )
 
 
@@ -298,19 +309,75 @@ def _split_doc(body: list[ast.stmt]) -> tuple[str | None, list[ast.stmt]]:
     return None, body
 
 
-def _units(body: Iterable[ast.stmt]) -> Iterator[tuple[tuple[object, ...], ast.stmt]]:
-    seen: dict[tuple[object, ...], int] = {}
-    for stmt in body:
-        base: tuple[object, ...]
-        if isinstance(stmt, _DEF_TYPES):
-            base = ("def", stmt.name)
-        elif isinstance(stmt, ast.ClassDef):
-            base = ("class", stmt.name)
+def _name_key(stmt: ast.stmt) -> tuple[str, str] | None:
+    if isinstance(stmt, _DEF_TYPES):
+        return ("def", stmt.name)
+    if isinstance(stmt, ast.ClassDef):
+        return ("class", stmt.name)
+    return None
+
+
+def _text(stmt: ast.stmt, lines: list[str]) -> str:
+    start = first_line(stmt) if isinstance(stmt, _DEF_TYPES | ast.ClassDef) else stmt.lineno
+    return "\n".join(lines[start - 1 : stmt.end_lineno or stmt.lineno])
+
+
+def _same(old: ast.stmt, new: ast.stmt, src: Lines) -> bool:
+    """Same text, or (slower, for cosmetic edits) the same AST. A class whose text differs is
+    diffed statement by statement instead (an empty plan then means it is the same)."""
+    if _text(old, src.old) == _text(new, src.new):
+        return True
+    return not isinstance(new, ast.ClassDef) and dump(old) == dump(new)
+
+
+def _pair(
+    old_stmts: list[ast.stmt], new_stmts: list[ast.stmt], src: Lines
+) -> tuple[list[tuple[ast.stmt, ast.stmt | None]], list[ast.stmt]]:
+    """Pair each new statement with its old counterpart (None if it is new) and list the old
+    statements left over. ``def``/``class`` pair by name and rank among same-named ones; other
+    statements by their text, then (for the few left) by their AST, so a reformatted statement
+    still counts as unchanged and is not run again."""
+    named: dict[tuple[str, str, int], ast.stmt] = {}
+    plain: dict[str, list[ast.stmt]] = {}
+    ranks: dict[tuple[str, str], int] = {}
+    for stmt in old_stmts:
+        key = _name_key(stmt)
+        if key is None:
+            plain.setdefault(_text(stmt, src.old), []).append(stmt)
         else:
-            base = ("stmt", dump(stmt))
-        rank = seen.get(base, 0)
-        seen[base] = rank + 1
-        yield (*base, rank), stmt
+            rank = ranks[key] = ranks.get(key, -1) + 1
+            named[(*key, rank)] = stmt
+    ranks = {}
+    used: set[int] = set()
+    pairs: list[tuple[ast.stmt, ast.stmt | None]] = []
+    pending: list[int] = []
+    for stmt in new_stmts:
+        key = _name_key(stmt)
+        prev: ast.stmt | None
+        if key is None:
+            bucket = plain.get(_text(stmt, src.new))
+            prev = bucket.pop(0) if bucket else None
+            if prev is None:
+                pending.append(len(pairs))
+        else:
+            rank = ranks[key] = ranks.get(key, -1) + 1
+            prev = named.get((*key, rank))
+        if prev is not None:
+            used.add(id(prev))
+        pairs.append((stmt, prev))
+    if pending:
+        left: dict[str, list[ast.stmt]] = {}
+        for stmt in old_stmts:
+            if id(stmt) not in used and _name_key(stmt) is None:
+                left.setdefault(dump(stmt), []).append(stmt)
+        for i in pending if left else ():
+            stmt = pairs[i][0]
+            bucket = left.get(dump(stmt))
+            if bucket:
+                prev = bucket.pop(0)
+                used.add(id(prev))
+                pairs[i] = (stmt, prev)
+    return pairs, [s for s in old_stmts if id(s) not in used]
 
 
 def _dumps(nodes: Iterable[ast.AST]) -> list[str]:
@@ -435,8 +502,6 @@ def _rebound(plan: BodyPlan) -> set[str]:
 
 def _check_stale_uses(
     module: str,
-    old_body: list[ast.stmt],
-    new_body: list[ast.stmt],
     plan: BodyPlan,
     rebound: set[str],
     refusals: list[Reason],
@@ -449,12 +514,8 @@ def _check_stale_uses(
             risky -= op.names
     if not risky:
         return
-    old_units = dict(_units(_split_doc(old_body)[1]))
     added = False
-    for key, stmt in _units(_split_doc(new_body)[1]):
-        prev = old_units.get(key)
-        if prev is None or dump(prev) != dump(stmt):
-            continue  # it runs or is patched anyway
+    for prev, stmt in plan.same:
         if isinstance(stmt, _DEF_TYPES | ast.ClassDef):
             header = _names_in(stmt.decorator_list)
             if isinstance(stmt, ast.ClassDef):
