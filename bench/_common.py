@@ -62,7 +62,20 @@ def machine_info() -> dict[str, str]:
     if wrk:
         out = subprocess.run([wrk, "--version"], capture_output=True, text=True, timeout=10)
         wrk_version = (out.stdout + out.stderr).splitlines()[0].split(" Copyright")[0]
+    commit = "?"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.split("\n")  # fmt: skip
+        changed = [line[3:] for line in dirty if line.strip()]
+        commit = head + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
     return {
+        "hotswap": commit,
         "nproc": str(os.cpu_count()),
         "cpu": cpu,
         "kernel": platform.release(),
@@ -224,6 +237,12 @@ def terminate(proc: subprocess.Popen[Any], timeout: float = 30.0) -> float:
     return time.monotonic() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM of ``pid`` in kB (from /proc/<pid>/status)."""
     out: dict[str, int] = {}
@@ -363,8 +382,8 @@ class SupervisorProc:
 # Nagle/delayed-ACK stall (about 700 req/s instead of 7,000 here). hotswap's children get
 # proto 6 because ``socket.socket(fileno=fd)`` reads it from the kernel.
 UVICORN_SCRIPT = r"""
-import asyncio, os, site, socket, sys
-lib, host, port, reuseport, ready_fd, backlog = sys.argv[1:7]
+import asyncio, json, os, site, socket, sys
+lib, host, port, reuseport, ready_fd, backlog, extra = sys.argv[1:8]
 site.addsitedir(lib)
 import uvicorn
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -374,7 +393,7 @@ if reuseport == "1":
 sock.bind((host, int(port)))
 sock.listen(int(backlog))
 config = uvicorn.Config("fixture_app.main:app", lifespan="auto", access_log=False,
-                        timeout_graceful_shutdown=None, log_level="info")
+                        timeout_graceful_shutdown=None, log_level="info", **json.loads(extra))
 server = uvicorn.Server(config)
 
 async def main():
@@ -396,8 +415,16 @@ class UvicornProc:
     """A plain uvicorn serving a release's lib/ on 127.0.0.1:PORT (no hotswap involved)."""
 
     def __init__(
-        self, reaper: Reaper, lib: Path, port: int, log_path: Path, *, reuseport: bool
+        self,
+        reaper: Reaper,
+        lib: Path,
+        port: int,
+        log_path: Path,
+        *,
+        reuseport: bool,
+        config: dict[str, Any] | None = None,
     ) -> None:
+        self.config = config or {}  # extra uvicorn.Config arguments
         self.reaper = reaper
         self.lib = lib
         self.port = port
@@ -417,6 +444,7 @@ class UvicornProc:
         argv = [
             PY, "-I", "-S", "-u", "-B", "-c", UVICORN_SCRIPT, str(self.lib), HOST,
             str(self.port), "1" if self.reuseport else "0", str(w), str(BACKLOG),
+            json.dumps(self.config),
         ]  # fmt: skip
         try:
             with open(self.log_path, "ab") as out:
