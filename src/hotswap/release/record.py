@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import posixpath
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,17 +45,19 @@ def hash_file(path: str | os.PathLike[str]) -> Entry:
     return Entry(encode_digest(h.digest()), size)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def is_safe_relpath(name: str) -> bool:
-    """Relative, POSIX, normalised, no '..', no NUL or backslash, no empty parts."""
-    return bool(
-        name
-        and not name.startswith("/")
-        and "\\" not in name
-        and "\x00" not in name
-        and posixpath.normpath(name) == name
-        and ".." not in name.split("/")
-        and name != "."
-    )
+    """Relative, POSIX, normalised, no '..', no empty parts; valid UTF-8 (no lone surrogates
+    from undecodable bytes) without control characters (NUL, newline, escape) or backslash."""
+    if not name or name.startswith("/") or name == "." or _CONTROL.search(name):
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return posixpath.normpath(name) == name and ".." not in name.split("/")
 
 
 def scan_tree(root: Path) -> dict[str, Entry]:
@@ -74,6 +77,10 @@ def scan_tree(root: Path) -> dict[str, Entry]:
                 continue
             if os.path.islink(full) or not os.path.isfile(full):
                 raise ReleaseError("unsafe_member", f"{rel} is not a regular file", member=rel)
+            if not is_safe_relpath(rel):
+                raise ReleaseError(
+                    "unsafe_member", f"{rel!r} is a name unpacking would refuse", member=rel
+                )
             entries[rel] = hash_file(full)
     return entries
 
