@@ -86,6 +86,18 @@ def test_new_class_attribute_and_method(hot: Hot) -> None:
     assert stats.classes_patched == 1
 
 
+def test_new_descriptor_gets_set_name(hot: Hot) -> None:
+    v1 = {"m.py": "import functools\nclass Box:\n    n = 2\n"}
+    v2 = {
+        "m.py": "import functools\nclass Box:\n    n = 2\n"
+        "    @functools.cached_property\n    def double(self):\n        return self.n * 2\n"
+    }
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    box = m.Box()
+    hot.upgrade(r2)
+    assert box.double == 4 and box.__dict__["double"] == 4
+
+
 def test_changed_signature_and_defaults(hot: Hot) -> None:
     v1 = {"m.py": "def f(a, b=1, *, c=2) -> int:\n    return a + b + c\n"}
     v2 = {"m.py": "def f(a, b=10, d=0, *, c=20, e=5) -> str:\n    return str(a + b + c + d + e)\n"}

@@ -292,7 +292,12 @@ class Commit:
                         _add_member(cls, name, ns[name])
                         self.counts.enum_members_added += 1
                     else:
-                        type.__setattr__(cls, name, ns[name])
+                        value = ns[name]
+                        type.__setattr__(cls, name, value)
+                        # what type.__new__ would have done for a descriptor defined in the body
+                        set_name = getattr(type(value), "__set_name__", None)
+                        if set_name is not None:
+                            set_name(value, cls, name)
             elif isinstance(op, PatchDef):
                 self._copy_def(plan, op, ns[defs[id(op)].temp])
             elif isinstance(op, PatchClass) and id(op) in children:
