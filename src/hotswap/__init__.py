@@ -64,8 +64,11 @@ __all__ = [
     "Serve",
     "UsageError",
     "__version__",
+    "HotUpgradeStats",
+    "UpgradeGate",
     "check",
     "hot_upgrade",
+    "set_quiescence",
     *_API,
 ]
 
@@ -75,7 +78,7 @@ def __getattr__(name: str) -> Any:
         from hotswap import api
 
         return getattr(api, name)
-    if name in ("hot_upgrade", "check"):
+    if name in ("hot_upgrade", "check", "UpgradeGate", "set_quiescence", "HotUpgradeStats"):
         from hotswap import hot
 
         return getattr(hot, name)

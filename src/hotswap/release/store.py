@@ -139,25 +139,36 @@ class ReleaseStore:
         return self.state_dir / STATE_NAME
 
     def ensure(self) -> None:
-        """Create the state dir (0700) and releases/ if missing; refuse an unusable one."""
+        """Create the state dir (0700) and releases/ if missing; refuse an unusable one (not
+        a directory, another user's, or writable by others) before creating anything in it."""
+        old = os.umask(0o077)
         try:
-            old = os.umask(0o077)
-            try:
-                self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-                self.releases_dir.mkdir(mode=0o700, exist_ok=True)
-            finally:
-                os.umask(old)
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = os.stat(self.state_dir, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                raise UsageError(
+                    "state_dir_invalid", f"{self.state_dir} exists and is not a directory"
+                )
+            if st.st_uid != os.getuid():
+                raise UsageError(
+                    "state_dir_invalid",
+                    f"{self.state_dir} belongs to uid {st.st_uid}, not to you",
+                )
+            if st.st_mode & 0o022:
+                raise UsageError(
+                    "state_dir_invalid",
+                    f"{self.state_dir} is writable by other users "
+                    f"(mode {stat.S_IMODE(st.st_mode):04o}); use 0700",
+                )
+            self.releases_dir.mkdir(mode=0o700, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             raise UsageError(
                 "state_dir_invalid", f"{self.state_dir} exists and is not a directory"
             ) from None
         except OSError as e:
             raise ResourceError("io_error", f"cannot create {self.state_dir}: {e}") from None
-        st = self.state_dir.stat()
-        if st.st_uid != os.getuid():
-            raise UsageError(
-                "state_dir_invalid", f"{self.state_dir} belongs to uid {st.st_uid}, not to you"
-            )
+        finally:
+            os.umask(old)
 
     # -- unpack ---------------------------------------------------------------------------
 
@@ -172,6 +183,7 @@ class ReleaseStore:
         result.checks.append("interpreter")
         verify.extract(path, result, None)
         result.checks.append("file hashes")
+        result.payload = None  # the inflated stream is not needed any more
         return result
 
     def unpack(
@@ -286,7 +298,14 @@ class ReleaseStore:
         current = self.read_state()["current"]
         return self.get(current) if current else None
 
-    def set_current(self, release_id: str, *, how: str, **info: Any) -> dict[str, Any]:
+    def set_current(
+        self,
+        release_id: str,
+        *,
+        how: str,
+        protect: frozenset[str] = frozenset(),
+        **info: Any,
+    ) -> dict[str, Any]:
         """Record ``release_id`` as current (after a successful deploy); the old current
         becomes previous. ``how`` is ``blue-green``, ``hot``, ``rollback`` or ``initial``."""
         self.get(release_id)
@@ -298,13 +317,13 @@ class ReleaseStore:
         entry = {"release": release_id, "how": how, "at": time.time(), **info}
         state["history"] = [entry, *state["history"]][:HISTORY_MAX]
         write_json_atomic(self.state_file, state)
-        self.prune()
+        self.prune(protect=protect)
         return state
 
-    def prune(self) -> list[str]:
+    def prune(self, *, protect: frozenset[str] = frozenset()) -> list[str]:
         """Keep the newest ``keep`` releases; never remove the current or previous one."""
         state = self.read_state()
-        protected = {state["current"], state["previous"]}
+        protected = {state["current"], state["previous"], *protect}
         removed = []
         for release in self.releases()[self.keep :]:
             if release.id in protected:

@@ -613,7 +613,9 @@ class Supervisor:
                 await loop.run_in_executor(
                     None,
                     lambda: self.store.set_current(
-                        action.release_id, how="blue-green" if how == "initial" else how
+                        action.release_id,
+                        how="blue-green" if how == "initial" else how,
+                        protect=self._releases_in_use(),
                     ),
                 )
         elif isinstance(action, swap.Finish) and not action.ok and action.generation is not None:
@@ -667,6 +669,15 @@ class Supervisor:
         else:
             self._post(swap.Unhealthy(number, f"GET {path} answered {status}"))
 
+    def _releases_in_use(self) -> frozenset[str]:
+        """Every release a running process loaded code from: a hot-upgraded generation still
+        reads the source lines of its unchanged modules (tracebacks) from older releases, and
+        services run from the release the supervisor booted with. Retention keeps them."""
+        used: set[str] = set()
+        for child in [*self.generations.values(), *self.services.values()]:
+            used |= child.loaded
+        return frozenset(used)
+
     def _refuse_if_busy(self) -> None:
         if self.swap is not None:
             raise UsageError(
@@ -702,7 +713,13 @@ class Supervisor:
                 **opts,
             )
             gen.release = release
-            await loop.run_in_executor(None, lambda: self.store.set_current(release.id, how="hot"))
+            gen.loaded.add(release.id)
+            await loop.run_in_executor(
+                None,
+                lambda: self.store.set_current(
+                    release.id, how="hot", protect=self._releases_in_use()
+                ),
+            )
             record = {
                 "how": "hot",
                 "release": release.id,

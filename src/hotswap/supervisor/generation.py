@@ -52,6 +52,10 @@ class Generation:
     started_wall: float
     state: str = "starting"
     service: str | None = None  # a service process rather than a generation
+    loaded: set[str] = field(default_factory=set)  # releases it runs code from
+
+    def __post_init__(self) -> None:
+        self.loaded.add(self.release.id)
     hello: dict[str, Any] | None = None
     log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
     returncode: int | None = None

@@ -1,5 +1,12 @@
 """Test helpers for users of hotswap (and hotswap's own tests).
 
 - :mod:`hotswap.testing.load`: a load generator that records every request's outcome, to
-  check that a swap of *your* app drops nothing.
+  check that a swap of *your* app drops nothing (``Load``, ``wait_http``, ``free_port``);
+- ``write_release``, ``running_release`` and ``code_change``: unit-test your
+  ``__code_change__`` hooks and hot upgrades on small release trees, without building
+  (from :mod:`hotswap.hot.testing`).
 """
+
+from hotswap.hot.testing import code_change, running_release, write_release
+
+__all__ = ["code_change", "running_release", "write_release"]
