@@ -12,16 +12,21 @@ T0 = 1_700_000_000
 
 def test_releases_in_use_are_kept_besides_current_and_previous(tmp_path: Path) -> None:
     store = ReleaseStore(tmp_path / "state", keep=1)
-    releases = []
-    for n in range(1, 5):
+
+    def unpack(n: int) -> str:
         members = forge.release_members(version=f"1.{n}", created=T0 + 3600 * n)
-        tarball = forge.write_archive(tmp_path / f"demo-1.{n}.tar.gz", members)
-        releases.append(store.unpack(tarball))
-    r1, r2, r3, r4 = releases
-    # a generation booted r1 and was hot-upgraded to r2, then r3: it still reads r1's files
-    store.set_current(r2.id, how="hot", protect=frozenset({r1.id, r2.id}))
-    store.set_current(r3.id, how="hot", protect=frozenset({r1.id, r2.id, r3.id}))
-    kept = {r.id for r in store.releases()}
-    assert kept == {r1.id, r2.id, r3.id, r4.id}  # r4 newest, r3 current, r2 previous, r1 in use
-    store.set_current(r4.id, how="blue-green", protect=frozenset({r4.id}))
-    assert {r.id for r in store.releases()} == {r4.id, r3.id}
+        return store.unpack(forge.write_archive(tmp_path / f"demo-1.{n}.tar.gz", members)).id
+
+    r1 = unpack(1)
+    store.set_current(r1, how="initial", protect=frozenset({r1}))
+    # the generation that booted r1 is hot-upgraded to r2, then to r3: it still reads r1's
+    # and r2's files (the source lines of modules that never changed)
+    r2 = unpack(2)
+    store.set_current(r2, how="hot", protect=frozenset({r1, r2}))
+    r3 = unpack(3)
+    store.set_current(r3, how="hot", protect=frozenset({r1, r2, r3}))
+    assert {r.id for r in store.releases()} == {r1, r2, r3}
+    # a blue-green swap to r4 once that generation is gone: only current and previous stay
+    r4 = unpack(4)
+    store.set_current(r4, how="blue-green", protect=frozenset({r4}))
+    assert {r.id for r in store.releases()} == {r4, r3}
