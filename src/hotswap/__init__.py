@@ -41,6 +41,7 @@ _API = (
     "active_generation",
     "call_service",
     "delete_handoff",
+    "draining",
     "enabled",
     "generation",
     "get_all_handoff",

@@ -167,6 +167,16 @@ def outgoing_peer() -> dict[str, Any] | None:
     return runtime.outgoing if runtime is not None else None
 
 
+def draining() -> bool:
+    """Inside a generation: True once it has been told to drain (a successor is serving, or
+    the supervisor stops). Long-lived responses (streams, long polls) should end soon after;
+    the uvicorn adapter ends ``text/event-stream`` responses by itself."""
+    from hotswap.child.runtime import current
+
+    runtime = current()
+    return runtime.draining if runtime is not None else False
+
+
 def generation() -> int | None:
     """This generation's number, inside a generation."""
     from hotswap.child.runtime import current

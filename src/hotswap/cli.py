@@ -207,6 +207,8 @@ class PhasePrinter:
             self.progress(f"{event['phase']} ...")
         elif event.get("state") == "done" and event.get("ms") is not None:
             self.progress(f"{event['phase']}: done in {event['ms']:.0f} ms")
+        elif event.get("state") == "failed" and event.get("ms") is not None:
+            self.progress(f"{event['phase']}: FAILED after {event['ms']:.0f} ms")
 
 
 def cmd_upgrade(args: argparse.Namespace) -> dict[str, Any]:
@@ -335,6 +337,11 @@ def _render_status(data: dict[str, Any]) -> str:
         )
     else:
         lines.append("upgrading   no")
+    for svc in data.get("services", []):
+        pid = f"pid {svc['pid']}" if svc["pid"] else "restarting"
+        lines.append(
+            f"service     {svc['name']} ({pid}), {svc['state']}, restarts {svc['restarts']}"
+        )
     for gen in data["generations"]:
         if active is None or gen["generation"] != active["generation"]:
             lines.append(

@@ -155,3 +155,18 @@ def test_cli_upgrade_streams_phases_and_json(
         assert status.returncode == 0 and "generation 2" in status.stdout
         none = sup.cli("rollback", "--json")
         assert none.returncode == 0, none.stdout + none.stderr
+
+
+def test_failed_phase_is_streamed_as_failed(
+    tmp_path: Path, release_v1: BuildResult, build_release: BuildRelease
+) -> None:
+    v2 = build_release("2.0.0", tool={"boot_timeout": 3})
+    env = {"FIXTURE_CRASH_AT_IMPORT": "2.0.0"}
+    with supervisor(release_v1.tarball, tmp_path, env=env) as sup:
+        events: list[dict[str, Any]] = []
+        with pytest.raises(hotswap.ChildError):
+            hotswap.upgrade(v2.tarball, state_dir=sup.state_dir, on_phase=events.append)
+        ends = [(e["phase"], e["state"]) for e in events if e["state"] != "started"]
+        assert ends == [("unpack", "done"), ("spawn", "done"), ("boot", "failed")]
+        done = sup.cli("upgrade", str(v2.tarball))
+        assert done.returncode == 4 and "boot: FAILED after" in done.stderr

@@ -506,10 +506,11 @@ class Supervisor:
             for action in actions:
                 await self._perform(action, machine, ref, how, sha256)
             if machine.phase != last_phase:
+                failed = machine.phase == swap.Phase.FAILED
                 say(
                     {
                         "phase": last_phase.value,
-                        "state": "done",
+                        "state": "failed" if failed else "done",
                         "ms": machine.timings.get(last_phase.value),
                     }
                 )

@@ -32,27 +32,63 @@ _POLL = 0.02
 
 
 class DrainAware:
-    """ASGI wrapper: once the generation drains, every HTTP response says Connection: close."""
+    """ASGI wrapper for the drain.
+
+    - Once the generation drains, every HTTP response says ``Connection: close``.
+    - A request that asks for ``text/event-stream`` (an EventSource) runs as a task of its own.
+      An event stream never ends by itself, so at drain the task is cancelled and the stream
+      is finished cleanly (its last chunk sent); the browser reconnects, to the next
+      generation, which is already accepting. Without this a drain would wait for
+      ``shutdown_timeout`` and then be killed, cutting the stream anyway.
+    """
 
     def __init__(self, app: Any, runtime: ChildRuntime) -> None:
         self.app = app
         self.runtime = runtime
+        self.streams: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = False
+        finished = False
 
         async def send_wrapper(message: Any) -> None:
-            if message["type"] == "http.response.start" and self.runtime.draining:
-                headers = [
-                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"
-                ]
-                headers.append((b"connection", b"close"))
-                message = {**message, "headers": headers}
+            nonlocal started, finished
+            if message["type"] == "http.response.start":
+                started = True
+                if self.runtime.draining:
+                    headers = [
+                        (k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"
+                    ]
+                    headers.append((b"connection", b"close"))
+                    message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                finished = True
             await send(message)
 
-        await self.app(scope, receive, send_wrapper)
+        accept = dict(scope.get("headers") or ()).get(b"accept", b"")
+        if b"text/event-stream" not in accept:
+            await self.app(scope, receive, send_wrapper)
+            return
+        task = asyncio.ensure_future(self.app(scope, receive, send_wrapper))
+        self.streams.add(task)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                task.cancel()  # the request itself was cancelled: pass it on
+                raise
+            if started and not finished:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.streams.discard(task)
+
+    def end_streams(self) -> int:
+        for task in list(self.streams):
+            task.cancel()
+        return len(self.streams)
 
 
 def _busy(connection: Any) -> bool:
@@ -132,6 +168,11 @@ async def _drain(server: Any, runtime: ChildRuntime) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     await _stop_accepting(server.servers)
+    wrapper = server.config.loaded_app
+    if isinstance(wrapper, DrainAware):
+        ended = wrapper.end_streams()
+        if ended:
+            log(f"generation {runtime.generation}: ended {ended} event stream(s) for reconnect")
     connections = server.server_state.connections
     for connection in list(connections):
         if _busy(connection):
