@@ -17,7 +17,11 @@ The fixture app (tests/fixtures/app) is built as v1 and v2 release tarballs with
       server_header=False``: hotswap's uvicorn adapter never runs uvicorn's main loop, whose
       tick is what sets those default headers, so its responses carry neither, and that
       variant compares like with like. The server side's CPU time per request (from
-      /proc/<pid>/stat) is printed too: on a shared machine it moves much less than req/s.
+      /proc/<pid>/stat) is printed too.
+(i-b) the same three targets loaded *at the same time*, each by its own wrk with a third of the
+      connections, ``--concurrent-rounds`` rounds: noise from other work on a shared machine
+      then hits all of them alike, and the ratio of their req/s is their relative cost per
+      request; median of the per-round ratios.
 (ii)  latency during a swap against steady state: ``hotswap.testing.load.Load`` (keep-alive and
       fresh-connection clients, every request timed) runs while the supervisor does
       ``--load-swaps`` swaps; a request belongs to the window in which it *started*: "steady"
@@ -164,6 +168,32 @@ def throughput(
     }
 
 
+def concurrent_ab(
+    reaper: Reaper, wrk: str, targets: dict[str, tuple[int, list[int]]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """All targets loaded at the same time, each by its own wrk with a share of the
+    connections: whatever else runs on the machine hits them alike, and the kernel shares the
+    CPUs between them, so their req/s ratio is their relative cost per request."""
+    conns = max(1, args.connections // len(targets))
+    rounds: list[dict[str, float]] = []
+    for r in range(args.concurrent_rounds):
+        runs = {
+            name: Wrk(reaper, wrk, port, connections=conns, seconds=args.seconds).start()
+            for name, (port, _pids) in targets.items()
+        }
+        rounds.append({name: run.wait().rps for name, run in runs.items()})
+        log(
+            f"concurrent round {r + 1}/{args.concurrent_rounds}: "
+            + ", ".join(f"{n} {v:.0f} req/s" for n, v in rounds[-1].items())
+        )
+    return {
+        "connections_each": conns,
+        "rounds": rounds,
+        "paired_ratio": median(x[SUP] / x[DIRECT] for x in rounds),
+        "paired_ratio_bare": median(x[SUP] / x[BARE] for x in rounds) if BARE in targets else None,
+    }
+
+
 # -- (ii)-(iv) swaps -------------------------------------------------------------------------
 
 
@@ -304,6 +334,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=12, help="wrk runs per target (default 12)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per wrk run (3)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument(
+        "--concurrent-rounds", type=int, default=8, metavar="N",
+        help="rounds of all targets loaded at once (0: skip; default 8)",
+    )  # fmt: skip
     parser.add_argument("--idle-swaps", type=int, default=10, help="swaps without load, per kind")
     parser.add_argument("--load-swaps", type=int, default=10, help="swaps under Load, for p99")
     parser.add_argument("--steady", type=float, default=2.0, help="steady seconds before a swap")
@@ -373,6 +407,8 @@ def main() -> int:
                 }
                 try:
                     out["throughput"] = throughput(reaper, wrk, targets, args)
+                    if wrk is not None and args.concurrent_rounds > 0:
+                        out["concurrent"] = concurrent_ab(reaper, wrk, targets, args)
                 finally:
                     direct.stop()
                     bare.stop()
@@ -458,6 +494,26 @@ def main() -> int:
             f"{t['ratio_bare']:.3f}, median of per-round ratios {t['paired_ratio_bare']:.3f}; "
             f"CPU per request {DIRECT}/{SUP} = {cpu[DIRECT]['cpu_us'] / cpu[SUP]['cpu_us']:.3f}, "
             f"{BARE}/{SUP} = {cpu[BARE]['cpu_us'] / cpu[SUP]['cpu_us']:.3f}"
+        )
+
+    if "concurrent" in out:
+        c = out["concurrent"]
+        names = list(c["rounds"][0])
+        print()
+        print(
+            f"(i-b) the same targets loaded at the same time, wrk -t1 -c{c['connections_each']} "
+            f"each, {args.seconds:g}s rounds (shared noise; req/s ratio = relative cost):"
+        )
+        rows = [
+            [i, *(r[n] for n in names), r[SUP] / r[DIRECT], r[SUP] / r[BARE]]
+            for i, r in enumerate(c["rounds"], 1)
+        ]
+        rows.append(
+            ["median", *(median(r[n] for r in c["rounds"]) for n in names),
+             c["paired_ratio"], c["paired_ratio_bare"]]
+        )  # fmt: skip
+        print(
+            table(["round", *names, f"{SUP} / {DIRECT}", f"{SUP} / {BARE}"], rows, digits=2)
         )
 
     lat = out["latency"]
