@@ -175,8 +175,12 @@ _MACHINE_FILES = ("direct_url.json", "uv_cache.json")
 
 
 def _strip_machine_specific(lib: Path) -> None:
-    """Remove scripts (absolute shebangs), installer files naming this machine, old pycs."""
+    """Remove scripts (absolute shebangs), installer files naming this machine, the empty
+    lock file ``uv pip install --target`` leaves in the target, old pycs."""
     shutil.rmtree(lib / "bin", ignore_errors=True)
+    lock = lib / ".lock"
+    if lock.is_file() and not lock.is_symlink() and lock.stat().st_size == 0:
+        lock.unlink()
     for info in lib.glob("*.dist-info"):
         found = [info / name for name in _MACHINE_FILES if (info / name).exists()]
         for path in found:
