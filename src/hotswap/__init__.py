@@ -50,6 +50,7 @@ _API = (
     "incoming_peer",
     "outgoing_peer",
     "put_handoff",
+    "release_id",
     "rollback",
     "start",
     "status",

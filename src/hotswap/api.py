@@ -177,6 +177,14 @@ def draining() -> bool:
     return runtime.draining if runtime is not None else False
 
 
+def release_id() -> str | None:
+    """Inside a generation: the release it runs (it changes on a hot upgrade)."""
+    from hotswap.child.runtime import current
+
+    runtime = current()
+    return runtime.release_id if runtime is not None else None
+
+
 def generation() -> int | None:
     """This generation's number, inside a generation."""
     from hotswap.child.runtime import current

@@ -55,25 +55,18 @@ _connections = itertools.count(1)
 _release: dict[str, Any] = {"id": None, "checked": 0.0}
 
 
-def _runtime() -> Any:
-    """hotswap's runtime of this generation, or None when not run by a supervisor."""
-    try:
-        from hotswap.child.runtime import current
-    except ImportError:  # pragma: no cover - a hotswap without it
-        return None
-    return current()
-
-
 def draining() -> bool:
     """True once the supervisor told this generation to drain (a successor is live)."""
-    runtime = _runtime()
-    return bool(runtime is not None and runtime.draining)
+    import hotswap
+
+    return hotswap.draining()
 
 
 def release_id() -> str | None:
     """The release this process runs (it changes on a hot upgrade)."""
-    runtime = _runtime()
-    return getattr(runtime, "release_id", None) if runtime is not None else None
+    import hotswap
+
+    return hotswap.release_id()
 
 
 def info() -> dict[str, Any]:
