@@ -3,7 +3,10 @@
 Run it on demand (not a test)::
 
     .venv/bin/python bench/bench_throughput.py [--runs 12] [--seconds 3] [--connections 32]
-        [--idle-swaps 10] [--load-swaps 10] [--steady 2.0] [--supervisor-env KEY=VALUE]
+        [--concurrent-rounds 8] [--idle-swaps 10] [--load-swaps 10] [--steady 2.0]
+        [--background-wrk C] [--supervisor-env KEY=VALUE] [--skip-throughput] [--json PATH]
+
+About 4 minutes with the defaults.
 
 The fixture app (tests/fixtures/app) is built as v1 and v2 release tarballs with the real
 ``hotswap build``. Then, in one run:
@@ -22,6 +25,8 @@ The fixture app (tests/fixtures/app) is built as v1 and v2 release tarballs with
       connections, ``--concurrent-rounds`` rounds: noise from other work on a shared machine
       then hits all of them alike, and the ratio of their req/s is their relative cost per
       request; median of the per-round ratios.
+(i-c) hotswap's only per-request code in a uvicorn generation, its ``DrainAware`` ASGI
+      wrapper, timed in-process against the bare app (no network, deterministic).
 (ii)  latency during a swap against steady state: ``hotswap.testing.load.Load`` (keep-alive and
       fresh-connection clients, every request timed) runs while the supervisor does
       ``--load-swaps`` swaps; a request belongs to the window in which it *started*: "steady"
@@ -192,6 +197,54 @@ def concurrent_ab(
         "paired_ratio": median(x[SUP] / x[DIRECT] for x in rounds),
         "paired_ratio_bare": median(x[SUP] / x[BARE] for x in rounds) if BARE in targets else None,
     }
+
+
+# The only per-request code hotswap adds to a uvicorn generation is its ASGI wrapper
+# (``DrainAware``: responses say ``Connection: close`` once draining). Timed in-process against
+# the bare app, no network: a deterministic figure the noisy req/s runs cannot resolve.
+WRAPPER_SCRIPT = r"""
+import asyncio, site, sys, time
+site.addsitedir(sys.argv[1])
+from fixture_app.main import app
+from hotswap.child.adapters.uvicorn import DrainAware
+
+class Runtime:
+    draining = False
+
+wrapped = DrainAware(app, Runtime())
+scope = {"type": "http", "path": "/", "query_string": b"", "method": "GET", "headers": []}
+
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+async def send(message):
+    pass
+
+async def per_call(target, n):
+    started = time.perf_counter()
+    for _ in range(n):
+        await target(scope, receive, send)
+    return (time.perf_counter() - started) / n * 1e6
+
+async def main():
+    plain, wrap = [], []
+    for _ in range(9):
+        plain.append(await per_call(app, 20000))
+        wrap.append(await per_call(wrapped, 20000))
+    plain.sort()
+    wrap.sort()
+    print(plain[4], wrap[4])
+
+asyncio.run(main())
+"""
+
+
+def wrapper_cost(lib: Path) -> dict[str, float]:
+    done = subprocess.run(
+        [PY, "-c", WRAPPER_SCRIPT, str(lib)], capture_output=True, text=True, timeout=300
+    )
+    plain, wrapped = (float(x) for x in done.stdout.split())
+    return {"app_us": plain, "wrapped_us": wrapped, "added_us": wrapped - plain}
 
 
 # -- (ii)-(iv) swaps -------------------------------------------------------------------------
@@ -409,6 +462,7 @@ def main() -> int:
                     out["throughput"] = throughput(reaper, wrk, targets, args)
                     if wrk is not None and args.concurrent_rounds > 0:
                         out["concurrent"] = concurrent_ab(reaper, wrk, targets, args)
+                    out["wrapper"] = wrapper_cost(releases[0].lib)
                 finally:
                     direct.stop()
                     bare.stop()
@@ -514,6 +568,18 @@ def main() -> int:
         )  # fmt: skip
         print(
             table(["round", *names, f"{SUP} / {DIRECT}", f"{SUP} / {BARE}"], rows, digits=2)
+        )
+
+    if "wrapper" in out:
+        w = out["wrapper"]
+        sup_cpu = out["throughput"]["summary"][SUP]["cpu_us"]
+        print()
+        print(
+            f"(i-c) hotswap's per-request code (the DrainAware ASGI wrapper), in-process, median "
+            f"of 9 x 20,000 calls: app alone {w['app_us']:.2f} us, wrapped {w['wrapped_us']:.2f} "
+            f"us: +{w['added_us']:.2f} us per request = {w['added_us'] / sup_cpu * 100:.1f}% of "
+            f"the {sup_cpu:.0f} us of CPU a supervised request costs (i): expected throughput "
+            f"ratio against a like-for-like uvicorn {1 - w['added_us'] / sup_cpu:.3f}"
         )
 
     lat = out["latency"]
