@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from hotswap.control import client
+from hotswap.release.store import absolute_ref
 
 StateDir = str | os.PathLike[str] | None
 _TRUE = ("1", "true", "yes", "on")
@@ -64,11 +64,6 @@ def start(
     return asyncio.run(supervisor.run())
 
 
-def _ref(path_or_id: str | os.PathLike[str]) -> str:
-    text = os.fspath(path_or_id)
-    return str(Path(text).absolute()) if ("/" in text or text.endswith(".tar.gz")) else text
-
-
 def upgrade(
     release: str | os.PathLike[str],
     *,
@@ -85,7 +80,7 @@ def upgrade(
         state_dir=state_dir,
         timeout=timeout,
         on_event=on_phase,
-        release=_ref(release),
+        release=absolute_ref(release),
         sha256=sha256,
     )
     return result

@@ -176,13 +176,11 @@ def _render_releases(data: dict[str, Any]) -> str:
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     import asyncio
 
-    from hotswap.release.store import resolve_state_dir
+    from hotswap.release.store import absolute_ref, resolve_state_dir
     from hotswap.supervisor.core import Supervisor
     from hotswap.supervisor.listeners import parse_bind
 
-    ref = args.release
-    if ref is not None and ("/" in ref or ref.endswith(".tar.gz")):
-        ref = str(Path(ref).absolute())
+    ref = absolute_ref(args.release) if args.release is not None else None
     from hotswap.supervisor.policy import RestartPolicy
 
     binds = [parse_bind(b) for b in (args.bind or ["127.0.0.1:8000"])]
@@ -243,9 +241,9 @@ def cmd_hot_upgrade(args: argparse.Namespace) -> dict[str, Any]:
 
     progress = Progress(args.quiet or args.json)
     progress("hot upgrade: verify, prepare, quiesce, commit ...")
-    ref = args.release
-    if "/" in ref or ref.endswith(".tar.gz"):
-        ref = str(Path(ref).absolute())
+    from hotswap.release.store import absolute_ref
+
+    ref = absolute_ref(args.release)
     result: dict[str, Any] = client.call(
         "hot_upgrade",
         state_dir=args.state_dir,
@@ -278,9 +276,9 @@ def _release_dir(ref: str, store: Any, scratch: Any) -> Path:
     path = Path(ref)
     if path.is_dir():
         return path
-    if ref.endswith(".tar.gz") or "/" in ref:
-        from hotswap.release.store import ReleaseStore
+    from hotswap.release.store import ReleaseStore, is_tarball_ref
 
+    if is_tarball_ref(ref):
         root: Path = ReleaseStore(scratch).unpack(path).root
         return root
     found: Path = store.get(ref).root

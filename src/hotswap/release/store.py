@@ -51,6 +51,18 @@ def resolve_state_dir(explicit: str | os.PathLike[str] | None = None, app: str =
     return Path(base, "hotswap", app).absolute()
 
 
+def is_tarball_ref(ref: str) -> bool:
+    """A release is named by a tarball path or by its id in the store; ids have no ``/``."""
+    return "/" in ref or ref.endswith(".tar.gz")
+
+
+def absolute_ref(ref: str | os.PathLike[str]) -> str:
+    """A tarball path made absolute (the supervisor's working dir is not the caller's); an id
+    as it is."""
+    text = os.fspath(ref)
+    return str(Path(text).absolute()) if is_tarball_ref(text) else text
+
+
 @dataclass(frozen=True)
 class Release:
     """An unpacked, verified release in the store."""

@@ -31,7 +31,7 @@ from typing import Any
 import hotswap
 from hotswap.errors import ChildError, HotswapError, ReleaseError, ResourceError, UsageError
 from hotswap.release.config import ServiceSpec
-from hotswap.release.store import Release, ReleaseStore
+from hotswap.release.store import Release, ReleaseStore, is_tarball_ref
 from hotswap.supervisor import listeners as listeners_mod
 from hotswap.supervisor import runtime_dir, swap
 from hotswap.supervisor.generation import Generation, GenerationSpawner
@@ -625,7 +625,7 @@ class Supervisor:
                 self._tails[action.generation] = failed.tail()
 
     def _resolve(self, ref: str, sha256: str | None) -> Release:
-        if "/" not in ref and not ref.endswith(".tar.gz"):
+        if not is_tarball_ref(ref):
             return self.store.get(ref)
         return self.store.unpack(Path(ref), expected_sha256=sha256)
 
