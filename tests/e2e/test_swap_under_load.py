@@ -90,3 +90,25 @@ def test_one_listening_socket_for_life(
         environ = dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
         assert environ["LISTEN_FDS"] == "1"
         assert environ["LISTEN_FDNAMES"] == "http"
+
+
+def test_keepalive_clients_that_pause_between_requests_fail_nothing(
+    tmp_path: Path, release_v1: BuildResult, release_v2: BuildResult
+) -> None:
+    """An idle keep-alive connection is not cut at drain: the client's next request on it is
+    answered (with Connection: close) as long as it comes within the keep-alive timeout."""
+    with supervisor(release_v1.tarball, tmp_path) as sup:
+        with Load("127.0.0.1", sup.port, keepalive=8, fresh=0, pause=1.5) as load:
+            assert load.wait_requests(8)
+            for target in (release_v2, release_v1):
+                sup.upgrade(target.tarball)
+                assert load.wait_requests(16)
+        assert load.report.failed == 0, load.report.summary()
+        assert set(load.report.versions) == {"1.0.0", "2.0.0"}
+
+
+def test_responses_carry_date_and_server_headers(tmp_path: Path, release_v1: BuildResult) -> None:
+    with supervisor(release_v1.tarball, tmp_path) as sup:
+        _status, headers, _body = sup.get("/")
+        assert headers["server"] == "uvicorn"
+        assert headers["date"].endswith(" GMT")

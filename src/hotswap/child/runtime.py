@@ -146,7 +146,10 @@ class ChildRuntime:
 
     def on_sigterm(self) -> None:
         """SIGTERM (systemd stopping the unit, an operator): drain and exit."""
-        log(f"generation {self.generation}: SIGTERM, draining")
+        self.begin_drain("SIGTERM")
+
+    def begin_drain(self, reason: str) -> None:
+        log(f"generation {self.generation}: {reason}, draining")
         self.drain.set()
         self._wake()
 

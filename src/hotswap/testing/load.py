@@ -10,7 +10,8 @@ which versions answered::
 
 Two kinds of clients, each on its own thread: ``keepalive`` clients reuse one HTTP/1.1
 connection for as long as the server keeps it open (they reconnect only after the server says
-``Connection: close``); ``fresh`` clients open a new connection for every request. A request
+``Connection: close``); ``fresh`` clients open a new connection for every request. ``pause``
+adds think time between a client's requests, leaving its keep-alive connection idle. A request
 fails if it gets no complete response: refused, reset, closed mid-request, timed out, or a 5xx.
 A keep-alive connection closed by the server *without* ``Connection: close`` and reused by the
 client counts as a failure: it is exactly the race a careless drain causes.
@@ -93,8 +94,10 @@ class Load:
         path: str = "/",
         timeout: float = 10.0,
         max_seconds: float = 120.0,
+        pause: float = 0.0,
     ) -> None:
         self.host = host
+        self.pause = pause
         self.port = port
         self.keepalive = keepalive
         self.fresh = fresh
@@ -181,6 +184,8 @@ class Load:
                     conn.close()
                 conn = None
             self._record(Outcome(started, time.monotonic() - started, status, version, error, kind))
+            if self.pause:  # think time between requests: the connection sits idle
+                self._stop.wait(self.pause)
         if conn is not None:
             conn.close()
 

@@ -10,9 +10,16 @@ its parts ourselves:
 3. On ``drain``: every response from now on carries ``Connection: close`` (a small ASGI
    wrapper: uvicorn's h11 path only adds it when the request asked); close (never
    ``shutdown()``) our copies of the listeners, so queued connections wait for the next
-   generation; busy connections close after their current response; idle keep-alive
-   connections get ``IDLE_GRACE`` seconds to send one more request (answered with
-   ``Connection: close``) before they are closed; wait for in-flight tasks; lifespan shutdown.
+   generation; busy connections close after their current response; an idle keep-alive
+   connection is left to uvicorn's keep-alive timer, counted from its last response as in
+   steady state (a client pausing between requests sends its next one on it and gets
+   ``Connection: close``; closing idle connections early resets clients that pause); a
+   connection that never sent a request gets the same ``timeout_keep_alive``; wait for
+   in-flight tasks; lifespan shutdown.
+
+Between start-up and drain, uvicorn's once-a-tick housekeeping runs as in ``serve()`` (the
+``Date`` and ``Server`` headers, ``limit_max_requests``, which drains the generation; the
+supervisor then starts a fresh one).
 
 The supervisor's ``shutdown_timeout`` bounds all of it with SIGKILL.
 """
@@ -26,7 +33,6 @@ from typing import Any
 
 from hotswap.child.runtime import STARTUP_FAILURE, ChildRuntime, log
 
-IDLE_GRACE = float(os.environ.get("HOTSWAP_IDLE_GRACE", "1.0"))
 BACKLOG = 4096
 _POLL = 0.02
 
@@ -122,6 +128,7 @@ async def _serve(server: Any, runtime: ChildRuntime) -> int:
         return STARTUP_FAILURE
     if server.lifespan.should_exit or not server.started:
         return STARTUP_FAILURE
+    ticker = asyncio.ensure_future(_tick(server, runtime))
     runtime.report_ready()
     await _wait(runtime, wake, lambda: runtime.go.is_set() or runtime.draining)
     if not runtime.draining:
@@ -130,8 +137,20 @@ async def _serve(server: Any, runtime: ChildRuntime) -> int:
             server.servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
         runtime.report_serving()
     await _wait(runtime, wake, lambda: runtime.draining)
+    ticker.cancel()
     await _drain(server, runtime)
     return 0
+
+
+async def _tick(server: Any, runtime: ChildRuntime) -> None:
+    """uvicorn's main-loop housekeeping, every 0.1 s, as ``Server.main_loop`` does."""
+    counter = 0
+    while True:
+        if await server.on_tick(counter):
+            runtime.begin_drain("uvicorn asked to stop (limit_max_requests)")
+            return
+        counter = (counter + 1) % 864000
+        await asyncio.sleep(0.1)
 
 
 def _accepting() -> int:
@@ -177,10 +196,13 @@ async def _drain(server: Any, runtime: ChildRuntime) -> None:
     for connection in list(connections):
         if _busy(connection):
             connection.shutdown()  # close after the current response
+    # Idle keep-alive connections close on uvicorn's own timer (from their last response);
+    # one that never carried a request has no timer, so it gets the same time from now.
+    grace = float(os.environ.get("HOTSWAP_IDLE_GRACE", server.config.timeout_keep_alive))
     while connections:
-        if loop.time() - started >= IDLE_GRACE:
+        if loop.time() - started >= grace:
             for connection in list(connections):
-                if not _busy(connection):
+                if getattr(connection, "cycle", True) is None:
                     connection.shutdown()
         await asyncio.sleep(_POLL)
     while server.server_state.tasks:
