@@ -104,7 +104,7 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
         "tarball": str(Path(args.tarball).absolute()),
         "sha256": result.sha256,
         "checks": result.checks,
-        "files": result.files,
+        "files": len(result.record),  # as `hotswap build` counts: the files RECORD lists
         "bytes": result.bytes,
         "manifest": _manifest_json(result.manifest),
     }

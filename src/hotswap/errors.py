@@ -52,7 +52,6 @@ RELEASE_CODES = frozenset(
         "too_large",  # over the unpacked size or file-count limit
         "manifest_invalid",  # RELEASE.json missing, unreadable or malformed
         "interpreter_mismatch",  # built for another interpreter
-        "release_exists_different",  # same release id already unpacked, other bytes
     }
 )
 CHILD_CODES = frozenset(

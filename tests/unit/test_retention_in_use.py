@@ -30,3 +30,25 @@ def test_releases_in_use_are_kept_besides_current_and_previous(tmp_path: Path) -
     r4 = unpack(4)
     store.set_current(r4, how="blue-green", protect=frozenset({r4}))
     assert {r.id for r in store.releases()} == {r4, r3}
+
+
+def test_unpacking_the_same_tarball_again_skips_the_scan_but_not_the_checksum(
+    tmp_path: Path,
+) -> None:
+    store = ReleaseStore(tmp_path / "state")
+    tarball = forge.write_archive(tmp_path / "demo.tar.gz", forge.release_members(version="1.0"))
+    first = store.unpack(tarball)
+    said: list[str] = []
+    again = store.unpack(tarball, progress=said.append)
+    assert again.id == first.id
+    assert said == [f"release {first.id} is already unpacked (same tarball sha256)"]
+    # a tarball whose bytes changed under the same checksum file is still refused
+    data = bytearray(tarball.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tarball.write_bytes(bytes(data))
+    try:
+        store.unpack(tarball)
+    except Exception as e:
+        assert getattr(e, "code", None) == "checksum_mismatch"
+    else:
+        raise AssertionError("a changed tarball was accepted")

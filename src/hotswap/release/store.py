@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from hotswap.errors import ReleaseError, ResourceError, UsageError
-from hotswap.release import verify
+from hotswap.release import interpreter, verify
+from hotswap.release.archive import sha256_file
 from hotswap.release.manifest import RELEASE_ID, Manifest
 
 STATE_NAME = "state.json"
@@ -209,6 +210,10 @@ class ReleaseStore:
         already in the store is returned as it is. On any refusal nothing is left behind."""
         path = Path(tarball)
         say = progress or (lambda _msg: None)
+        known = self._known(path, expected_sha256)
+        if known is not None:
+            say(f"release {known.id} is already unpacked (same tarball sha256)")
+            return known
         result = verify.scan(path, expected_sha256=expected_sha256, limits=self.limits)
         say(f"verified checksum and {len(result.members)} members")
         verify.check_interpreter(result)
@@ -221,7 +226,7 @@ class ReleaseStore:
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.releases_dir))
         try:
             verify.extract(path, result, staging)
-            say(f"unpacked and re-hashed {result.files} files ({result.bytes} bytes)")
+            say(f"unpacked and re-hashed {len(result.record)} files ({result.bytes} bytes)")
             _make_read_only(staging)
             final = self.releases_dir / release_id
             try:
@@ -238,7 +243,49 @@ class ReleaseStore:
             remove_tree(staging)
             raise
         self._fsync_dir(self.releases_dir)
+        self._remember(result.sha256, release_id)
         return Release(release_id, final, result.manifest)
+
+    # A tarball already unpacked is recognised by its sha256 (``releases/.tarballs.json``),
+    # so a swap back to it (a rollback by path, a retry) costs one hash of the file rather
+    # than a full scan. The hash is still compared with the expected one first.
+
+    @property
+    def _index_path(self) -> Path:
+        return self.releases_dir / ".tarballs.json"
+
+    def _known(self, tarball: Path, expected_sha256: str | None) -> Release | None:
+        try:
+            index = json.loads(self._index_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(index, dict) or not tarball.is_file():
+            return None
+        expected = expected_sha256.lower() if expected_sha256 else verify.read_sidecar(tarball)
+        if expected not in index:
+            return None
+        actual = sha256_file(tarball)
+        if actual != expected:
+            raise ReleaseError(
+                "checksum_mismatch",
+                f"{tarball.name} has sha256 {actual}, its checksum says {expected}",
+                expected=expected,
+                actual=actual,
+            )
+        release = self.find(str(index[actual]))
+        if release is not None:
+            interpreter.check(release.manifest.python, release.manifest.distributions)
+        return release
+
+    def _remember(self, sha256: str, release_id: str) -> None:
+        try:
+            index = json.loads(self._index_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            index = {}
+        live = {r.id for r in self.releases()}
+        index = {k: v for k, v in index.items() if v in live}
+        index[sha256] = release_id
+        write_json_atomic(self._index_path, index)
 
     @staticmethod
     def _fsync_dir(path: Path) -> None:
