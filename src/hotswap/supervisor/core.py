@@ -37,6 +37,7 @@ from hotswap.supervisor import runtime_dir, swap
 from hotswap.supervisor.generation import Generation, GenerationSpawner
 from hotswap.supervisor.handoff import BEFORE_CUTOVER_KEY, FILE_NAME, HandoffStore
 from hotswap.supervisor.policy import RestartPolicy
+from hotswap.supervisor.services import ServiceManager
 from hotswap.supervisor.spawn import Spawner
 
 CONTROL_SOCKET = "control.sock"
@@ -47,6 +48,17 @@ Progress = Callable[[dict[str, Any]], None]
 
 def _log(message: str) -> None:
     print(f"hotswap[{os.getpid()}]: {message}", file=sys.stderr, flush=True)
+
+
+def trim_heap() -> None:
+    """Hand the heap freed by a swap's transient work (unpacking, parsing) back to the OS, so
+    the long-lived supervisor stays small (glibc keeps it otherwise)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
 
 
 def sd_notify(message: str) -> None:
@@ -107,14 +119,9 @@ class Supervisor:
         self._tails: dict[int | None, list[str]] = {}
         self._pending_release: Release | None = None
         self._hot: dict[str, Any] | None = None
-        self.extra_services = list(services)
-        self.services: dict[str, Generation] = {}
-        self._service_specs: dict[str, ServiceSpec] = {}
-        self._service_release: Release | None = None
-        self._service_ready: dict[str, asyncio.Future[None]] = {}
-        self._service_policy: dict[str, RestartPolicy] = {}
-        self._service_restarts: dict[str, int] = {}
-        self._services_stopped = asyncio.Event()
+        self.services = ServiceManager(
+            list(services), policy=self.policy, log=log, give_up=lambda: self.stop(exit_code=1)
+        )
 
     @property
     def control_path(self) -> Path:
@@ -161,7 +168,8 @@ class Supervisor:
         try:
             ref = self._initial_ref()
             release = await loop.run_in_executor(None, self._resolve, ref, self.initial_sha256)
-            await self._start_services(release)
+            assert self._spawn is not None
+            await self.services.start(self._spawn, release)
             result = await self.upgrade(release.id, how="initial")
             self.log(
                 f"serving {result['release']} as generation {result['generation']} "
@@ -214,7 +222,13 @@ class Supervisor:
         if exit_code is not None:
             self.exit_code = exit_code
         self.stopping = True
+        self.services.stopping = True  # a service dying during shutdown is not restarted
         self._stopped.set()
+
+    async def call_service(
+        self, name: str, method: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> Any:
+        return await self.services.call(name, method, args, kwargs)
 
     async def _shutdown(self) -> None:
         sd_notify("STOPPING=1")
@@ -241,7 +255,7 @@ class Supervisor:
             gen.kill()
         while self.generations:
             await asyncio.sleep(0.02)
-        await self._stop_services()
+        await self.services.stop()
         listeners_mod.close_all(self.listeners)
         with contextlib.suppress(FileNotFoundError):
             self.control_path.unlink()
@@ -259,7 +273,7 @@ class Supervisor:
 
     def _on_event(self, gen: Generation, name: str, data: dict[str, Any]) -> None:
         if gen.service is not None:
-            self._on_service_event(gen, name, data)
+            self.services.on_event(gen, name, data)
             return
         if name == "hello":
             gen.hello = data
@@ -284,7 +298,7 @@ class Supervisor:
 
     def _on_exit(self, gen: Generation) -> None:
         if gen.service is not None:
-            self._on_service_exit(gen)
+            self.services.on_exit(gen)
             return
         gen.close()
         self.generations.pop(gen.number, None)
@@ -301,127 +315,7 @@ class Supervisor:
         if self.stopping and not self.generations:
             self._stopped.set()
 
-    # -- services ------------------------------------------------------------------------
-
-    async def _start_services(self, release: Release) -> None:
-        """Start every service before the first generation; a service that cannot start
-        stops the supervisor (there is nothing sensible to serve without it)."""
-        config = release.manifest.app_config()
-        specs = list(config.services) + self.extra_services
-        self._service_release = release
-        for spec in specs:
-            if spec.name in self._service_specs:
-                raise UsageError("bad_config", f"service {spec.name!r} is declared twice")
-            self._service_specs[spec.name] = spec
-            self._service_policy[spec.name] = RestartPolicy(
-                initial=self.policy.initial,
-                maximum=self.policy.maximum,
-                max_restarts=self.policy.max_restarts,
-                window=self.policy.window,
-            )
-            self._service_restarts[spec.name] = 0
-            await self._spawn_service(spec, config.boot_timeout)
-
-    async def _spawn_service(self, spec: ServiceSpec, timeout: float) -> Generation:
-        assert self._spawn is not None and self._service_release is not None
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._service_ready[spec.name] = ready
-        svc = await self._spawn.spawn(0, self._service_release, None, service=spec)
-        self.services[spec.name] = svc
-        self.log(f"service {spec.name} started (pid {svc.pid})")
-        try:
-            await asyncio.wait_for(asyncio.shield(ready), timeout)
-        except TimeoutError:
-            svc.kill()
-            raise ChildError(
-                "service_failed", f"service {spec.name} was not ready within {timeout:g}s"
-            ) from None
-        except HotswapError as e:
-            raise ChildError(
-                "service_failed",
-                f"service {spec.name} failed to start: {e.message}",
-                output=svc.tail(),
-            ) from None
-        return svc
-
-    def _on_service_event(self, svc: Generation, name: str, data: dict[str, Any]) -> None:
-        assert svc.service is not None
-        if name == "hello":
-            svc.hello = data
-        elif name == "ready":
-            svc.state = "live"
-            future = self._service_ready.get(svc.service)
-            if future is not None and not future.done():
-                future.set_result(None)
-        elif name == "protocol_error":
-            self.log(f"service {svc.service}: {data.get('error')}")
-            svc.kill()
-
-    def _on_service_exit(self, svc: Generation) -> None:
-        assert svc.service is not None
-        svc.close()
-        name = svc.service
-        self.log(f"service {name} (pid {svc.pid}) exited with status {svc.returncode}")
-        future = self._service_ready.get(name)
-        if future is not None and not future.done():
-            future.set_exception(
-                ChildError("service_failed", f"service {name} exited with {svc.returncode}")
-            )
-        if self.services.get(name) is svc:
-            del self.services[name]
-            if not self.stopping and svc.state == "live":
-                self._task(self._restart_service(name, time.monotonic() - svc.started_mono))
-        if self.stopping and not self.services:
-            self._services_stopped.set()
-
-    async def _restart_service(self, name: str, uptime: float) -> None:
-        spec = self._service_specs[name]
-        policy = self._service_policy[name]
-        while not self.stopping and name not in self.services:
-            delay = policy.on_exit(time.monotonic(), uptime)
-            if delay is None:
-                self.log(f"service {name} keeps dying: giving up (exit status 1)")
-                self.stop(exit_code=1)
-                return
-            self.log(f"service {name} died: restarting it in {delay:g}s")
-            await asyncio.sleep(delay)
-            if self._is_stopping():  # re-read after the await
-                return
-            try:
-                await self._spawn_service(spec, 60.0)
-                self._service_restarts[name] += 1
-                return
-            except HotswapError as e:
-                self.log(f"restarting service {name} failed: {e}")
-                uptime = 0.0
-
-    async def call_service(
-        self, name: str, method: str, args: list[Any], kwargs: dict[str, Any]
-    ) -> Any:
-        svc = self.services.get(name)
-        if svc is None:
-            if name in self._service_specs:
-                raise ChildError("service_failed", f"service {name} is restarting; try again")
-            known = ", ".join(sorted(self._service_specs)) or "none"
-            raise UsageError("service_not_found", f"no service {name!r} (services: {known})")
-        return await svc.request("call", timeout=None, method=method, args=args, kwargs=kwargs)
-
-    async def _stop_services(self) -> None:
-        if not self.services:
-            return
-        self._services_stopped.clear()
-        for svc in list(self.services.values()):
-            svc.process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._services_stopped.wait(), 10.0)
-        for svc in list(self.services.values()):
-            self.log(f"service {svc.service} did not stop in time: killing it")
-            svc.kill()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._services_stopped.wait(), 5.0)
-
-    def _is_stopping(self) -> bool:
-        return self.stopping
+    # -- restarts ------------------------------------------------------------------------
 
     def _stop_restarting(self) -> bool:
         """Re-read after an await: an upgrade may have brought a generation up meanwhile."""
@@ -488,6 +382,7 @@ class Supervisor:
             self._queue = None
             if how in ("blue-green", "rollback"):
                 sd_notify("READY=1")
+            trim_heap()
 
     async def _drive(
         self,
@@ -675,7 +570,7 @@ class Supervisor:
         reads the source lines of its unchanged modules (tracebacks) from older releases, and
         services run from the release the supervisor booted with. Retention keeps them."""
         used: set[str] = set()
-        for child in [*self.generations.values(), *self.services.values()]:
+        for child in [*self.generations.values(), *self.services.running()]:
             used |= child.loaded
         return frozenset(used)
 
@@ -736,6 +631,7 @@ class Supervisor:
             return record
         finally:
             self._hot = None
+            trim_heap()
 
     # -- queries -------------------------------------------------------------------------
 
@@ -766,17 +662,7 @@ class Supervisor:
             ],
             "current": state["current"],
             "previous": state["previous"],
-            "services": [
-                {
-                    "name": name,
-                    "pid": svc.pid if svc else None,
-                    "state": svc.state if svc else "restarting",
-                    "restarts": self._service_restarts.get(name, 0),
-                    "uptime_s": round(now - svc.started_mono, 3) if svc else None,
-                }
-                for name in sorted(self._service_specs)
-                for svc in [self.services.get(name)]
-            ],
+            "services": self.services.status(now),
             "upgrading": self.swap is not None or self._hot is not None,
             "upgrade": upgrade,
             "recent": list(self.recent),
