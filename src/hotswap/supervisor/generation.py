@@ -53,9 +53,6 @@ class Generation:
     state: str = "starting"
     service: str | None = None  # a service process rather than a generation
     loaded: set[str] = field(default_factory=set)  # releases it runs code from
-
-    def __post_init__(self) -> None:
-        self.loaded.add(self.release.id)
     hello: dict[str, Any] | None = None
     log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
     returncode: int | None = None
@@ -68,6 +65,9 @@ class Generation:
     _log_fd: int = -1
     _log_buf: bytearray = field(default_factory=bytearray)
     _closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.loaded.add(self.release.id)
 
     @property
     def pid(self) -> int:
