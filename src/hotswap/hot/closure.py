@@ -38,7 +38,7 @@ def _probe() -> int | None:
 
     fields = [
         sample.__globals__,
-        sample.__builtins__,  # type: ignore[attr-defined]
+        getattr(sample, "__builtins__"),  # noqa: B009 (not in the typeshed stubs)
         sample.__name__,
         sample.__qualname__,
         sample.__code__,
