@@ -25,7 +25,7 @@ import pytest
 import hotswap
 from hotswap.testing.load import free_port, wait_http
 from tests.conftest import SOURCE_DATE_EPOCH
-from tests.e2e.harness import Running, pid_alive, start_supervisor, wait_for
+from tests.e2e.harness import Running, start_supervisor, stop_and_check, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "example"
@@ -155,14 +155,8 @@ def example_app(
         yield app
     finally:
         with contextlib.suppress(Exception):
-            app.status()
-        code = running.stop()
-        assert code == 0, f"supervisor exited {code}:\n{running.log()[-3000:]}"
-        wait_for(
-            lambda: not any(pid_alive(p) for p in app.pids),
-            timeout=30,
-            what=f"generations and services {sorted(app.pids)} to exit",
-        )
+            app.status()  # records the pids of every generation and service still known
+        stop_and_check(running, app.pids)
         with pytest.raises(ConnectionRefusedError):
             app.get("/health")
 
