@@ -116,8 +116,10 @@ class Supervisor:
         self._restart_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._control: Any = None
-        self._tails: dict[int | None, list[str]] = {}
-        self._pending_release: Release | None = None
+        # the release and the new generation of the swap under way (the generation object
+        # stays readable, with its output, after it has exited and left self.generations)
+        self._swap_release: Release | None = None
+        self._swap_gen: Generation | None = None
         self._hot: dict[str, Any] | None = None
         self.services = ServiceManager(
             list(services), policy=self.policy, log=log, give_up=lambda: self.stop(exit_code=1)
@@ -306,7 +308,6 @@ class Supervisor:
         gen.state = "retired" if was == "draining" else "failed"
         self.log(f"generation {gen.number} (pid {gen.pid}) exited with status {gen.returncode}")
         if self._involved(gen):
-            self._tails[gen.number] = gen.tail()
             self._post(swap.Exited(gen.number, gen.returncode))
         if gen is self.active:
             self.active = None
@@ -367,6 +368,7 @@ class Supervisor:
         machine = swap.Swap(old=self.active.number if self.active else None, started=now)
         self.swap = machine
         self.swap_info = {"ref": ref, "how": how, "started_at": time.time()}
+        self._swap_release = self._swap_gen = None
         self._queue = asyncio.Queue()
         if how in ("blue-green", "rollback") and self.active is not None:
             sd_notify(
@@ -446,9 +448,7 @@ class Supervisor:
             return record
         error = machine.error
         assert error is not None and error.code is not None
-        failed = self.generations.get(machine.new) if machine.new is not None else None
-        output = self._tails.pop(machine.new, None) or (failed.tail() if failed else [])
-        self._tails.clear()
+        output = self._swap_gen.tail() if self._swap_gen is not None else []
         details = {**error.details, "phase": _failed_phase(machine), "output": output}
         record["error"] = {"code": error.code, "message": error.message}
         self.recent.appendleft(record)
@@ -467,7 +467,7 @@ class Supervisor:
             except HotswapError as e:
                 self._post(swap.Failed(e.code, e.message, e.details))
                 return
-            self._pending_release = release
+            self._swap_release = release
             self._post(
                 swap.Unpacked(
                     release.id,
@@ -481,14 +481,20 @@ class Supervisor:
             assert self._spawn is not None
             number = self.next_generation
             self.next_generation += 1
-            assert self._pending_release is not None
+            target = self._swap_release
+            assert target is not None
+            if machine.old is not None:
+                # the old generation's before_cutover fills this in; no stale value may reach
+                # the new one (reset here, not between go and drain: it is a write + fsync)
+                self.handoff.put(BEFORE_CUTOVER_KEY, None, reserved_ok=True)
             try:
-                gen = await self._spawn.spawn(number, self._pending_release, self.active)
+                gen = await self._spawn.spawn(number, target, self.active)
             except HotswapError as e:
                 self._post(swap.Failed(e.code, e.message))
                 return
             self.generations[number] = gen
-            self.log(f"generation {number} started (pid {gen.pid}) from {self._pending_release.id}")
+            self._swap_gen = gen
+            self.log(f"generation {number} started (pid {gen.pid}) from {target.id}")
             self._post(swap.Spawned(number))
         elif isinstance(action, swap.SetDeadline):
             self._timers.append(
@@ -501,23 +507,17 @@ class Supervisor:
         elif isinstance(action, swap.Kill):
             victim = self.generations.get(action.generation)
             if victim is not None:
-                self._tails[action.generation] = victim.tail()
                 self.log(f"killing generation {action.generation} (pid {victim.pid})")
                 victim.kill()
-        elif isinstance(action, swap.Commit):
-            if how != "restart":
-                await loop.run_in_executor(
-                    None,
-                    lambda: self.store.set_current(
-                        action.release_id,
-                        how="blue-green" if how == "initial" else how,
-                        protect=self._releases_in_use(),
-                    ),
-                )
-        elif isinstance(action, swap.Finish) and not action.ok and action.generation is not None:
-            failed = self.generations.get(action.generation)
-            if failed is not None:
-                self._tails[action.generation] = failed.tail()
+        elif isinstance(action, swap.Commit) and how != "restart":
+            await loop.run_in_executor(
+                None,
+                lambda: self.store.set_current(
+                    action.release_id,
+                    how="blue-green" if how == "initial" else how,
+                    protect=self._releases_in_use(),
+                ),
+            )
 
     def _resolve(self, ref: str, sha256: str | None) -> Release:
         if not is_tarball_ref(ref):
@@ -539,7 +539,6 @@ class Supervisor:
         self.active = new
         if action.old is not None and old is not None and old.number == action.old:
             old.state = "draining"
-            self.handoff.put(BEFORE_CUTOVER_KEY, None, reserved_ok=True)
             old.send_nowait("drain", incoming=new.info())
         self._post(swap.CutoverDone())
 

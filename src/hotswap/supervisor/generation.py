@@ -39,7 +39,6 @@ from hotswap.supervisor.listeners import Listener
 from hotswap.supervisor.spawn import ChildProcess, Spawner
 
 LOG_TAIL = 50
-GEN_STATES = ("starting", "ready", "live", "draining", "retired", "failed")
 
 
 @dataclass

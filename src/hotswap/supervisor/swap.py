@@ -219,12 +219,11 @@ class Swap:
         raise SwapProtocolError(f"{type(event).__name__} cannot happen in phase {self.phase}")
 
     def _stale(self, event: SwapEvent, now: float) -> list[Action]:
-        if isinstance(event, Exited):
-            if event.generation == self.old:
-                self.old_alive = False  # old died while the new one boots: carry on
-                return []
-            if event.generation == self.new and self.phase in (Phase.CUTOVER, Phase.DRAIN):
-                return []  # after cutover the supervisor owns it (restart policy)
+        """An event that no longer applies. The one worth noting: the old generation died
+        while the new one boots; carry on, there will be nothing to drain. (The new one dying
+        after cutover belongs to the supervisor's restart policy, not to this swap.)"""
+        if isinstance(event, Exited) and event.generation == self.old:
+            self.old_alive = False
         return []
 
     # -- transitions ---------------------------------------------------------------------
