@@ -135,3 +135,23 @@ def test_old_generation_ignoring_drain_is_killed_at_shutdown_timeout(
         wait_for(lambda: not pid_alive(old_pid), what="the old generation to be gone")
         assert load.report.failed == 0, load.report.summary()
         assert sup.get_json()["version"] == "2.0.0"
+
+
+def test_new_generation_dying_during_the_drain_still_completes_the_swap(
+    tmp_path: Path, build_release: BuildRelease
+) -> None:
+    """After cutover the new generation is the supervisor's: if it dies while the old one
+    drains, the swap still reports success and the supervisor restarts it."""
+    v1 = build_release("1.0.0", tool=FAST)
+    v2 = _v2(build_release)
+    env = {"FIXTURE_IGNORE_DRAIN": "1.0.0", "FIXTURE_EXIT_ONCE_AFTER_READY": "2.0.0:0.3"}
+    with supervisor(v1.tarball, tmp_path, env=env) as sup:
+        result = sup.upgrade(v2.tarball)
+        assert result["ok"] and result["drain_killed"] is True
+        first = result["pid"]
+        restarted = wait_for(
+            lambda: (s := sup.status())["active"] and s["active"]["pid"] != first and s,
+            what="the restart of the generation that died during the drain",
+        )
+        assert restarted["active"]["release"] == v2.manifest.release_id
+        assert sup.get_json()["version"] == "2.0.0"

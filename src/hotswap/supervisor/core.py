@@ -422,7 +422,6 @@ class Supervisor:
 
     def _finish(self, machine: swap.Swap, ref: str, how: str) -> dict[str, Any]:
         total_ms = round((time.monotonic() - machine.started) * 1000, 3)
-        new = self.active if self.active is not None and self.active.number == machine.new else None
         record = {
             "how": how,
             "release": machine.release_id,
@@ -435,6 +434,9 @@ class Supervisor:
             "at": self.swap_info.get("started_at"),
         }
         if machine.phase == swap.Phase.DONE:
+            # not self.active: the new generation may have died during the drain (after
+            # cutover it is the restart policy's); the swap itself still succeeded
+            new = self._swap_gen
             assert new is not None
             record["pid"] = new.pid
             record["drain_killed"] = machine.drain_killed
