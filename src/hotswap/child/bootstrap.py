@@ -68,8 +68,8 @@ def main() -> int:
     listeners = _listeners()
     probe = socket.socket(fileno=int(os.environ["HOTSWAP_PROBE_FD"]))
     channel = Channel.from_fd(int(os.environ["HOTSWAP_CHANNEL_FD"]))
-    for sock in (probe, channel._sock):
-        os.set_inheritable(sock.fileno(), False)
+    for fd in (probe.fileno(), channel.fileno()):
+        os.set_inheritable(fd, False)
     channel.event("hello", protocol=VERSION, hotswap=hotswap.__version__, pid=os.getpid())
     try:
         manifest = Manifest.load(release_root)

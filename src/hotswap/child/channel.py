@@ -44,6 +44,9 @@ class Channel:
     def from_fd(cls, fd: int) -> Channel:
         return cls(socket.socket(fileno=fd))
 
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
     def handle(self, op: str, handler: Handler, *, threaded: bool = False) -> None:
         """``handler(args)`` runs on the reader thread (or, when ``threaded``, on a thread of
         its own, for slow work that must not hold up EOF detection); its return value is the

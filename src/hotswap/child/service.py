@@ -36,7 +36,7 @@ def main() -> int:
     name = os.environ["HOTSWAP_SERVICE"]
     entry = os.environ["HOTSWAP_SERVICE_ENTRY"]
     channel = Channel.from_fd(int(os.environ["HOTSWAP_CHANNEL_FD"]))
-    os.set_inheritable(channel._sock.fileno(), False)
+    os.set_inheritable(channel.fileno(), False)
     channel.event("hello", protocol=VERSION, hotswap=hotswap.__version__, pid=os.getpid())
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
