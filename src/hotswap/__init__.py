@@ -46,6 +46,7 @@ _API = (
     "generation",
     "get_all_handoff",
     "get_handoff",
+    "hot_upgrade_generation",
     "in_generation",
     "incoming_peer",
     "outgoing_peer",

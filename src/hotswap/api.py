@@ -96,6 +96,32 @@ def rollback(
     return result
 
 
+def hot_upgrade_generation(
+    release: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    state_dir: StateDir = None,
+    suspend_timeout: float = 3.0,
+    allow_dependency_changes: bool = False,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Hot-upgrade the supervisor's active generation in place to ``release`` (a tarball path
+    or a release id in the store), all or nothing; on success the release becomes current.
+    Returns the record (``generation``, ``pid``, ``total_ms``, ``stats``) or raises the error
+    with its code (``hot_upgrade_refused``, ``hot_upgrade_failed``, ``not_running``, ...).
+    In-process, without a supervisor, use :func:`hotswap.hot_upgrade`."""
+    result: dict[str, Any] = client.call(
+        "hot_upgrade",
+        state_dir=state_dir,
+        timeout=timeout,
+        release=absolute_ref(release),
+        sha256=sha256,
+        suspend_timeout=suspend_timeout,
+        allow_dependency_changes=allow_dependency_changes,
+    )
+    return result
+
+
 def status(*, state_dir: StateDir = None) -> dict[str, Any]:
     result: dict[str, Any] = client.call("status", state_dir=state_dir, timeout=10.0)
     return result

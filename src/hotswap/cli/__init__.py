@@ -1,0 +1,136 @@
+"""The ``hotswap`` command.
+
+Every subcommand prints human text by default and one JSON object with ``--json`` (progress
+goes to stderr either way, so stdout stays parseable). Errors print their stable code; the
+exit status says whose fault it was (see ``EXIT_*``).
+
+Each command group is a module (:mod:`~hotswap.cli.release`, :mod:`~hotswap.cli.supervisor`,
+:mod:`~hotswap.cli.hot`, :mod:`~hotswap.cli.handoff`) with a ``register(subparsers)`` that
+adds its commands: each command's parser sits beside its handler and its human renderer, and
+:func:`add_command` ties the three together. A new group is a new module plus one entry in
+:data:`COMMAND_GROUPS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import hotswap
+from hotswap.cli.render import as_json
+from hotswap.errors import ChildError, HotswapError, ReleaseError, ResourceError, UsageError
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # the caller asked for something wrong
+EXIT_RELEASE = 3  # the release artifact is bad
+EXIT_CHILD = 4  # a generation failed; the old one keeps serving
+EXIT_RESOURCE = 5  # a tool, the disk, the supervisor
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+_EXITS: dict[type[HotswapError], int] = {
+    UsageError: EXIT_USAGE,
+    ReleaseError: EXIT_RELEASE,
+    ChildError: EXIT_CHILD,
+    ResourceError: EXIT_RESOURCE,
+}
+
+# The modules under hotswap.cli whose register(subparsers) adds commands, in --help order.
+COMMAND_GROUPS = ("release", "supervisor", "hot", "handoff")
+
+Handler = Callable[[argparse.Namespace], dict[str, Any]]
+Renderer = Callable[[dict[str, Any]], str]
+
+
+def exit_status(error: HotswapError) -> int:
+    """The exit status of an error: its fault class's, found along the MRO, so a subclass
+    maps as its base does."""
+    for cls in type(error).__mro__:
+        if cls in _EXITS:
+            return _EXITS[cls]
+    return EXIT_RESOURCE
+
+
+# -- shared option helpers --------------------------------------------------------------------
+
+
+def add_command(
+    sub: Subparsers,
+    name: str,
+    handler: Handler,
+    render: Renderer = as_json,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """Add the command ``name``: ``handler(args)`` returns the JSON object; ``render(data)``
+    turns it into the human text (default: the JSON, indented). ``kwargs`` go to
+    ``add_parser`` (``help``, ``description``, ...)."""
+    p = sub.add_parser(name, **kwargs)
+    p.set_defaults(handler=handler, render=render)
+    return p
+
+
+def add_common(p: argparse.ArgumentParser, *, state: bool = True) -> None:
+    """``--json``, ``--quiet`` and (with ``state``) ``--state-dir``."""
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    if state:
+        p.add_argument(
+            "--state-dir",
+            metavar="DIR",
+            help="the app's state dir (default: $HOTSWAP_STATE_DIR, else "
+            "~/.local/state/hotswap/default)",
+        )
+
+
+def add_verify_options(p: argparse.ArgumentParser) -> None:
+    """TARBALL and the options that bound its verification."""
+    p.add_argument("tarball", help="a release .tar.gz made by `hotswap build`")
+    p.add_argument("--sha256", metavar="HEX", help="expected sha256 (default: read TARBALL.sha256)")
+    p.add_argument("--max-bytes", type=int, metavar="N", help="refuse above N unpacked bytes")
+    p.add_argument("--max-files", type=int, metavar="N", help="refuse above N entries")
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hotswap",
+        description="Blue-green release swaps and in-process hot upgrades for Python services.",
+    )
+    parser.add_argument("--version", action="version", version=f"hotswap {hotswap.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in COMMAND_GROUPS:
+        importlib.import_module(f"hotswap.cli.{group}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    validate: Callable[[argparse.Namespace], str | None] | None = getattr(args, "validate", None)
+    problem = validate(args) if validate is not None else None
+    if problem:
+        parser.error(problem)
+    handler: Handler = args.handler
+    try:
+        data = handler(args)
+    except HotswapError as e:
+        if args.json:
+            print(json.dumps({"ok": False, "error": e.to_json()}, indent=2))
+        else:
+            print(f"hotswap: error [{e.code}]: {e.message}", file=sys.stderr)
+        return exit_status(e)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        render: Renderer = args.render
+        print(render(data))
+    return int(getattr(args, "exit_status", EXIT_OK))

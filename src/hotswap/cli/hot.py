@@ -1,0 +1,134 @@
+"""``hotswap hot-upgrade | check``: patch the running generation's code in place, and ask
+beforehand whether a release can be hot-applied at all."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hotswap.cli import EXIT_CHILD, add_command, add_common
+from hotswap.cli.release import open_store
+from hotswap.cli.render import Progress
+
+if TYPE_CHECKING:
+    from hotswap.cli import Subparsers
+    from hotswap.release.store import ReleaseStore
+
+
+def register(sub: Subparsers) -> None:
+    _register_hot_upgrade(sub)
+    _register_check(sub)
+
+
+# -- hot-upgrade ------------------------------------------------------------------------------
+
+
+def _register_hot_upgrade(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "hot-upgrade",
+        cmd_hot_upgrade,
+        render_hot,
+        help="upgrade the running generation's code in place (through the supervisor)",
+        description="Verify RELEASE, check it can be hot-applied (else: use `hotswap upgrade`),"
+        " then patch the active generation in place, all or nothing. On success the release"
+        " becomes current, so a restarted generation boots it.",
+    )
+    p.add_argument("release", help="release tarball, or the id of a release in the store")
+    p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
+    p.add_argument(
+        "--suspend-timeout",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="abort, changing nothing, if the process cannot quiesce within S (default 3)",
+    )
+    p.add_argument(
+        "--allow-dependency-changes",
+        action="store_true",
+        help="allow pure-Python dependencies to change version",
+    )
+    add_common(p)
+
+
+def cmd_hot_upgrade(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap import api
+
+    Progress(args.quiet or args.json)("hot upgrade: verify, prepare, quiesce, commit ...")
+    return api.hot_upgrade_generation(
+        args.release,
+        sha256=args.sha256,
+        state_dir=args.state_dir,
+        suspend_timeout=args.suspend_timeout,
+        allow_dependency_changes=args.allow_dependency_changes,
+    )
+
+
+def render_hot(data: dict[str, Any]) -> str:
+    st = data.get("stats") or {}
+    return (
+        f"hot: generation {data['generation']} (pid {data['pid']}) now runs {data['release']}"
+        f" in {data['total_ms']:.0f} ms\n"
+        f"  modules changed {len(st.get('modules_changed', []))}, added"
+        f" {len(st.get('modules_added', []))}, removed {len(st.get('modules_removed', []))};"
+        f" functions patched {st.get('functions_patched')}, classes patched"
+        f" {st.get('classes_patched')}, instances migrated {st.get('instances_migrated')}\n"
+        f"  prepare {st.get('prepare_ms', 0):.1f} ms, suspension window"
+        f" {st.get('window_ms', 0):.2f} ms"
+    )
+
+
+# -- check ------------------------------------------------------------------------------------
+
+
+def _register_check(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "check",
+        cmd_check,
+        render_check,
+        help="can NEW be hot-applied to a process running OLD? (exit 4 when not)",
+    )
+    p.add_argument("old", help="release dir, release id, or tarball")
+    p.add_argument("new", help="release dir, release id, or tarball")
+    p.add_argument("--allow-dependency-changes", action="store_true")
+    add_common(p)
+
+
+def _release_dir(ref: str, store: ReleaseStore, scratch: str) -> Path:
+    """A release directory from a dir, a release id in the store, or a tarball (unpacked into
+    a scratch store that is thrown away)."""
+    path = Path(ref)
+    if path.is_dir():
+        return path
+    from hotswap.release.store import ReleaseStore, is_tarball_ref
+
+    if is_tarball_ref(ref):
+        return ReleaseStore(scratch).unpack(path).root
+    return store.get(ref).root
+
+
+def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
+    import tempfile
+
+    from hotswap.hot import check
+    from hotswap.release.store import remove_tree
+
+    store = open_store(args)
+    with tempfile.TemporaryDirectory(prefix="hotswap-check-") as scratch:
+        try:
+            old = _release_dir(args.old, store, scratch)
+            new = _release_dir(args.new, store, scratch)
+            verdict = check(old, new, allow_dependency_changes=args.allow_dependency_changes)
+        finally:
+            remove_tree(Path(scratch) / "releases")
+    out: dict[str, Any] = verdict.to_json()
+    out["text"] = str(verdict)
+    if not verdict.ok:
+        args.exit_status = EXIT_CHILD
+    return out
+
+
+def render_check(data: dict[str, Any]) -> str:
+    return str(data["text"])

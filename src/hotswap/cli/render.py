@@ -1,0 +1,70 @@
+"""Rendering helpers shared by the commands: progress lines on stderr, sizes, times, values.
+
+A command's own human renderer sits beside its handler; what more than one command shows
+lives here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from typing import Any
+
+
+class Progress:
+    """Phase lines on stderr with the time since start: ``[  1.2s] building the wheel``."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            elapsed = time.monotonic() - self.started
+            print(f"[{elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+class PhasePrinter:
+    """Prints each swap phase as it finishes, with its duration."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.progress = Progress(quiet)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("state") == "started":
+            self.progress(f"{event['phase']} ...")
+        elif event.get("state") == "done" and event.get("ms") is not None:
+            self.progress(f"{event['phase']}: done in {event['ms']:.0f} ms")
+        elif event.get("state") == "failed" and event.get("ms") is not None:
+            self.progress(f"{event['phase']}: FAILED after {event['ms']:.0f} ms")
+
+
+def human_bytes(n: int) -> str:
+    """``512 B``, ``1.5 KiB``, ... up to GiB."""
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB"):
+        size /= 1024
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} GiB"
+
+
+def when(ts: int) -> str:
+    """A UNIX time as ``2026-12-01 21:37:48 UTC``."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def show(value: Any) -> str:
+    """A handoff value for people: JSON, or ``<N bytes>``."""
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return json.dumps(value)
+
+
+def as_json(data: dict[str, Any]) -> str:
+    """The fallback renderer: the JSON object, indented."""
+    return json.dumps(data, indent=2)

@@ -1,0 +1,195 @@
+"""``hotswap run | upgrade | rollback | status``: the supervisor in the foreground, and the
+commands that steer a running one through its control socket."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from hotswap.cli import add_command, add_common
+from hotswap.cli.render import PhasePrinter
+
+if TYPE_CHECKING:
+    from hotswap.cli import Subparsers
+
+
+def register(sub: Subparsers) -> None:
+    _register_run(sub)
+    _register_upgrade(sub)
+    _register_rollback(sub)
+    _register_status(sub)
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+def _register_run(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "run",
+        cmd_run,
+        help="run the supervisor in the foreground",
+        description="Bind the listeners once and serve RELEASE (a tarball or a release id; "
+        "default: the current release of the state dir) from a child generation. "
+        "SIGTERM/SIGINT drain and exit; SIGHUP restarts the current release blue-green.",
+    )
+    p.add_argument("release", nargs="?", help="release tarball or id (default: current)")
+    p.add_argument(
+        "-b",
+        "--bind",
+        action="append",
+        metavar="[NAME=]ADDR",
+        help="HOST:PORT, [IPV6]:PORT, :PORT or unix:PATH; repeatable (default 127.0.0.1:8000)",
+    )
+    p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
+    p.add_argument(
+        "--restart-backoff",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="first delay before restarting a generation that died (doubles to 30 s; default 1)",
+    )
+    p.add_argument(
+        "--max-restarts",
+        type=int,
+        default=5,
+        metavar="N",
+        help="give up (exit 1) after N restarts within --restart-window (default 5)",
+    )
+    p.add_argument("--restart-window", type=float, default=60.0, metavar="S", help="default 60 s")
+    add_common(p)
+
+
+def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncio
+
+    from hotswap.release.store import absolute_ref, resolve_state_dir
+    from hotswap.supervisor.core import Supervisor
+    from hotswap.supervisor.listeners import parse_bind
+    from hotswap.supervisor.policy import RestartPolicy
+
+    ref = absolute_ref(args.release) if args.release is not None else None
+    binds = [parse_bind(b) for b in (args.bind or ["127.0.0.1:8000"])]
+    policy = RestartPolicy(
+        initial=args.restart_backoff, max_restarts=args.max_restarts, window=args.restart_window
+    )
+    supervisor = Supervisor(
+        resolve_state_dir(args.state_dir), binds, release=ref, sha256=args.sha256, policy=policy
+    )
+    code = asyncio.run(supervisor.run())
+    raise SystemExit(code)
+
+
+# -- upgrade / rollback -----------------------------------------------------------------------
+
+
+def _register_upgrade(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "upgrade",
+        cmd_upgrade,
+        render_swap,
+        help="blue-green swap the running app to a release",
+    )
+    p.add_argument("release", help="release tarball, or the id of a release in the store")
+    p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
+    add_common(p)
+
+
+def cmd_upgrade(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap import api
+
+    return api.upgrade(
+        args.release,
+        sha256=args.sha256,
+        state_dir=args.state_dir,
+        on_phase=PhasePrinter(args.quiet or args.json),
+    )
+
+
+def _register_rollback(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "rollback",
+        cmd_rollback,
+        render_swap,
+        help="blue-green swap back to the previous release",
+    )
+    add_common(p)
+
+
+def cmd_rollback(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap import api
+
+    return api.rollback(state_dir=args.state_dir, on_phase=PhasePrinter(args.quiet or args.json))
+
+
+def render_swap(data: dict[str, Any]) -> str:
+    timings = "  ".join(f"{k} {v:.0f}ms" for k, v in data.get("timings_ms", {}).items())
+    line = (
+        f"{data['how']}: now serving {data['release']} as generation {data['generation']}"
+        f" (pid {data['pid']}) in {data['total_ms']:.0f} ms"
+    )
+    return line + (f"\n  {timings}" if timings else "")
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+def _register_status(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "status",
+        cmd_status,
+        render_status,
+        help="the supervisor, its active generation and recent swaps",
+    )
+    add_common(p)
+
+
+def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap import api
+
+    return api.status(state_dir=args.state_dir)
+
+
+def render_status(data: dict[str, Any]) -> str:
+    sup = data["supervisor"]
+    lines = [
+        f"supervisor  pid {sup['pid']}, hotswap {sup['hotswap']}, up {sup['uptime_s']:.0f}s,"
+        f" {', '.join(sup['listeners'])}",
+    ]
+    active = data["active"]
+    if active:
+        lines.append(
+            f"active      generation {active['generation']} (pid {active['pid']}),"
+            f" {active['release']} ({active['version']}), up {active['uptime_s']:.0f}s"
+        )
+    else:
+        lines.append("active      none")
+    upgrade = data.get("upgrade")
+    if upgrade:
+        lines.append(
+            f"upgrading   {upgrade['how']} to {upgrade['release'] or '?'}:"
+            f" phase {upgrade['phase']}, {upgrade['elapsed_ms']:.0f} ms so far"
+        )
+    else:
+        lines.append("upgrading   no")
+    for svc in data.get("services", []):
+        pid = f"pid {svc['pid']}" if svc["pid"] else "restarting"
+        lines.append(
+            f"service     {svc['name']} ({pid}), {svc['state']}, restarts {svc['restarts']}"
+        )
+    for gen in data["generations"]:
+        if active is None or gen["generation"] != active["generation"]:
+            lines.append(
+                f"            generation {gen['generation']} {gen['state']} (pid {gen['pid']})"
+            )
+    if data["recent"]:
+        lines.append("recent swaps:")
+        for rec in data["recent"][:5]:
+            mark = "ok  " if rec["ok"] else "FAIL"
+            what = rec["release"] or rec.get("ref")
+            extra = "" if rec["ok"] else f"  [{rec['error']['code']}]"
+            lines.append(f"  {mark} {rec['how']:<10} {what}  {rec['total_ms']:.0f} ms{extra}")
+    return "\n".join(lines)
