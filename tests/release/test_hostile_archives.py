@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from hotswap.errors import HotswapError, ReleaseError, UsageError
-from hotswap.release import verify
+from hotswap.release import extract, verify
 from hotswap.release.store import ReleaseStore
 from hotswap.release.verify import Limits
 from tests.release import forge
@@ -577,5 +577,5 @@ def test_tarball_swapped_between_passes_is_refused(sandbox: Sandbox) -> None:
         good, forge.replace_member(base(), "lib/demo/data.bin", data=_changed_data_bin())
     )
     with sandbox.store.open_staging() as staging, pytest.raises(ReleaseError) as caught:
-        verify.extract(good, scanned, staging)
+        extract.extract(good, scanned, staging)
     assert caught.value.code in {"checksum_mismatch", "hash_mismatch"}

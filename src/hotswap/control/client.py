@@ -33,7 +33,7 @@ def control_path(state_dir: str | os.PathLike[str] | None = None) -> Path:
     dir's (explicit, ``$HOTSWAP_STATE_DIR``, or the default)."""
     if state_dir is None and os.environ.get("HOTSWAP_CONTROL_SOCKET"):
         return Path(os.environ["HOTSWAP_CONTROL_SOCKET"])
-    from hotswap.release.store import resolve_state_dir
+    from hotswap.fsutil import resolve_state_dir
 
     return resolve_state_dir(state_dir) / CONTROL_SOCKET
 

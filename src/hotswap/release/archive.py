@@ -8,13 +8,12 @@ names, every mtime fixed, and a gzip header with mtime 0 and no file name.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import tarfile
 from pathlib import Path
 
 from hotswap.errors import ReleaseError
-from hotswap.release.record import CHUNK
+from hotswap.release.record import sha256_of
 
 
 def _members(root: Path) -> list[tuple[str, Path]]:
@@ -64,8 +63,4 @@ def write_tarball(root: Path, out: Path, *, mtime: int) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_of(path)[0].hex()

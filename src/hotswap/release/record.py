@@ -35,14 +35,20 @@ def encode_digest(raw: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def hash_file(path: str | os.PathLike[str]) -> Entry:
+def sha256_of(path: str | os.PathLike[str]) -> tuple[bytes, int]:
+    """The sha256 digest and the size of a file, read in chunks."""
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
             size += len(chunk)
-    return Entry(encode_digest(h.digest()), size)
+    return h.digest(), size
+
+
+def hash_file(path: str | os.PathLike[str]) -> Entry:
+    digest, size = sha256_of(path)
+    return Entry(encode_digest(digest), size)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")

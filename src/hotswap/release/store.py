@@ -12,8 +12,7 @@ Layout of a state dir (mode 0700)::
 ``current`` on start. It is replaced with write, fsync, rename, fsync of the directory, so a
 crash leaves the old or the new version, never half of one.
 
-State dir resolution: an explicit path, else ``$HOTSWAP_STATE_DIR``, else
-``$XDG_STATE_HOME/hotswap/<app>`` (``~/.local/state/hotswap/<app>``).
+State dir resolution: :func:`hotswap.fsutil.resolve_state_dir`.
 """
 
 from __future__ import annotations
@@ -31,25 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from hotswap.errors import ReleaseError, ResourceError, UsageError
-from hotswap.release import interpreter, verify
+from hotswap.fsutil import fsync_dir, write_json_atomic
+from hotswap.fsutil import resolve_state_dir as resolve_state_dir  # re-exported
+from hotswap.release import extract, interpreter, verify
 from hotswap.release.archive import sha256_file
 from hotswap.release.manifest import RELEASE_ID, Manifest
+from hotswap.release.record import MANIFEST_NAME
 
 STATE_NAME = "state.json"
 RELEASES = "releases"
 STAGING_PREFIX = ".staging-"
 DEFAULT_KEEP = 5
 HISTORY_MAX = 50
-
-
-def resolve_state_dir(explicit: str | os.PathLike[str] | None = None, app: str = "default") -> Path:
-    if explicit:
-        return Path(explicit).expanduser().absolute()
-    env = os.environ.get("HOTSWAP_STATE_DIR")
-    if env:
-        return Path(env).expanduser().absolute()
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
-    return Path(base, "hotswap", app).absolute()
 
 
 def is_tarball_ref(ref: str) -> bool:
@@ -84,27 +76,6 @@ class Release:
             "created": self.manifest.created,
             "path": str(self.root),
         }
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a crash leaves the old file or the new one, never a mix."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _make_writable(path: Path) -> None:
@@ -194,7 +165,7 @@ class ReleaseStore:
         result.checks.append("checksum, members, record, manifest")
         verify.check_interpreter(result)
         result.checks.append("interpreter")
-        verify.extract(path, result, None)
+        extract.extract(path, result, None)
         result.checks.append("file hashes")
         result.payload = None  # the inflated stream is not needed any more
         return result
@@ -225,14 +196,14 @@ class ReleaseStore:
         self.ensure()
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.releases_dir))
         try:
-            verify.extract(path, result, staging)
+            extract.extract(path, result, staging)
             say(f"unpacked and re-hashed {len(result.record)} files ({result.bytes} bytes)")
             _make_read_only(staging)
             final = self.releases_dir / release_id
             try:
                 os.rename(staging, final)
             except OSError:
-                if (final / "RELEASE.json").exists():  # a concurrent unpack of the same id won
+                if (final / MANIFEST_NAME).exists():  # a concurrent unpack of the same id won
                     remove_tree(staging)
                     return self.get(release_id)
                 raise
@@ -242,7 +213,7 @@ class ReleaseStore:
         except BaseException:
             remove_tree(staging)
             raise
-        self._fsync_dir(self.releases_dir)
+        fsync_dir(self.releases_dir)
         self._remember(result.sha256, release_id)
         return Release(release_id, final, result.manifest)
 
@@ -266,12 +237,7 @@ class ReleaseStore:
             return None
         actual = sha256_file(tarball)
         if actual != expected:
-            raise ReleaseError(
-                "checksum_mismatch",
-                f"{tarball.name} has sha256 {actual}, its checksum says {expected}",
-                expected=expected,
-                actual=actual,
-            )
+            raise verify.checksum_mismatch(tarball, actual, expected)
         release = self.find(str(index[actual]))
         if release is not None:
             interpreter.check(release.manifest.python, release.manifest.distributions)
@@ -286,14 +252,6 @@ class ReleaseStore:
         index = {k: v for k, v in index.items() if v in live}
         index[sha256] = release_id
         write_json_atomic(self._index_path, index)
-
-    @staticmethod
-    def _fsync_dir(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def clean_staging(self) -> int:
         """Remove staging dirs left by a crash mid-unpack; returns how many."""
@@ -311,7 +269,7 @@ class ReleaseStore:
         if not RELEASE_ID.match(release_id):
             return None
         root = self.releases_dir / release_id
-        if not (root / "RELEASE.json").is_file():
+        if not (root / MANIFEST_NAME).is_file():
             return None
         return Release(release_id, root, Manifest.load(root))
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from hotswap.control.protocol import from_wire, to_wire
 from hotswap.errors import ResourceError, UsageError
-from hotswap.release.store import write_json_atomic
+from hotswap.fsutil import write_json_atomic
 
 BEFORE_CUTOVER_KEY = "__before_cutover_result__"
 MAX_KEY = 256
