@@ -102,7 +102,7 @@ def test_hot_upgrade_keeps_the_process_and_migrates_state(hot: Hot) -> None:
 
 def stats_old_vsn(root: Path) -> str:
     """v1 sets no __vsn__: the default is a hash of the module source."""
-    from hotswap.hot.prepare import source_vsn
+    from hotswap.hot.codeobjects import source_vsn
 
     return source_vsn(next((root / "lib").glob("*/server.py")).read_bytes())
 

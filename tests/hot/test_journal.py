@@ -11,7 +11,7 @@ import pytest
 
 from hotswap.hot import closure
 from hotswap.hot.heap import HeapIndex
-from hotswap.hot.journal import Journal, restore_sys_modules
+from hotswap.hot.journal import Journal, record_sys_modules
 
 
 def test_rollback_restores_containers_in_place() -> None:
@@ -33,8 +33,9 @@ def test_rollback_restores_class_dict_through_type_setattr() -> None:
 
     red = Color.RED
     j = Journal()
-    j.set_class_attr(Color, "hello", lambda self: "hi")
-    j.set_class_attr(Color, "__eq__", lambda self, other: True)
+    j.snapshot_class(Color)  # what the commit does before it writes to a class
+    type.__setattr__(Color, "hello", lambda self: "hi")
+    type.__setattr__(Color, "__eq__", lambda self, other: True)
     type.__setattr__(Color, "RED", "replaced")  # behind the journal's back, within the class
     assert j.rollback() == []
     assert Color.RED is red and "hello" not in Color.__dict__
@@ -75,7 +76,7 @@ def test_sys_modules_undo_forgets_new_modules_and_their_parent_attribute() -> No
     sys.modules[parent.__name__] = parent
     try:
         j = Journal()
-        restore_sys_modules(j)
+        record_sys_modules(j)
         child = types.ModuleType("hs_journal_parent.child")
         sys.modules[child.__name__] = child
         parent.child = child  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ one :class:`~hotswap.hot.verdict.Reason` per problem, when
   pure-Python dependency may change when ``allow_dependency_changes`` is set;
 - the entry point, the server or the listeners change (the shape of the process);
 - a class changes its layout (bases, metaclass, class decorators, ``__slots__``), an enum loses a
-  member, or a module does not compile (see :mod:`hotswap.hot.source`).
+  member, or a module does not compile (see :mod:`hotswap.hot.diff`).
 
 Run offline it assumes every module may be loaded, so it is a little stricter than the check a
 live upgrade makes, which only looks at the modules the process has imported.
@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from hotswap.errors import ReleaseError
-from hotswap.hot.source import ModuleDiff, diff_module
+from hotswap.hot.diff import diff_module
+from hotswap.hot.plan import ModuleDiff
 from hotswap.hot.tree import ReleaseTree, TreeDiff, diff_trees
 from hotswap.hot.verdict import Reason, Verdict
 from hotswap.release import interpreter

@@ -45,16 +45,19 @@ from typing import Any
 
 from hotswap.errors import ChildError
 from hotswap.hot import closure
-from hotswap.hot.journal import MISSING, Journal, restore_sys_modules
-from hotswap.hot.prepare import (
+from hotswap.hot.codeobjects import closure_for, function_patches
+from hotswap.hot.journal import MISSING, Journal, record_sys_modules
+from hotswap.hot.plan import (
+    CODE_CHANGE,
     ClassStep,
     DefStep,
+    Exec,
+    ExecStep,
     ModulePlan,
+    PatchClass,
+    PatchDef,
     Prepared,
-    closure_for,
-    function_patches,
 )
-from hotswap.hot.source import CODE_CHANGE, Exec, PatchClass, PatchDef
 
 _DATACLASS_GENERATED = (
     "__init__",
@@ -89,7 +92,7 @@ class Counts:
 
 
 class Commit:
-    """One application of a :class:`~hotswap.hot.prepare.Prepared` plan."""
+    """One application of a :class:`~hotswap.hot.plan.Prepared` plan."""
 
     def __init__(
         self,
@@ -115,7 +118,7 @@ class Commit:
         p, j = self.p, self.j
         self.step("catch_up")
         p.index.catch_up()
-        restore_sys_modules(j)
+        record_sys_modules(j)
         j.snapshot_container(sys.path)
         j.record(importlib.invalidate_caches)
         before_modules = set(sys.modules)
@@ -232,20 +235,19 @@ class Commit:
         d = plan.module.__dict__
         body = plan.diff.plan
         before = dict(d) if plan.diff.rebound else {}
-        for kind, item in plan.steps:
-            if kind == "exec":
-                code, op = item
-                self.step(f"exec:{plan.name}:{op.lineno}")
-                exec(code, d)
+        for item in plan.steps:
+            if isinstance(item, ExecStep):
+                self.step(f"exec:{plan.name}:{item.op.lineno}")
+                exec(item.code, d)
                 self.counts.statements_run += 1
-            elif kind == "def":
-                assert isinstance(item, DefStep) and item.code is not None
+            elif isinstance(item, DefStep):
+                assert item.code is not None
                 self.step(f"def:{plan.name}:{item.op.qualname}")
                 scratch: dict[str, Any] = {}
                 exec(item.code, d, scratch)
                 self._copy_def(plan, item.op, scratch[item.temp])
             else:
-                assert isinstance(item, ClassStep) and item.code is not None
+                assert item.code is not None
                 self.step(f"class:{plan.name}:{item.op.qualname}")
                 exec(item.code, d, {"__hotswap_capture__": item.capture})
                 self._apply_class(plan, item)
@@ -387,7 +389,7 @@ class Commit:
     def _migrate(self, vsn_old: dict[str, object], class_vsn_old: dict[type, object]) -> None:
         j = self.j
         for plan in self.p.modules:
-            for _kind, item in plan.steps:
+            for item in plan.steps:
                 if not isinstance(item, ClassStep):
                     continue
                 for cs in item.walk():

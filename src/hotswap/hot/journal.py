@@ -141,14 +141,6 @@ class Journal:
 
         self.record(undo)
 
-    def set_class_attr(self, cls: type, name: str, value: object) -> None:
-        self.snapshot_class(cls)
-        type.__setattr__(cls, name, value)
-
-    def del_class_attr(self, cls: type, name: str) -> None:
-        self.snapshot_class(cls)
-        type.__delattr__(cls, name)
-
     # -- functions --------------------------------------------------------------------------
 
     def snapshot_function(self, fn: types.FunctionType) -> None:
@@ -243,7 +235,7 @@ def _slot_names(cls: type) -> list[str]:
     return names
 
 
-def restore_sys_modules(journal: Journal) -> None:
+def record_sys_modules(journal: Journal) -> None:
     """Record ``sys.modules`` so modules imported during the window are forgotten on undo, along
     with the attribute their import set on the parent package."""
     saved = dict(sys.modules)

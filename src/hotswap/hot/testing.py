@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hotswap.hot.journal import Journal
-from hotswap.hot.source import CODE_CHANGE
+from hotswap.hot.plan import CODE_CHANGE
 from hotswap.hot.tree import LIB, MANIFEST
 from hotswap.release import interpreter, record
 from hotswap.release.manifest import FORMAT, make_release_id
@@ -51,7 +51,7 @@ def write_release(
     for rel, content in files.items():
         path = root / LIB / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        path.write_bytes(_bytes(content))
     record_bytes = record.write(root, record.scan_tree(root))
     manifest = {
         "format": FORMAT,
@@ -76,11 +76,15 @@ def write_release(
         "record": {
             "sha256": hashlib.sha256(record_bytes).hexdigest(),
             "files": len(files),
-            "bytes": sum(len(c) for c in files.values()),
+            "bytes": sum(len(_bytes(c)) for c in files.values()),
         },
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return root
+
+
+def _bytes(content: str | bytes) -> bytes:
+    return content.encode() if isinstance(content, str) else content
 
 
 @contextmanager

@@ -157,16 +157,6 @@ def module_name(rel: str) -> str | None:
     return ".".join(parts)
 
 
-def extension_module_name(rel: str) -> str | None:
-    if not rel.startswith(LIB + "/"):
-        return None
-    for suffix in _EXT_SUFFIXES:
-        if rel.endswith(suffix):
-            parts = rel[len(LIB) + 1 : -len(suffix)].split("/")
-            return ".".join(parts) if all(p.isidentifier() for p in parts) else None
-    return None
-
-
 def _ignored(rel: str) -> bool:
     parts = rel.split("/")
     return (

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import textwrap
 
-from hotswap.hot.source import Exec, PatchClass, PatchDef, bound_names, diff_module, parse
+from hotswap.hot.diff import diff_module
+from hotswap.hot.names import bound_names, parse
+from hotswap.hot.plan import Exec, PatchClass, PatchDef
 
 
 def _diff(old: str, new: str):  # type: ignore[no-untyped-def]

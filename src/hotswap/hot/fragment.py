@@ -1,0 +1,91 @@
+"""Class fragments: changed class-body statements run against a live class.
+
+A changed class becomes a *fragment*: a ``class`` statement whose metaclass is a
+:class:`Capture`. The capture hands the class body a copy of the live class's namespace and
+keeps the resulting namespace instead of making a class, so the changed statements run with
+class-body semantics (class-scope names, ``__class__`` cells, name mangling) and the commit
+then copies what they bound onto the live class. Changed ``def``\\s appear in fragments (and at
+module level) without their decorators, under names from a :class:`NameAllocator`, so their
+defaults and annotations are evaluated in the right scope without registering anything twice.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import inspect
+import types
+from typing import Any
+
+from hotswap.hot.plan import ClassStep, Def, Exec, PatchDef
+
+
+class Capture:
+    """Stands in for a metaclass: runs a class body over a copy of a live class's namespace."""
+
+    def __init__(self, cls: type, children: dict[str, Capture]) -> None:
+        self.cls = cls
+        self.children = children
+        self.ns: dict[str, Any] | None = None
+
+    def __prepare__(self, name: str, bases: tuple[type, ...], **kw: Any) -> dict[str, Any]:
+        ns = {k: v for k, v in self.cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+        ns["__annotations__"] = inspect.get_annotations(self.cls)
+        ns.update(self.children)
+        return ns
+
+    def __call__(self, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kw: Any) -> Any:
+        self.ns = ns
+        return self
+
+
+class NameAllocator:
+    """Hands out the temporary names decorator-less copies of changed ``def``\\s bind."""
+
+    def __init__(self, prefix: str = "__hotswap_def") -> None:
+        self._prefix = prefix
+        self._n = 0
+
+    def next(self) -> str:
+        self._n += 1
+        return f"{self._prefix}_{self._n}__"
+
+
+def fragment(step: ClassStep, capture_name: str) -> ast.ClassDef:
+    """``class C(metaclass=<capture>): <changed statements>`` for one class (and nested ones)."""
+    body: list[ast.stmt] = []
+    defs = {id(d.op): d for d in step.defs}
+    children = {id(c.op): c for c in step.children}
+    for op in step.op.body.ops:
+        if isinstance(op, Exec):
+            body.append(op.node)
+        elif isinstance(op, PatchDef):
+            body.append(stripped(op.node, defs[id(op)].temp))
+        elif id(op) in children:
+            child = children[id(op)]
+            body.append(fragment(child, f"__hotswap_capture_{child.op.name}__"))
+    node = step.op.node
+    meta = ast.copy_location(ast.Name(capture_name, ast.Load()), node)
+    frag = ast.ClassDef(
+        name=node.name,
+        bases=[],
+        keywords=[ast.copy_location(ast.keyword(arg="metaclass", value=meta), node)],
+        body=body or [ast.copy_location(ast.Pass(), node)],
+        decorator_list=[],
+    )
+    return ast.copy_location(frag, node)
+
+
+def stripped(node: Def, temp: str) -> ast.stmt:
+    """A copy of a def without decorators, bound to a temporary name."""
+    new = copy.copy(node)
+    new.decorator_list = []
+    new.name = temp
+    return new
+
+
+def compile_statements(nodes: list[ast.stmt], filename: str, flags: int) -> types.CodeType:
+    """Compile statements of the parsed file (they keep their line numbers)."""
+    tree = ast.Module(body=nodes, type_ignores=[])
+    code: types.CodeType = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
+    return code

@@ -1,0 +1,88 @@
+"""Ordering and importers: the order changed modules are committed in, and who imported what.
+
+Modules a changed module imports (and its parent packages) are committed first
+(:func:`dependency_order`). For every name an upgrade may rebind, :func:`find_importers` lists
+the modules that hold it through a top-level ``from module import name`` (transitively, through
+re-exports), so the commit can rebind their copies too.
+"""
+
+from __future__ import annotations
+
+import ast
+import types
+from pathlib import Path
+
+from hotswap.hot.names import from_imports
+from hotswap.hot.plan import ModulePlan
+
+
+def dependency_order(plans: list[ModulePlan]) -> list[ModulePlan]:
+    """Modules a changed module imports (and its parent packages) are committed first."""
+    by_name = {p.name: p for p in plans}
+    out: list[ModulePlan] = []
+    state: dict[str, int] = {}
+
+    def visit(p: ModulePlan) -> None:
+        if state.get(p.name):
+            return
+        state[p.name] = 1
+        deps = set(p.diff.imports)
+        parts = p.name.split(".")
+        deps |= {".".join(parts[:i]) for i in range(1, len(parts))}
+        for dep in sorted(deps):
+            q = by_name.get(dep)
+            if q is not None and q is not p:
+                visit(q)
+        out.append(p)
+
+    for p in plans:
+        visit(p)
+    return out
+
+
+def find_importers(
+    plans: list[ModulePlan], loaded: dict[str, types.ModuleType]
+) -> dict[tuple[str, str], list[tuple[types.ModuleType, str]]]:
+    """``{(module, name): [(importer, alias)]}`` for the names an upgrade may rebind: the modules
+    holding them through a top-level ``from module import name as alias`` (transitively, for
+    re-exports). Only files mentioning one of the names are parsed."""
+    wanted: set[tuple[str, str]] = set()
+    for p in plans:
+        for n in p.diff.rebound:
+            wanted.add((p.module.__name__, n))
+    edges: dict[tuple[str, str], list[tuple[types.ModuleType, str]]] = {}
+    if not wanted:
+        return edges
+    imports: dict[str, list[tuple[str, str, str]]] = {}
+    frontier = set(wanted)
+    while frontier:
+        names = {n for _m, n in frontier}
+        frontier = set()
+        for rel, mod in loaded.items():
+            if rel not in imports:
+                if not rel.endswith(".py"):
+                    continue
+                try:
+                    text = Path(mod.__file__ or "").read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    continue
+                if "import" not in text or not any(n in text for n in names):
+                    continue
+                try:
+                    tree = ast.parse(text)
+                except SyntaxError:
+                    continue
+                is_pkg = rel.endswith("__init__.py")
+                pkg = mod.__name__ if is_pkg else mod.__name__.rpartition(".")[0]
+                imports[rel] = list(from_imports(tree.body, pkg))
+            for src_mod, name, alias in imports[rel]:
+                if (src_mod, name) not in wanted:
+                    continue
+                targets = edges.setdefault((src_mod, name), [])
+                if (mod, alias) not in targets:
+                    targets.append((mod, alias))
+                key = (mod.__name__, alias)
+                if key not in wanted:
+                    wanted.add(key)
+                    frontier.add(key)
+    return edges

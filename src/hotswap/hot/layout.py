@@ -1,0 +1,203 @@
+"""Class layouts: the class changes that cannot be applied to a live class, and how a live class
+will be patched.
+
+Two layers. From the syntax alone (:func:`header_change`, :func:`class_body_refusals`): bases,
+metaclass, class keywords, class decorators, ``__slots__``, the fields of a
+``dataclass(slots=True)`` and enum members removed or revalued. Against the live class
+(:func:`classify`, in prepare): enum members changed in place, a ``Flag`` whose members change,
+dataclass fields nobody can fill, a metaclass that derives state at class creation, and
+``NamedTuple`` fields. :func:`classify` also decides how the commit re-processes the class
+(``plain``, ``enum`` or ``dataclass``).
+"""
+
+from __future__ import annotations
+
+import abc
+import ast
+import enum
+import types
+
+from hotswap.hot.names import ann_names, bound_names, dump, dumps
+from hotswap.hot.plan import ClassStep, Exec, ModuleDiff
+from hotswap.hot.verdict import Reason
+
+_ENUM_BASES = ("Enum", "IntEnum", "StrEnum", "Flag", "IntFlag", "ReprEnum")
+
+# -- from the syntax ----------------------------------------------------------------------------
+
+
+def header_change(old: ast.ClassDef, new: ast.ClassDef) -> str | None:
+    if dumps(old.bases) != dumps(new.bases):
+        return "its bases changed (instances would need a new layout)"
+    if dumps(old.keywords) != dumps(new.keywords):
+        return "its metaclass or class keywords changed"
+    if dumps(old.decorator_list) != dumps(new.decorator_list):
+        return "its class decorators changed (they derive state when the class is created)"
+    return None
+
+
+def _slots(body: list[ast.stmt]) -> str | None:
+    for stmt in body:
+        if "__slots__" in bound_names(stmt):
+            return dump(stmt)
+    return None
+
+
+def _looks_enum(node: ast.ClassDef) -> bool:
+    for base in node.bases:
+        text = ast.unparse(base)
+        if text.rsplit(".", 1)[-1] in _ENUM_BASES:
+            return True
+    return False
+
+
+def _dataclass_slots(node: ast.ClassDef) -> bool:
+    for dec in node.decorator_list:
+        if isinstance(dec, ast.Call) and "dataclass" in ast.unparse(dec.func):
+            for kw in dec.keywords:
+                if kw.arg == "slots" and not (
+                    isinstance(kw.value, ast.Constant) and not kw.value.value
+                ):
+                    return True
+    return False
+
+
+def class_body_refusals(old: ast.ClassDef, new: ast.ClassDef, where: str) -> list[Reason]:
+    out: list[Reason] = []
+    if _slots(old.body) != _slots(new.body):
+        out.append(Reason("class_layout", f"{where}: __slots__ changed", subject=where))
+    if _dataclass_slots(new) and ann_names(old.body) != ann_names(new.body):
+        out.append(
+            Reason(
+                "class_layout",
+                f"{where}: fields of a dataclass(slots=True) changed (its layout is fixed)",
+                subject=where,
+            )
+        )
+    if _looks_enum(new):
+        old_members = _enum_assignments(old.body)
+        new_members = _enum_assignments(new.body)
+        for member, value in old_members.items():
+            if member not in new_members:
+                out.append(
+                    Reason(
+                        "enum_members",
+                        f"{where}.{member}: enum member removed (stored values may hold it)",
+                        subject=f"{where}.{member}",
+                    )
+                )
+            elif new_members[member] != value:
+                out.append(
+                    Reason(
+                        "enum_members",
+                        f"{where}.{member}: enum member value changed",
+                        subject=f"{where}.{member}",
+                    )
+                )
+    return out
+
+
+def _enum_assignments(body: list[ast.stmt]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for stmt in body:
+        if (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+        ):
+            name = stmt.targets[0].id
+            if not (name.startswith("_") or isinstance(stmt.value, ast.Lambda)):
+                out[name] = dump(stmt.value)
+    return out
+
+
+# -- against the live class -----------------------------------------------------------------------
+
+
+def classify(step: ClassStep, md: ModuleDiff, reasons: list[Reason], where: str) -> None:
+    cls, body = step.cls, step.op.body
+    execs = [o for o in body.ops if isinstance(o, Exec)]
+    state_change = body.annotations is not None or any(
+        not isinstance(o.node, ast.FunctionDef | ast.AsyncFunctionDef) for o in execs
+    )
+    if isinstance(cls, enum.EnumMeta):
+        step.kind = "enum"
+        members = cls._member_map_
+        flag = issubclass(cls, enum.Flag)
+        for o in execs:
+            for n in o.names & members.keys():
+                reasons.append(Reason("enum_members", f"{where}.{n}: enum member changed", where))
+        for n in body.removed & members.keys():
+            reasons.append(Reason("enum_members", f"{where}.{n}: enum member removed", where))
+        if flag and any(not _dunder_or_sunder(n) for o in execs for n in o.names):
+            reasons.append(
+                Reason("enum_members", f"{where}: members of a Flag cannot change in place", where)
+            )
+        return
+    if "__dataclass_fields__" in cls.__dict__:
+        if not state_change:
+            return
+        step.kind = "dataclass"
+        deco = _dataclass_decorator(step.op.node)
+        if deco is None:
+            reasons.append(
+                Reason(
+                    "metaclass_state",
+                    f"{where}: its fields changed and it is not a plain @dataclasses.dataclass",
+                    where,
+                )
+            )
+            return
+        step.dataclass_kwargs = deco
+        old_fields = set(cls.__dict__["__dataclass_fields__"])
+        new_ann = body.annotations or ()
+        step.added_fields = tuple(n for n in new_ann if n not in old_fields)
+        required = [
+            n
+            for s in step.op.node.body
+            if isinstance(s, ast.AnnAssign)
+            and isinstance(s.target, ast.Name)
+            and s.value is None
+            and (n := s.target.id) in step.added_fields
+        ]
+        if required and step.op.qualname not in md.code_change_classes:
+            reasons.append(
+                Reason(
+                    "dataclass_fields",
+                    f"{where}: new field(s) {', '.join(required)} have no default, so live "
+                    "instances cannot get a value (give a default or define __code_change__)",
+                    where,
+                )
+            )
+        return
+    meta = type(cls)
+    if meta not in (type, abc.ABCMeta) and state_change:
+        reasons.append(
+            Reason(
+                "metaclass_state",
+                f"{where}: class attributes changed and its metaclass {meta.__qualname__} "
+                "derives state when the class is created",
+                where,
+            )
+        )
+    elif issubclass(cls, tuple) and hasattr(cls, "_fields") and body.annotations is not None:
+        reasons.append(Reason("class_layout", f"{where}: NamedTuple fields changed", where))
+
+
+def _dataclass_decorator(node: ast.ClassDef) -> types.CodeType | None:
+    """Code evaluating to the keyword arguments of the class's ``@dataclass(...)``."""
+    for dec in node.decorator_list:
+        func = dec.func if isinstance(dec, ast.Call) else dec
+        text = ast.unparse(func)
+        if text not in ("dataclass", "dataclasses.dataclass"):
+            continue
+        kws = dec.keywords if isinstance(dec, ast.Call) else []
+        expr = ast.Dict(keys=[ast.Constant(k.arg) for k in kws], values=[k.value for k in kws])
+        tree = ast.Expression(body=expr)
+        ast.fix_missing_locations(tree)
+        return compile(tree, "<dataclass>", "eval", dont_inherit=True)
+    return None
+
+
+def _dunder_or_sunder(name: str) -> bool:
+    return name.startswith("_") and name.endswith("_")

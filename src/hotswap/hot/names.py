@@ -1,0 +1,223 @@
+"""A small library of questions about Python syntax trees (pure: nothing is executed).
+
+Which names a statement binds, which it reads while it runs (not inside the functions it
+defines), which modules a body imports and from where, the future flags of a module, and the
+few helpers (``dump``, ``first_line``) the diff compares statements with.
+"""
+
+from __future__ import annotations
+import __future__
+
+import ast
+from collections.abc import Iterable, Iterator
+
+Def = ast.FunctionDef | ast.AsyncFunctionDef
+DEF_TYPES = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+def parse(source: str, filename: str) -> ast.Module:
+    return ast.parse(source, filename=filename, type_comments=False)
+
+
+def dump(node: ast.AST) -> str:
+    return ast.dump(node, annotate_fields=False, include_attributes=False)
+
+
+def first_line(node: Def | ast.ClassDef) -> int:
+    """``co_firstlineno`` of a def's code: its first decorator's line, else the ``def`` line."""
+    return node.decorator_list[0].lineno if node.decorator_list else node.lineno
+
+
+def dumps(nodes: Iterable[ast.AST]) -> list[str]:
+    return [dump(n) for n in nodes]
+
+
+def ann_names(body: Iterable[ast.stmt]) -> list[str]:
+    return [
+        s.target.id
+        for s in body
+        if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name) and s.simple
+    ]
+
+
+def iter_classes(body: list[ast.stmt], prefix: str) -> Iterator[tuple[str, ast.ClassDef]]:
+    for stmt in body:
+        if isinstance(stmt, ast.ClassDef):
+            qualname = prefix + stmt.name
+            yield qualname, stmt
+            yield from iter_classes(stmt.body, qualname + ".")
+
+
+def bound_names(node: ast.stmt) -> set[str]:
+    """Names a statement binds in the namespace it runs in."""
+    out: set[str] = set()
+
+    def target(t: ast.AST) -> None:
+        if isinstance(t, ast.Name):
+            out.add(t.id)
+        elif isinstance(t, ast.Tuple | ast.List):
+            for e in t.elts:
+                target(e)
+        elif isinstance(t, ast.Starred):
+            target(t.value)
+
+    def walrus(n: ast.AST) -> None:
+        for sub in _walk_no_scopes(n):
+            if isinstance(sub, ast.NamedExpr):
+                target(sub.target)
+
+    def visit(s: ast.stmt) -> None:
+        if isinstance(s, DEF_TYPES | ast.ClassDef):
+            out.add(s.name)
+        elif isinstance(s, ast.Assign):
+            for t in s.targets:
+                target(t)
+            walrus(s.value)
+        elif isinstance(s, ast.AugAssign):
+            target(s.target)
+        elif isinstance(s, ast.AnnAssign):
+            if s.value is not None and isinstance(s.target, ast.Name):
+                out.add(s.target.id)
+        elif isinstance(s, ast.Import):
+            for a in s.names:
+                out.add(a.asname or a.name.split(".")[0])
+        elif isinstance(s, ast.ImportFrom):
+            for a in s.names:
+                out.add(a.asname or a.name)
+        elif isinstance(s, ast.For | ast.AsyncFor):
+            target(s.target)
+            _visit_all(s.body + s.orelse)
+        elif isinstance(s, ast.With | ast.AsyncWith):
+            for item in s.items:
+                if item.optional_vars is not None:
+                    target(item.optional_vars)
+            _visit_all(s.body)
+        elif isinstance(s, ast.If | ast.While):
+            walrus(s.test)
+            _visit_all(s.body + s.orelse)
+        elif isinstance(s, ast.Try | ast.TryStar):
+            _visit_all(s.body + s.orelse + s.finalbody)
+            for h in s.handlers:
+                if h.name:
+                    out.add(h.name)
+                _visit_all(h.body)
+        elif isinstance(s, ast.Match):
+            for case in s.cases:
+                for sub in ast.walk(case.pattern):
+                    name = getattr(sub, "name", None) or getattr(sub, "rest", None)
+                    if isinstance(name, str):
+                        out.add(name)
+                _visit_all(case.body)
+        elif isinstance(s, ast.Expr):
+            walrus(s.value)
+
+    def _visit_all(stmts: list[ast.stmt]) -> None:
+        for s in stmts:
+            visit(s)
+
+    visit(node)
+    return out
+
+
+def _walk_no_scopes(node: ast.AST) -> Iterator[ast.AST]:
+    """ast.walk that does not enter function or lambda bodies (they run later)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        if isinstance(n, DEF_TYPES):
+            stack.extend(n.decorator_list)
+            stack.extend(n.args.defaults)
+            stack.extend(d for d in n.args.kw_defaults if d is not None)
+            continue
+        if isinstance(n, ast.Lambda):
+            stack.extend(n.args.defaults)
+            stack.extend(d for d in n.args.kw_defaults if d is not None)
+            continue
+        stack.extend(ast.iter_child_nodes(n))
+
+
+def runtime_names(node: ast.AST) -> set[str]:
+    """Names read while the statement itself runs (not inside the functions it defines)."""
+    return {
+        n.id
+        for n in _walk_no_scopes(node)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    }
+
+
+def all_names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def names_in(nodes: Iterable[ast.AST]) -> set[str]:
+    out: set[str] = set()
+    for n in nodes:
+        out |= runtime_names(n)
+    return out
+
+
+def future_flags(tree: ast.Module) -> int:
+
+    flags = 0
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+            for alias in stmt.names:
+                feature = getattr(__future__, alias.name, None)
+                if feature is not None:
+                    flags |= feature.compiler_flag
+    return flags
+
+
+def imported_modules(body: list[ast.stmt], package: str) -> set[str]:
+    """Absolute names of the modules a body's top level (outside functions) imports."""
+    out: set[str] = set()
+    for node in _walk_toplevel(body):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                out.add(a.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = resolve_from(node, package)
+            if base is None:
+                continue
+            out.add(base)
+            for a in node.names:
+                if a.name != "*":
+                    out.add(f"{base}.{a.name}" if base else a.name)
+    return out
+
+
+def from_imports(body: list[ast.stmt], package: str) -> Iterator[tuple[str, str, str]]:
+    """``(module, name, alias)`` for every top-level ``from module import name as alias``."""
+    for node in _walk_toplevel(body):
+        if isinstance(node, ast.ImportFrom):
+            base = resolve_from(node, package)
+            if base is None:
+                continue
+            for a in node.names:
+                if a.name != "*":
+                    yield base, a.name, a.asname or a.name
+
+
+def resolve_from(node: ast.ImportFrom, package: str) -> str | None:
+    if not node.level:
+        return node.module or None
+    parts = package.split(".") if package else []
+    if node.level - 1 > len(parts):
+        return None
+    base_parts = parts[: len(parts) - (node.level - 1)]
+    if node.module:
+        base_parts.append(node.module)
+    return ".".join(base_parts) or None
+
+
+def _walk_toplevel(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    for stmt in body:
+        if isinstance(stmt, DEF_TYPES | ast.ClassDef):
+            continue
+        yield stmt
+        for child in ast.iter_child_nodes(stmt):
+            if isinstance(child, ast.stmt):
+                yield from _walk_toplevel([child])
+            elif isinstance(child, ast.ExceptHandler | ast.match_case):
+                yield from _walk_toplevel(child.body)

@@ -1,0 +1,196 @@
+"""The plan of a hot upgrade as data: what the diff decided (ops), what prepare compiled (steps).
+
+The diff (:mod:`.diff`) turns two versions of a module into a :class:`ModuleDiff` whose
+:class:`BodyPlan` lists one *op* per unit that must change, in new-source order:
+
+- :class:`PatchDef`: a changed ``def`` with unchanged decorators, patched in place;
+- :class:`Exec`: a statement to run in the live namespace (added, changed, re-decorated);
+- :class:`PatchClass`: a changed class with an unchanged header, whose body has its own plan.
+
+Prepare (:mod:`.prepare`) compiles each op against the live module into a *step*
+(:class:`ExecStep`, :class:`DefStep`, :class:`ClassStep`) of a :class:`ModulePlan`; the
+:class:`Prepared` plan of every changed module is what the commit (:mod:`.commit`) applies.
+Nothing here runs code.
+"""
+
+from __future__ import annotations
+
+import ast
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hotswap.hot.heap import HeapIndex
+from hotswap.hot.tree import PathMap
+from hotswap.hot.verdict import Reason
+
+if TYPE_CHECKING:
+    from hotswap.hot.check import Analysis
+    from hotswap.hot.fragment import Capture
+
+Def = ast.FunctionDef | ast.AsyncFunctionDef
+CODE_CHANGE = "__code_change__"
+
+# -- ops: what the diff decided -----------------------------------------------------------------
+
+
+@dataclass
+class PatchDef:
+    """A changed ``def`` with unchanged decorators: patch the live function in place."""
+
+    node: Def  # the new statement
+    qualname: str
+    old_firstlineno: int  # co_firstlineno of the live (old) code
+    why: str = "changed"  # or "defaults" (unchanged text, defaults read a rebound name)
+
+    @property
+    def lineno(self) -> int:
+        return self.node.lineno
+
+
+@dataclass
+class Exec:
+    """A statement to run in the live namespace: added, changed, or a re-decorated ``def``."""
+
+    node: ast.stmt
+    names: frozenset[str]  # names it binds
+    why: str  # "added" | "changed" | "redecorated"
+
+    @property
+    def lineno(self) -> int:
+        return self.node.lineno
+
+
+@dataclass
+class PatchClass:
+    """A changed class with an unchanged header: apply ``body`` to the live class."""
+
+    name: str
+    qualname: str
+    node: ast.ClassDef  # new
+    old_node: ast.ClassDef
+    body: BodyPlan
+
+    @property
+    def lineno(self) -> int:
+        return self.node.lineno
+
+
+Op = PatchDef | Exec | PatchClass
+
+
+@dataclass
+class BodyPlan:
+    """What to do to one namespace (a module, or a class body), in new-source order."""
+
+    ops: list[Op] = field(default_factory=list)
+    removed: frozenset[str] = frozenset()
+    doc: tuple[bool, str | None] = (False, None)  # (changed, new docstring)
+    annotations: tuple[str, ...] | None = None  # new order of annotated names, if it changed
+    defined: frozenset[str] = frozenset()  # names bound by the new body (all units)
+    same: list[tuple[ast.stmt, ast.stmt]] = field(default_factory=list, repr=False)  # unchanged
+
+    def is_empty(self) -> bool:
+        return not self.ops and not self.removed and not self.doc[0] and self.annotations is None
+
+    def walk_classes(self) -> Iterator[PatchClass]:
+        for op in self.ops:
+            if isinstance(op, PatchClass):
+                yield op
+                yield from op.body.walk_classes()
+
+
+@dataclass
+class ModuleDiff:
+    """The definition-level diff of one module, and what it implies."""
+
+    name: str
+    plan: BodyPlan
+    future_flags: int
+    imports: frozenset[str]  # absolute modules the new top level imports (for ordering)
+    rebound: frozenset[str]  # module names re-bound by Exec ops (importers may hold the old)
+    touched: frozenset[str]  # globals the code run in the window can name (for snapshots)
+    code_change: bool  # new module defines __code_change__
+    code_change_classes: tuple[str, ...]  # qualnames of new classes defining __code_change__
+    refusals: list[Reason] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# -- steps: the ops compiled against the live process ----------------------------------------------
+
+
+@dataclass
+class ExecStep:
+    """Run a compiled statement in the live namespace."""
+
+    op: Exec
+    code: types.CodeType
+
+
+@dataclass
+class DefStep:
+    """Re-evaluate a changed ``def`` (no decorators) and copy defaults etc. to live functions."""
+
+    op: PatchDef
+    temp: str  # the name the decorator-less copy binds in the scratch/class namespace
+    code: types.CodeType | None  # module level: its own code; class level: part of the fragment
+
+
+@dataclass
+class ClassStep:
+    op: PatchClass
+    cls: type
+    capture: Capture
+    defs: list[DefStep]
+    children: list[ClassStep]
+    code: types.CodeType | None = None  # the fragment (outermost class only)
+    kind: str = "plain"  # plain | enum | dataclass
+    dataclass_kwargs: types.CodeType | None = None
+    added_fields: tuple[str, ...] = ()
+    abstract: bool = False
+
+    def walk(self) -> Iterator[ClassStep]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+Step = ExecStep | DefStep | ClassStep
+
+
+@dataclass
+class ModulePlan:
+    """A changed module, ready to commit."""
+
+    name: str
+    rel: str
+    module: types.ModuleType
+    diff: ModuleDiff
+    new_file: Path
+    old_hash: str
+    new_hash: str
+    old_keys: dict[tuple[str, int], int]  # (qualname, firstlineno) in the old file -> rank
+    new_codes: dict[tuple[str, int], types.CodeType]  # (qualname, rank) in the new file
+    steps: list[Step] = field(default_factory=list)
+    migrate_classes: list[type] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """Everything the commit needs; built outside the window."""
+
+    analysis: Analysis
+    modules: list[ModulePlan]  # in dependency order
+    paths: PathMap
+    loaded: dict[str, types.ModuleType]  # rel path -> module, for every module of the old lib
+    packages: list[types.ModuleType]  # loaded packages with a __path__ under the old lib
+    removed: list[tuple[str, types.ModuleType]]  # (sys.modules key, module) whose file is gone
+    index: HeapIndex
+    warnings: list[str]
+    importers: dict[tuple[str, str], list[tuple[types.ModuleType, str]]]
+    prepare_ms: float = 0.0
+
+    def release(self) -> None:
+        self.index.release()
