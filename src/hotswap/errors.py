@@ -36,6 +36,7 @@ USAGE_CODES = frozenset(
         "handoff_too_large",  # handoff value over the size limit
         "handoff_invalid",  # handoff value not JSON-compatible or bytes
         "service_not_found",  # no service of that name runs under the supervisor
+        "bad_url",  # not a valid s3:// URL (bucket name, '..' in the key)
     }
 )
 RELEASE_CODES = frozenset(
@@ -52,6 +53,7 @@ RELEASE_CODES = frozenset(
         "too_large",  # over the unpacked size or file-count limit
         "manifest_invalid",  # RELEASE.json missing, unreadable or malformed
         "interpreter_mismatch",  # built for another interpreter
+        "pointer_invalid",  # a release store's current.json is unreadable or malformed
     }
 )
 CHILD_CODES = frozenset(
@@ -74,6 +76,8 @@ RESOURCE_CODES = frozenset(
         "version_mismatch",  # control protocol versions do not agree
         "permission_denied",  # control socket peer is another user
         "supervisor_failed",  # the supervisor reported an internal failure
+        "extra_missing",  # an optional extra is not installed (boto3 for s3://: hotswap[s3])
+        "storage_error",  # object storage refused or failed (credentials, network, permission)
     }
 )
 ALL_CODES = USAGE_CODES | RELEASE_CODES | CHILD_CODES | RESOURCE_CODES
