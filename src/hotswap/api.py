@@ -72,18 +72,36 @@ def upgrade(
     on_phase: Callable[[dict[str, Any]], None] | None = None,
     timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Blue-green swap to ``release`` (a tarball path or a release id already in the store).
-    Blocks until done; returns the swap record (timings per phase) or raises the error with
-    its code (``upgrade_in_progress``, ``boot_failed``, ``health_failed``, ...)."""
+    """Blue-green swap to ``release`` (a tarball path, a release id already in the store, or
+    an ``s3://`` URL, see :func:`local_release`). Blocks until done; returns the swap record
+    (timings per phase) or raises the error with its code (``upgrade_in_progress``,
+    ``boot_failed``, ``health_failed``, ...)."""
+    ref, sha256 = local_release(release, sha256, state_dir=state_dir)
     result: dict[str, Any] = client.call(
         "upgrade",
         state_dir=state_dir,
         timeout=timeout,
         on_event=on_phase,
-        release=absolute_ref(release),
+        release=ref,
         sha256=sha256,
     )
     return result
+
+
+def local_release(
+    release: str | os.PathLike[str], sha256: str | None, *, state_dir: StateDir = None
+) -> tuple[str, str | None]:
+    """What the supervisor is handed for ``release``: a tarball path made absolute, an id as
+    it is, and an ``s3://`` URL (a tarball, a prefix or its ``current.json``) downloaded into
+    the state dir and verified first (:func:`hotswap.fleet.fetch.fetch`), with its sha256."""
+    text = os.fspath(release)
+    if text.startswith("s3://"):
+        from hotswap.fleet.fetch import fetch
+        from hotswap.release.store import resolve_state_dir
+
+        fetched = fetch(text, resolve_state_dir(state_dir), sha256=sha256)
+        return str(fetched.path), fetched.sha256
+    return absolute_ref(text), sha256
 
 
 def rollback(
@@ -110,11 +128,12 @@ def hot_upgrade_generation(
     Returns the record (``generation``, ``pid``, ``total_ms``, ``stats``) or raises the error
     with its code (``hot_upgrade_refused``, ``hot_upgrade_failed``, ``not_running``, ...).
     In-process, without a supervisor, use :func:`hotswap.hot_upgrade`."""
+    ref, sha256 = local_release(release, sha256, state_dir=state_dir)
     result: dict[str, Any] = client.call(
         "hot_upgrade",
         state_dir=state_dir,
         timeout=timeout,
-        release=absolute_ref(release),
+        release=ref,
         sha256=sha256,
         suspend_timeout=suspend_timeout,
         allow_dependency_changes=allow_dependency_changes,

@@ -41,7 +41,7 @@ _EXITS: dict[type[HotswapError], int] = {
 }
 
 # The modules under hotswap.cli whose register(subparsers) adds commands, in --help order.
-COMMAND_GROUPS = ("release", "supervisor", "hot", "handoff")
+COMMAND_GROUPS = ("release", "supervisor", "hot", "handoff", "fleet")
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
 Renderer = Callable[[dict[str, Any]], str]

@@ -35,7 +35,9 @@ def _register_hot_upgrade(sub: Subparsers) -> None:
         " then patch the active generation in place, all or nothing. On success the release"
         " becomes current, so a restarted generation boots it.",
     )
-    p.add_argument("release", help="release tarball, or the id of a release in the store")
+    p.add_argument(
+        "release", help="release tarball, the id of a release in the store, or an s3:// URL"
+    )
     p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
     p.add_argument(
         "--suspend-timeout",

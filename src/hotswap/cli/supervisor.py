@@ -7,6 +7,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from hotswap.cli import add_command, add_common
+from hotswap.cli.fleet import add_follow_option, follow
 from hotswap.cli.render import PhasePrinter
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def _register_run(sub: Subparsers) -> None:
         help="give up (exit 1) after N restarts within --restart-window (default 5)",
     )
     p.add_argument("--restart-window", type=float, default=60.0, metavar="S", help="default 60 s")
+    add_follow_option(p)
     add_common(p)
 
 
@@ -68,13 +70,14 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap.supervisor.listeners import parse_bind
     from hotswap.supervisor.policy import RestartPolicy
 
-    ref = absolute_ref(args.release) if args.release is not None else None
+    release, sha256 = follow(args)  # --follow s3://...: what current.json names
+    ref = absolute_ref(release) if release is not None else None
     binds = [parse_bind(b) for b in (args.bind or ["127.0.0.1:8000"])]
     policy = RestartPolicy(
         initial=args.restart_backoff, max_restarts=args.max_restarts, window=args.restart_window
     )
     supervisor = Supervisor(
-        resolve_state_dir(args.state_dir), binds, release=ref, sha256=args.sha256, policy=policy
+        resolve_state_dir(args.state_dir), binds, release=ref, sha256=sha256, policy=policy
     )
     code = asyncio.run(supervisor.run())
     raise SystemExit(code)
@@ -91,7 +94,9 @@ def _register_upgrade(sub: Subparsers) -> None:
         render_swap,
         help="blue-green swap the running app to a release",
     )
-    p.add_argument("release", help="release tarball, or the id of a release in the store")
+    p.add_argument(
+        "release", help="release tarball, the id of a release in the store, or an s3:// URL"
+    )
     p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
     add_common(p)
 
