@@ -22,7 +22,7 @@ import hotswap
 from hotswap.errors import UsageError
 from hotswap.fleet.pointer import HOWS, POINTER_NAME, Pointer
 from hotswap.fleet.s3 import ObjectStore, S3Url
-from hotswap.release import verify
+from hotswap.release import extract, verify
 
 
 def publisher() -> str:
@@ -42,7 +42,7 @@ def verify_tarball(tarball: Path, sha256: str | None = None) -> verify.Scan:
     if not tarball.is_file():
         raise UsageError("release_not_found", f"{tarball} is not a file")
     result = verify.scan(tarball, expected_sha256=sha256)
-    verify.extract(tarball, result, None)
+    extract.extract(tarball, result, None)
     result.payload = None
     return result
 
