@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -110,6 +111,26 @@ def test_failing_before_cutover_still_completes_the_swap_with_an_empty_result(
         )
         assert hooks["received"] == {"handoff": None}
         assert "before_cutover fails, as asked" in sup.log()
+
+
+def test_before_cutover_returning_a_bytes_look_alike_neither_wedges_nor_corrupts(
+    tmp_path: Path, release_v1: BuildResult, release_v2: BuildResult, release_v3: BuildResult
+) -> None:
+    look_alike = {"$bytes": "not base64!"}
+    env = {"FIXTURE_BEFORE_CUTOVER_RETURNS": "1.0.0:" + json.dumps(look_alike)}
+    with supervisor(release_v1.tarball, tmp_path, env=env) as sup:
+        assert sup.upgrade(release_v2.tarball, timeout=60)["ok"]
+        hooks = wait_for(
+            lambda: (h := sup.get_json("/hooks"))["received"] and h, what="after_cutover"
+        )
+        assert hooks["received"] == {"handoff": look_alike}  # the dict itself, not bytes
+        status = sup.status()
+        assert status["upgrading"] is False and len(status["generations"]) == 1
+        assert sup.upgrade(release_v3.tarball, timeout=60)["ok"]  # a later upgrade is accepted
+        started = time.monotonic()
+        assert sup.stop(timeout=30) == 0
+        # SIGTERM ends it within shutdown_timeout (the fixture's is 10 s) plus a small bound
+        assert time.monotonic() - started < 15
 
 
 def test_v1_v2_v3_then_rollback(

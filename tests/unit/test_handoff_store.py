@@ -33,3 +33,21 @@ def test_limits_and_reserved_key(tmp_path: Path) -> None:
     assert store.get(BEFORE_CUTOVER_KEY) == 1
     assert store.get_all() == {BEFORE_CUTOVER_KEY: 1}
     assert not (tmp_path / "big").exists()
+
+
+def test_look_alikes_of_the_bytes_escape_come_back_as_they_were_put(tmp_path: Path) -> None:
+    path = tmp_path / "handoff.json"
+    store = HandoffStore(path)
+    values = {
+        "look-alike": {"$bytes": "aGk="},
+        "bad-base64": {"$bytes": "not base64!"},
+        "nested": {"a": [{"$dict": {"$bytes": "x"}}, b"\x01"], "$": 1},
+        "$bytes": "a key that looks like the escape",
+        "real": b"hi",
+    }
+    for key, value in values.items():
+        store.put(key, value)
+    for again in (store, HandoffStore(path)):
+        for key, value in values.items():
+            assert again.get(key) == value
+        assert again.get_all() == values

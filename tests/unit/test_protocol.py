@@ -67,3 +67,53 @@ def test_line_buffer_splits_partial_lines() -> None:
     buf = LineBuffer()
     assert buf.feed(b'{"a"') == []
     assert buf.feed(b':1}\n{"b":2}\n{') == [b'{"a":1}', b'{"b":2}']
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"$bytes": "aGk="},
+        {"$dict": {"$bytes": "aGk="}},
+        {"$bytes": 5},
+        {"outer": [{"$bytes": "not base64!", "more": b"\x00"}], "$": None},
+        {"$x": {"$dict": "y"}, "plain": {"$bytes": b"real bytes"}},
+        [b"raw", {"$bytes": ""}, {"$dict": {}}],
+    ],
+)
+def test_look_alikes_of_the_escapes_round_trip_as_themselves(value: object) -> None:
+    assert protocol.from_wire(json.loads(json.dumps(protocol.to_wire(value)))) == value
+    line = encode(Response(1, True, value))
+    assert decode(line[:-1]) == Response(1, True, value)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {"$bytes": "not base64!"},
+        {"$bytes": "aGk"},  # bad padding
+        {"$bytes": "\u00e9"},  # not ASCII
+        {"$bytes": 5},
+        {"$dict": [1]},
+        {"deep": [{"$dict": {"k": {"$bytes": "!!"}}}]},
+    ],
+)
+def test_a_malformed_escape_from_a_peer_is_a_protocol_error(wire: object) -> None:
+    for body in (
+        {"v": 1, "id": 0, "event": "before_cutover", "data": {"result": wire}},
+        {"v": 1, "id": 3, "ok": True, "result": wire},
+        {"v": 1, "id": 4, "op": "handoff.put", "args": {"key": "k", "value": wire}},
+    ):
+        with pytest.raises(ResourceError) as caught:
+            decode(json.dumps(body).encode())
+        assert caught.value.code == "protocol_error"
+
+
+def test_deeply_nested_json_is_a_protocol_error() -> None:
+    for depth in (10_000, 200_000):
+        line = b'{"v":1,"id":1,"op":"status","args":{"a":' + b"[" * depth + b"]" * depth + b"}}"
+        with pytest.raises(ResourceError) as caught:
+            decode(line)
+        assert caught.value.code == "protocol_error"
+    with pytest.raises(ResourceError) as caught:
+        decode(b"\xff\xfe not utf-8")
+    assert caught.value.code == "protocol_error"

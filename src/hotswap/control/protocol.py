@@ -13,15 +13,19 @@ and one final response::
     {"v": 1, "id": 7, "ok": true, "result": {"release": "2.0.0-3f2a9c1d0b7e", ...}}
     {"v": 1, "id": 7, "ok": false, "error": {"code": "health_failed", "kind": "child", ...}}
 
-Values are JSON; ``bytes`` travel as ``{"$bytes": "<base64>"}``. A peer that speaks another
-major version gets ``version_mismatch`` and the connection is closed: a supervisor and a child
-(or client) of incompatible hotswap versions refuse each other clearly instead of guessing.
+Values are JSON; ``bytes`` travel as ``{"$bytes": "<base64>"}``, and a value's own dict whose
+keys start with ``$`` travels wrapped, ``{"$dict": {...}}``, so no user value is ever read as an
+escape (a hook returning ``{"$bytes": "x"}`` gets that dict back, not bytes); a malformed
+escape from a peer is a ``protocol_error``. A peer that speaks another major version gets
+``version_mismatch`` and the connection is closed: a supervisor and a child (or client) of
+incompatible hotswap versions refuse each other clearly instead of guessing.
 The same framing carries the supervisor <-> generation channel.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +35,8 @@ from hotswap.errors import HotswapError, ResourceError, UsageError
 VERSION = 1
 MAX_LINE = 4 * 1024 * 1024
 BYTES_KEY = "$bytes"
+DICT_KEY = "$dict"
+ESCAPE = "$"
 
 
 def to_wire(value: Any) -> Any:
@@ -39,11 +45,13 @@ def to_wire(value: Any) -> Any:
         return {BYTES_KEY: base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, dict):
         out = {}
+        escaped = False
         for k, v in value.items():
             if not isinstance(k, str):
                 raise TypeError(f"keys must be strings, not {type(k).__name__}")
+            escaped = escaped or k.startswith(ESCAPE)
             out[k] = to_wire(v)
-        return out
+        return {DICT_KEY: out} if escaped else out
     if isinstance(value, list | tuple):
         return [to_wire(v) for v in value]
     if value is None or isinstance(value, bool | int | str):
@@ -56,9 +64,22 @@ def to_wire(value: Any) -> Any:
 
 
 def from_wire(value: Any) -> Any:
+    """The inverse of :func:`to_wire`. Raises ``ValueError`` on a malformed escape (a
+    ``$bytes`` that is not a base64 string, a ``$dict`` that is not an object)."""
     if isinstance(value, dict):
-        if len(value) == 1 and BYTES_KEY in value and isinstance(value[BYTES_KEY], str):
-            return base64.b64decode(value[BYTES_KEY])
+        if len(value) == 1 and BYTES_KEY in value:
+            data = value[BYTES_KEY]
+            if not isinstance(data, str):
+                raise ValueError(f"{BYTES_KEY} must be a base64 string")
+            try:
+                return base64.b64decode(data.encode("ascii"), validate=True)
+            except (binascii.Error, UnicodeError):
+                raise ValueError(f"{BYTES_KEY} is not valid base64") from None
+        if len(value) == 1 and DICT_KEY in value:
+            inner = value[DICT_KEY]
+            if not isinstance(inner, dict):
+                raise ValueError(f"{DICT_KEY} must be an object")
+            return {k: from_wire(v) for k, v in inner.items()}
         return {k: from_wire(v) for k, v in value.items()}
     if isinstance(value, list):
         return [from_wire(v) for v in value]
@@ -123,8 +144,18 @@ def decode(line: bytes) -> Message:
         raise ResourceError("protocol_error", f"line of {len(line)} bytes exceeds {MAX_LINE}")
     try:
         body = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeError, ValueError) as e:  # JSONDecodeError is a ValueError
         raise ResourceError("protocol_error", f"not a JSON line: {e}") from None
+    except RecursionError:
+        raise ResourceError("protocol_error", "a JSON line nested too deeply") from None
+    try:
+        return _message(body)
+    except (ValueError, RecursionError) as e:  # a malformed escape; a value nested too deeply
+        detail = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise ResourceError("protocol_error", f"bad value in a message: {detail}") from None
+
+
+def _message(body: Any) -> Message:
     if not isinstance(body, dict):
         raise ResourceError("protocol_error", "a message must be a JSON object")
     version = body.get("v")

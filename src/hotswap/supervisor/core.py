@@ -442,9 +442,7 @@ class Supervisor:
             record["drain_killed"] = machine.drain_killed
             self.recent.appendleft(record)
             if machine.old is not None:
-                new.send_nowait(
-                    "after_cutover", handoff=self.handoff.wire_value(BEFORE_CUTOVER_KEY)
-                )
+                new.send_nowait("after_cutover", handoff=self.handoff.get(BEFORE_CUTOVER_KEY))
             if how != "restart":
                 self.policy.reset()
             return record

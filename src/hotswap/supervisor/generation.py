@@ -313,6 +313,10 @@ class GenerationSpawner:
             self.on_event(gen, "protocol_error", {"error": e.to_json()})
         except (OSError, ConnectionError):
             pass
+        except Exception as e:  # a bug here must not leave the generation unaccounted for
+            self.log(f"[{gen.label}] channel reader failed: {e!r}")
+            error = ResourceError("protocol_error", f"channel reader failed: {e!r}")
+            self.on_event(gen, "protocol_error", {"error": error.to_json()})
         for future in gen._pending.values():
             if not future.done():
                 future.set_exception(
@@ -326,16 +330,22 @@ class GenerationSpawner:
         gen._exit_task = asyncio.create_task(self._finish_exit(gen))
 
     async def _finish_exit(self, gen: Generation) -> None:
-        if gen._reader_task is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(gen._reader_task), 2.0)
-        if gen._log_fd >= 0:  # pick up the last lines it wrote
-            with contextlib.suppress(OSError):
-                while data := os.read(gen._log_fd, 65536):
-                    gen._log_buf += data
-            if gen._log_buf:
-                for raw in bytes(gen._log_buf).split(b"\n"):
-                    if raw:
-                        self._log_line(gen, raw)
-                gen._log_buf.clear()
-        self.on_exit(gen)
+        """Report the exit once the channel is read to the end; ``on_exit`` runs whatever
+        happened to the reader, or the supervisor would wait for this generation forever."""
+        try:
+            if gen._reader_task is not None:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(gen._reader_task), 2.0)
+            if gen._log_fd >= 0:  # pick up the last lines it wrote
+                with contextlib.suppress(OSError):
+                    while data := os.read(gen._log_fd, 65536):
+                        gen._log_buf += data
+                if gen._log_buf:
+                    for raw in bytes(gen._log_buf).split(b"\n"):
+                        if raw:
+                            self._log_line(gen, raw)
+                    gen._log_buf.clear()
+        except Exception as e:
+            self.log(f"[{gen.label}] reading its last output failed: {e!r}")
+        finally:
+            self.on_exit(gen)

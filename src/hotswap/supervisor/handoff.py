@@ -36,8 +36,11 @@ class HandoffStore:
         if path is not None and path.exists():
             try:
                 loaded = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                raise ResourceError("io_error", f"{path} is unreadable: {e}") from None
+                if isinstance(loaded, dict):
+                    for wire in loaded.values():
+                        from_wire(wire)  # every value must decode, or get() would fail later
+            except (OSError, ValueError, RecursionError) as e:
+                raise ResourceError("io_error", f"{path} is unreadable: {e!r}") from None
             if isinstance(loaded, dict):
                 self._data = loaded
                 self._sizes = {k: _encoded_size(v) for k, v in loaded.items()}
@@ -76,8 +79,8 @@ class HandoffStore:
         return from_wire(self._data.get(key))
 
     def get_all(self) -> dict[str, Any]:
-        result: dict[str, Any] = from_wire(dict(self._data))
-        return result
+        # value by value: the keys are the user's own (a key may start with "$")
+        return {key: from_wire(wire) for key, wire in self._data.items()}
 
     def delete(self, key: str) -> bool:
         self._check_key(key)
@@ -86,9 +89,6 @@ class HandoffStore:
         if existed:
             self._save()
         return existed
-
-    def wire_value(self, key: str) -> Any:
-        return self._data.get(key)
 
     def _save(self) -> None:
         if self._path is not None:
