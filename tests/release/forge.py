@@ -254,3 +254,32 @@ def snapshot(root: Path) -> set[str]:
         for name in dirnames + filenames:
             out.add(os.path.relpath(os.path.join(dirpath, name), root))
     return out
+
+
+def pax_record(key: str, value: str) -> bytes:
+    """One pax record, ``"<len> key=value\\n"`` (its length counts itself)."""
+    body = f" {key}={value}\n".encode()
+    n = len(body) + 1
+    while len(str(n)) + len(body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+def extended_block(data: bytes, type: bytes = tarfile.XGLTYPE) -> bytes:
+    """A raw extended header (global pax by default) carrying ``data``, padded to a block."""
+    head = header_bytes("pax", len(data), type)[-tarfile.BLOCKSIZE :]
+    return head + data + bytes(-len(data) % tarfile.BLOCKSIZE)
+
+
+def global_pax_amplifier(dirs: int, header_bytes_: int = 1 << 20) -> bytes:
+    """The audit's memory bomb: one global pax header of ``header_bytes_`` of tiny records,
+    then ``dirs`` empty directories (free: not in RECORD, 512 bytes each), then a valid
+    release. tarfile copies the global records into every later member and keeps them all."""
+    records = bytearray()
+    i = 0
+    while len(records) < header_bytes_ - 32:
+        records += pax_record(f"k{i}", "v")
+        i += 1
+    head = extended_block(bytes(records))
+    head += tar_bytes([directory(f"d{i:05d}") for i in range(dirs)], end=False)
+    return gzip_bytes(head + tar_bytes(release_members()))

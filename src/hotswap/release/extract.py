@@ -20,8 +20,8 @@ from pathlib import Path
 from hotswap.errors import ReleaseError
 from hotswap.release.inflate import Inflated
 from hotswap.release.record import MANIFEST_NAME, RECORD_NAME, encode_digest
-from hotswap.release.tarsafe import Member, check_member, open_tar
-from hotswap.release.verify import ARCHIVE_ERRORS, Limits, Scan
+from hotswap.release.tarsafe import Member, check_member, iter_members, open_tar
+from hotswap.release.verify import ARCHIVE_ERRORS, Scan
 
 
 def extract(
@@ -83,11 +83,10 @@ def _extract_again(
     done = 0
     try:
         with open(tarball, "rb") as raw:
-            cap = Limits(max_bytes=result.bytes, max_files=len(result.members)).stream_bytes
-            src = Inflated(raw, keep=0, cap=cap)
+            src = Inflated(raw, keep=0, cap=result.stream_bytes)
             with open_tar(src) as tar:
                 index = 0
-                for info in tar:
+                for info in iter_members(tar):
                     member = check_member(info)
                     if index >= len(result.members) or result.members[index] != member:
                         raise ReleaseError(

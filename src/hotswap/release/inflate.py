@@ -113,6 +113,11 @@ class Inflated:
         return self._sha.hexdigest()
 
     @property
+    def produced(self) -> int:
+        """Inflated bytes so far."""
+        return self._produced
+
+    @property
     def payload(self) -> bytearray | None:
         return self._buf if self.kept else None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,8 @@ from hotswap.errors import ReleaseError
 from hotswap.release.inflate import Inflated
 from hotswap.release.record import is_safe_relpath
 
-EXTENDED_HEADER_MAX = 1024**2  # the data of one pax or GNU long-name header
+EXTENDED_HEADER_MAX = 64 * 1024  # the data of one pax or GNU long-name header
+PAX_RECORDS_MAX = 64  # pax records one member may carry (build writes a few at most)
 EXTENDED_CHAIN_MAX = 8  # extended headers in a row before a member
 _EXTENDED = frozenset(
     {
@@ -48,6 +50,13 @@ class _SafeTarInfo(tarfile.TarInfo):
     def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type == tarfile.GNUTYPE_SPARSE:
             _refuse_sparse(self.name)
+        if self.type == tarfile.XGLTYPE:
+            # tarfile merges a global header into every later member (and iterates it for
+            # each): 1 MiB of it before 2,000 empty directories took gigabytes. Build never
+            # writes one.
+            raise ReleaseError(
+                "unsafe_member", "the archive has a global pax header (build never writes one)"
+            )
         if self.type not in _EXTENDED:
             assert isinstance(tar, SafeTarFile)
             tar.extended_chain = 0
@@ -65,7 +74,14 @@ class _SafeTarInfo(tarfile.TarInfo):
                 "unsafe_member",
                 f"more than {EXTENDED_CHAIN_MAX} extended headers in a row",
             )
-        return super()._proc_member(tar)  # type: ignore[misc, no-any-return]
+        member: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
+        if len(member.pax_headers) > PAX_RECORDS_MAX:
+            raise ReleaseError(
+                "unsafe_member",
+                f"member {member.name[:200]!r} has {len(member.pax_headers)} pax records "
+                f"(at most {PAX_RECORDS_MAX})",
+            )
+        return member
 
     def _proc_gnusparse_00(self, next: tarfile.TarInfo, *args: Any) -> None:
         _refuse_sparse(next.name)
@@ -88,6 +104,15 @@ class SafeTarFile(tarfile.TarFile):
 
 def open_tar(src: Inflated) -> tarfile.TarFile:
     return SafeTarFile(fileobj=src, mode="r")  # type: ignore[arg-type]
+
+
+def iter_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Every header of ``tar`` in order, without keeping them: ``TarFile`` iteration appends
+    each ``TarInfo`` (with its pax data) to ``tar.members``, so a long archive of small headers
+    would grow memory with nothing checking it."""
+    while (info := tar.next()) is not None:
+        tar.members.clear()  # type: ignore[attr-defined]
+        yield info
 
 
 def check_member(info: tarfile.TarInfo) -> Member:

@@ -35,7 +35,7 @@ from hotswap.release import interpreter
 from hotswap.release.inflate import TRAILER_SLACK, Inflated
 from hotswap.release.manifest import Manifest
 from hotswap.release.record import MANIFEST_NAME, RECORD_NAME, Entry, encode_digest, loads
-from hotswap.release.tarsafe import Member, check_member, open_tar
+from hotswap.release.tarsafe import Member, check_member, iter_members, open_tar
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MAX_FILES = 200_000
@@ -79,6 +79,7 @@ class Scan:
     manifest_digest: str = ""
     files: int = 0
     bytes: int = 0
+    stream_bytes: int = 0  # the inflated size: a second pass may not inflate more
     checks: list[str] = field(default_factory=list)
     payload: bytearray | None = field(default=None, repr=False)
 
@@ -133,7 +134,7 @@ def scan(
         try:
             seen: set[str] = set()
             with open_tar(src) as tar:
-                for info in tar:
+                for info in iter_members(tar):
                     member = check_member(info)
                     if member.name in seen:
                         raise ReleaseError(
@@ -182,6 +183,7 @@ def scan(
     result.sha256 = actual
     result.files = len([m for m in members if not m.is_dir])
     result.bytes = total
+    result.stream_bytes = src.produced
     result.payload = src.payload
     return result
 

@@ -1,0 +1,105 @@
+"""Tarballs that attack memory, CPU, the stack or time rather than the file system.
+
+Each is refused with a stable code, fast, with bounded memory (measured with tracemalloc; the
+bounds are generous, the attacks they stop take hundreds of MiB or minutes), and leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from hotswap.errors import HotswapError, ReleaseError
+from hotswap.release.store import ReleaseStore
+from hotswap.release.verify import Limits
+from tests.release import forge
+from tests.release.forge import M, directory
+
+T = TypeVar("T")
+MiB = 1024**2
+
+
+def measured(fn: Callable[[], T]) -> tuple[T | HotswapError, float, int]:
+    """Run ``fn``: its result (or the HotswapError it raised), seconds, tracemalloc peak."""
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result: T | HotswapError = fn()
+    except HotswapError as e:
+        result = e
+    finally:
+        elapsed = time.monotonic() - started
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return result, elapsed, peak
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ReleaseStore]:
+    (tmp_path / "in").mkdir()
+    store = ReleaseStore(tmp_path / "state")
+    store.ensure()
+    yield store
+
+
+def tarball(tmp_path: Path, data: bytes) -> Path:
+    return forge.write_raw(tmp_path / "in" / "demo-1.0.tar.gz", data)
+
+
+def assert_refused(
+    result: object, code: str, store: ReleaseStore, *, names: str = ""
+) -> ReleaseError:
+    assert isinstance(result, ReleaseError), result
+    assert result.code == code, result
+    assert names in result.message, result.message
+    assert store.releases() == []
+    assert forge.snapshot(store.state_dir) == {"releases"}
+    return result
+
+
+def test_global_pax_header_before_many_directories_is_refused_at_once(
+    tmp_path: Path, store: ReleaseStore
+) -> None:
+    """The audit's memory bomb (1 MiB global pax header, then empty directories: 300 of them
+    took 580 MiB): refused at the global header, before any directory is read."""
+    path = tarball(tmp_path, forge.global_pax_amplifier(dirs=100))
+    for run in (store.inspect, store.unpack):
+        result, elapsed, peak = measured(lambda: run(path))  # noqa: B023
+        assert_refused(result, "unsafe_member", store, names="global pax header")
+        assert elapsed < 2.0, elapsed  # tolerance: a loaded 2-core machine
+        assert peak < 32 * MiB, peak
+
+
+def test_a_small_global_pax_header_is_refused_too(tmp_path: Path, store: ReleaseStore) -> None:
+    head = forge.extended_block(forge.pax_record("comment", "hello"))
+    path = tarball(tmp_path, forge.gzip_bytes(head + forge.tar_bytes(forge.release_members())))
+    result, _elapsed, _peak = measured(lambda: store.unpack(path))
+    assert_refused(result, "unsafe_member", store, names="global pax header")
+
+
+def test_scanned_headers_are_not_kept(tmp_path: Path, store: ReleaseStore) -> None:
+    """500 directories that each carry 60 KiB of pax data (30 MB that tarfile would keep in
+    ``tar.members``) scan in bounded memory and are accepted: the data is within the caps."""
+    comment = (("comment", "c" * 60_000),)
+    dirs = [M(f"d{i:04d}", type=directory("x").type, mode=0o755, pax=comment) for i in range(500)]
+    path = forge.write_archive(tmp_path / "in" / "demo-1.0.tar.gz", dirs + forge.release_members())
+    small = ReleaseStore(store.state_dir, limits=Limits(buffer_bytes=1024))
+    result, _elapsed, peak = measured(lambda: small.inspect(path))
+    assert not isinstance(result, HotswapError), result
+    assert peak < 16 * MiB, peak
+
+
+def test_one_member_with_too_many_pax_records_is_refused(
+    tmp_path: Path, store: ReleaseStore
+) -> None:
+    pax = tuple((f"hotswap.k{i}", "v") for i in range(1000))
+    members = [*forge.release_members(), M("lib/demo/many", type=directory("x").type, pax=pax)]
+    path = forge.write_archive(tmp_path / "in" / "demo-1.0.tar.gz", members)
+    result, _elapsed, _peak = measured(lambda: store.unpack(path))
+    assert_refused(result, "unsafe_member", store, names="pax records")
