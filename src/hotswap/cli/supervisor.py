@@ -18,6 +18,7 @@ def register(sub: Subparsers) -> None:
     _register_run(sub)
     _register_upgrade(sub)
     _register_rollback(sub)
+    _register_restart(sub)
     _register_status(sub)
 
 
@@ -32,9 +33,17 @@ def _register_run(sub: Subparsers) -> None:
         help="run the supervisor in the foreground",
         description="Bind the listeners once and serve RELEASE (a tarball or a release id; "
         "default: the current release of the state dir) from a child generation. "
-        "SIGTERM/SIGINT drain and exit; SIGHUP restarts the current release blue-green.",
+        "SIGTERM/SIGINT drain and exit; SIGHUP restarts the current release blue-green. "
+        "Started by systemd with LISTEN_FDS (socket activation), it serves on the sockets "
+        "passed instead of binding.",
     )
     p.add_argument("release", nargs="?", help="release tarball or id (default: current)")
+    p.add_argument(
+        "--initial",
+        metavar="TARBALL",
+        help="boot this release only when the state dir has none deployed yet (what a unit "
+        "file wants: the first start boots it, every later start boots the current release)",
+    )
     p.add_argument(
         "-b",
         "--bind",
@@ -64,21 +73,36 @@ def _register_run(sub: Subparsers) -> None:
 
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     import asyncio
+    import os
 
+    from hotswap import systemd
+    from hotswap.errors import UsageError
     from hotswap.release.store import absolute_ref, resolve_state_dir
     from hotswap.supervisor.core import Supervisor
     from hotswap.supervisor.listeners import parse_bind
     from hotswap.supervisor.policy import RestartPolicy
 
+    state_dir = resolve_state_dir(args.state_dir)
     release, sha256 = follow(args)  # --follow s3://...: what current.json names
     ref = absolute_ref(release) if release is not None else None
-    binds = [parse_bind(b) for b in (args.bind or ["127.0.0.1:8000"])]
+    if ref is None and args.initial is not None:
+        from hotswap.release.store import ReleaseStore
+
+        if not ReleaseStore(state_dir).read_state()["current"]:
+            ref = absolute_ref(args.initial)
+    activated = systemd.activated_binds(os.environ, os.getpid())
+    if activated and args.bind:
+        raise UsageError(
+            "bad_config",
+            f"systemd passed {len(activated)} listening socket(s) (LISTEN_FDS): --bind is not "
+            "used with socket activation",
+            key="bind",
+        )
+    binds = activated or [parse_bind(b) for b in (args.bind or ["127.0.0.1:8000"])]
     policy = RestartPolicy(
         initial=args.restart_backoff, max_restarts=args.max_restarts, window=args.restart_window
     )
-    supervisor = Supervisor(
-        resolve_state_dir(args.state_dir), binds, release=ref, sha256=sha256, policy=policy
-    )
+    supervisor = Supervisor(state_dir, binds, release=ref, sha256=sha256, policy=policy)
     code = asyncio.run(supervisor.run())
     raise SystemExit(code)
 
@@ -127,6 +151,34 @@ def cmd_rollback(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap import api
 
     return api.rollback(state_dir=args.state_dir, on_phase=PhasePrinter(args.quiet or args.json))
+
+
+def _register_restart(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "restart",
+        cmd_restart,
+        render_swap,
+        help="blue-green restart of the current release (what SIGHUP does, but it waits)",
+        description="Boot a new generation from the current release, gate it, cut over and "
+        "drain the old one; returns when it serves, or fails with the error while the old one "
+        "keeps serving. The ExecReload= of `hotswap systemd-unit`.",
+    )
+    add_common(p)
+
+
+def cmd_restart(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap import api
+    from hotswap.errors import UsageError
+
+    current = api.status(state_dir=args.state_dir)["current"]
+    if not current:
+        raise UsageError(
+            "release_not_found", "nothing is deployed yet: there is nothing to restart"
+        )
+    return api.upgrade(
+        str(current), state_dir=args.state_dir, on_phase=PhasePrinter(args.quiet or args.json)
+    )
 
 
 def render_swap(data: dict[str, Any]) -> str:

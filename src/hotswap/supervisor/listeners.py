@@ -9,6 +9,9 @@ holder, so nothing in hotswap ever calls it on a listener.
 Bind addresses: ``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT`` (all IPv4 interfaces) or
 ``unix:/path`` (also any address containing a ``/``), each optionally prefixed ``NAME=``
 (default ``http``); names reach the child as ``LISTEN_FDNAMES``.
+
+Socket activation: a listener systemd passed (``hotswap.systemd``) is adopted instead of bound
+(:func:`inherited`); at exit its unix path is left to systemd, which owns it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class BindSpec:
     name: str
     family: socket.AddressFamily
     address: str | tuple[str, int]
+    fd: int | None = None  # inherited through socket activation: adopted, never bound
 
     def describe(self) -> str:
         if self.family == socket.AF_UNIX:
@@ -98,6 +102,16 @@ def parse_bind(text: str) -> BindSpec:
     return BindSpec(name, family, (host or "0.0.0.0", port))
 
 
+def inherited(name: str, sock: socket.socket) -> BindSpec:
+    """The spec of a listening socket handed over by systemd; ``sock`` is detached into it."""
+    address = sock.getsockname()
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        address = (address[0], address[1])
+    elif isinstance(address, bytes):
+        address = address.decode(errors="replace")
+    return BindSpec(name, socket.AddressFamily(sock.family), address, fd=sock.detach())
+
+
 def _bind_once(spec: BindSpec) -> socket.socket:
     sock = socket.socket(spec.family, socket.SOCK_STREAM)
     try:
@@ -146,6 +160,8 @@ def bind(
 ) -> Listener:
     """Bind ``spec``. An address still held (a draining orphan of a previous supervisor) is
     retried for ``retry_for`` seconds before ``io_error``."""
+    if spec.fd is not None:
+        return Listener(spec, socket.socket(fileno=spec.fd))
     deadline = clock() + retry_for
     while True:
         try:
@@ -164,6 +180,6 @@ def close_all(listeners: list[Listener]) -> None:
     """At supervisor exit only: close the listeners and unlink unix socket paths."""
     for listener in listeners:
         listener.sock.close()
-        if listener.spec.family == socket.AF_UNIX:
+        if listener.spec.family == socket.AF_UNIX and listener.spec.fd is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(str(listener.spec.address))
