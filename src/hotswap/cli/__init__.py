@@ -41,7 +41,7 @@ _EXITS: dict[type[HotswapError], int] = {
 }
 
 # The modules under hotswap.cli whose register(subparsers) adds commands, in --help order.
-COMMAND_GROUPS = ("release", "supervisor", "hot", "handoff", "fleet")
+COMMAND_GROUPS = ("release", "supervisor", "hot", "handoff", "fleet", "systemd")
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
 Renderer = Callable[[dict[str, Any]], str]

@@ -370,7 +370,7 @@ class Supervisor:
         self.swap_info = {"ref": ref, "how": how, "started_at": time.time()}
         self._swap_release = self._swap_gen = None
         self._queue = asyncio.Queue()
-        if how in ("blue-green", "rollback") and self.active is not None:
+        if how in ("blue-green", "rollback", "restart") and self.active is not None:
             sd_notify(
                 f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
             )
@@ -382,7 +382,7 @@ class Supervisor:
             self._timers.clear()
             self.swap = None
             self._queue = None
-            if how in ("blue-green", "rollback"):
+            if how in ("blue-green", "rollback", "restart"):
                 sd_notify("READY=1")
             trim_heap()
 
