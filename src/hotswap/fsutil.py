@@ -3,6 +3,10 @@
 - :func:`resolve_state_dir`: where an app's state dir is.
 - :func:`write_json_atomic`: replace a JSON file so a crash leaves the old or the new one.
 - :func:`fsync_dir`: make a rename or unlink in a directory durable.
+- :func:`remove_tree`, :func:`make_read_only`: walk a tree without recursion and without
+  building long paths, so a tree of any depth (one a hostile archive or a crash left) is
+  handled: ``shutil.rmtree`` and ``os.walk`` recurse (``RecursionError`` at about 1,000
+  levels on 3.11) and paths past ``PATH_MAX`` fail with ``ENAMETOOLONG``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -50,3 +55,85 @@ def write_json_atomic(path: Path, data: Any) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Remove ``path`` and everything below it (read-only directories included; a symlink is
+    removed, never followed). Iterative, one level at a time relative to a directory fd, so
+    it holds two descriptors whatever the depth. A missing ``path`` is not an error."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    fd = os.open(path, _DIR_FLAGS)
+    names: list[str] = []  # the path from ``path`` down to ``fd``
+    try:
+        while True:
+            os.fchmod(fd, 0o700)
+            child = _first_subdir_unlinking_the_rest(fd)
+            if child is not None:
+                sub = os.open(child, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = sub
+                names.append(child)
+                continue
+            if not names:
+                break
+            parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            os.rmdir(names.pop(), dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path)
+
+
+def _first_subdir_unlinking_the_rest(fd: int) -> str | None:
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                return entry.name
+            os.unlink(entry.name, dir_fd=fd)
+    return None
+
+
+def make_read_only(path: str | os.PathLike[str]) -> None:
+    """Files below ``path`` lose their write bits (0444, or 0555 when executable), directories
+    become 0555, deepest first. Iterative and fd-relative, like :func:`remove_tree`, holding
+    one descriptor per level (the trees unpack makes are at most 64 deep); symlinks are left
+    alone (an unpacked release has none)."""
+    fd = os.open(path, _DIR_FLAGS)
+    # a stack of (directory fd, its subdirectories still to visit); a directory is made
+    # read-only once all of its subdirectories are
+    stack: list[tuple[int, list[str]]] = []
+    try:
+        while True:
+            subdirs: list[str] = []
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append(entry.name)
+                    elif entry.is_file(follow_symlinks=False):
+                        mode = entry.stat(follow_symlinks=False).st_mode
+                        os.chmod(entry.name, stat.S_IMODE(mode) & 0o555, dir_fd=fd)
+            stack.append((fd, subdirs))
+            fd = -1
+            while stack and not stack[-1][1]:
+                done, _ = stack.pop()
+                os.fchmod(done, 0o555)
+                os.close(done)
+            if not stack:
+                return
+            top_fd, pending = stack[-1]
+            fd = os.open(pending.pop(), _DIR_FLAGS, dir_fd=top_fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        for open_fd, _ in stack:
+            os.close(open_fd)

@@ -283,3 +283,26 @@ def global_pax_amplifier(dirs: int, header_bytes_: int = 1 << 20) -> bytes:
     head = extended_block(bytes(records))
     head += tar_bytes([directory(f"d{i:05d}") for i in range(dirs)], end=False)
     return gzip_bytes(head + tar_bytes(release_members()))
+
+
+def stepped_deep_tree(depth: int = 2000, step: int = 500) -> list[M]:
+    """The audit's deep tree: directory members at depths ``step``, ``2 * step``, ... ``depth``
+    (each a long pax name), which a recursive mkdir would turn into one ``depth``-level tree."""
+    return [directory("/".join(["d"] * n)) for n in range(step, depth + 1, step)]
+
+
+def make_deep_dirs(top: Path, depth: int, name: str = "d") -> None:
+    """Create ``top/d/d/.../d`` (``depth`` levels, past PATH_MAX if need be) with a file in
+    the deepest, one level at a time relative to a directory fd."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir(name, dir_fd=fd)
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        leaf = os.open("leaf.py", os.O_WRONLY | os.O_CREAT, 0o444, dir_fd=fd)
+        os.close(leaf)
+        os.fchmod(fd, 0o555)
+    finally:
+        os.close(fd)

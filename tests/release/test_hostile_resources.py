@@ -11,7 +11,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -103,3 +103,77 @@ def test_one_member_with_too_many_pax_records_is_refused(
     path = forge.write_archive(tmp_path / "in" / "demo-1.0.tar.gz", members)
     result, _elapsed, _peak = measured(lambda: store.unpack(path))
     assert_refused(result, "unsafe_member", store, names="pax records")
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        pytest.param(forge.stepped_deep_tree(2000, 500), id="stepped-2000-levels"),
+        pytest.param([directory("/".join(["d"] * 65))], id="65-levels"),
+        pytest.param([forge.file("/".join(["d"] * 993), b"x")], id="993-levels-file"),
+        pytest.param([forge.file("lib/" + "/".join(["n" * 200] * 6), b"x")], id="1209-chars"),
+    ],
+)
+def test_deep_or_long_names_are_refused(
+    members: list[M], tmp_path: Path, store: ReleaseStore
+) -> None:
+    """The audit's 4 members that a recursive mkdir made into a 2,000-level tree (inspect
+    said OK, unpack and its own cleanup raised RecursionError and left a staging dir): refused
+    at the first member, by inspect and by unpack, with nothing left."""
+    path = forge.write_archive(
+        tmp_path / "in" / "demo-1.0.tar.gz", forge.release_members() + members
+    )
+    for run in (store.inspect, store.unpack):
+        result, elapsed, _peak = measured(lambda: run(path))  # noqa: B023
+        error = assert_refused(result, "unsafe_member", store)
+        assert "(at most" in error.message
+        assert len(error.message) < 400
+        assert elapsed < 2.0
+
+
+def test_a_record_path_too_deep_is_refused(tmp_path: Path, store: ReleaseStore) -> None:
+    deep = "/".join(["d"] * 70)
+    rec = forge.record_bytes(dict(forge.BASE_FILES)) + f"{deep},sha256={'A' * 43},1\n".encode()
+
+    def one_more(manifest: dict[str, Any]) -> None:  # the totals agree: the path is at fault
+        manifest["record"]["files"] += 1
+        manifest["record"]["bytes"] += 1
+
+    members = forge.release_members(rec=rec, edit_manifest=one_more)
+    path = forge.write_archive(tmp_path / "in" / "demo-1.0.tar.gz", members)
+    result, _elapsed, _peak = measured(lambda: store.unpack(path))
+    assert_refused(result, "record_invalid", store, names="unsafe path")
+
+
+def test_a_leftover_staging_dir_of_any_depth_is_cleaned(store: ReleaseStore) -> None:
+    """A staging dir holding a 2,000-level read-only tree (past PATH_MAX) is removed at
+    start, and a release next to it is left alone."""
+    staging = store.releases_dir / ".staging-deep"
+    staging.mkdir()
+    forge.make_deep_dirs(staging, 2000)
+    (store.releases_dir / ".staging-flat").mkdir()
+    (store.releases_dir / "keep-me").mkdir()
+    assert store.clean_staging() == 2
+    assert sorted(p.name for p in store.releases_dir.iterdir()) == ["keep-me"]
+
+
+def test_clean_staging_warns_and_goes_on_when_it_cannot_remove(
+    store: ReleaseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leftover that cannot be removed never stops a start: a warning, then the rest."""
+    warnings: list[str] = []
+    store.warn = warnings.append
+    (store.releases_dir / ".staging-a").mkdir()
+    (store.releases_dir / ".staging-b").mkdir()
+    from hotswap.release import store as store_mod
+
+    real = store_mod.remove_tree
+
+    def fail_on_a(path: str) -> None:
+        if path.endswith(".staging-a"):
+            raise PermissionError(13, "Permission denied", path)
+        real(path)
+
+    monkeypatch.setattr(store_mod, "remove_tree", fail_on_a)
+    assert store.clean_staging() == 1
+    assert len(warnings) == 1 and ".staging-a" in warnings[0]

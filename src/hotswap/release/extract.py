@@ -131,16 +131,22 @@ def _extract_again(
 
 
 def _make_dirs(dest_fd: int, name: str, made: set[str]) -> None:
+    """Make ``name`` and its missing parents below ``dest_fd``, shallowest first."""
     if name in made:
         return
-    parent = name.rpartition("/")[0]
-    _make_dirs(dest_fd, parent, made)
-    try:
-        os.mkdir(name, 0o755, dir_fd=dest_fd)
-    except FileExistsError:
-        if not stat.S_ISDIR(os.stat(name, dir_fd=dest_fd, follow_symlinks=False).st_mode):
-            raise ReleaseError("unsafe_member", f"{name!r} exists and is not a directory") from None
-    made.add(name)
+    parts = name.split("/")
+    for depth in range(1, len(parts) + 1):
+        path = "/".join(parts[:depth])
+        if path in made:
+            continue
+        try:
+            os.mkdir(path, 0o755, dir_fd=dest_fd)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.stat(path, dir_fd=dest_fd, follow_symlinks=False).st_mode):
+                raise ReleaseError(
+                    "unsafe_member", f"{path!r} exists and is not a directory"
+                ) from None
+        made.add(path)
 
 
 def _write_file(

@@ -54,10 +54,34 @@ def hash_file(path: str | os.PathLike[str]) -> Entry:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
+MAX_DEPTH = 64  # path components of one name
+MAX_PATH = 1024  # characters of one name
+
+
+def path_too_long(name: str) -> str:
+    """Why ``name`` is over the depth or length cap, or "" when it is not."""
+    if len(name) > MAX_PATH:
+        return f"is {len(name)} characters long (at most {MAX_PATH})"
+    depth = name.count("/") + 1
+    if depth > MAX_DEPTH:
+        return f"is {depth} components deep (at most {MAX_DEPTH})"
+    return ""
+
+
+def shown(name: str, limit: int = 120) -> str:
+    """``name`` for a message: repr, cut in the middle when long."""
+    if len(name) <= limit:
+        return repr(name)
+    return repr(name[: limit // 2]) + f"...({len(name)} characters)..." + repr(name[-limit // 2 :])
+
+
 def is_safe_relpath(name: str) -> bool:
     """Relative, POSIX, normalised, no '..', no empty parts; valid UTF-8 (no lone surrogates
-    from undecodable bytes) without control characters (NUL, newline, escape) or backslash."""
+    from undecodable bytes) without control characters (NUL, newline, escape) or backslash;
+    at most ``MAX_DEPTH`` components and ``MAX_PATH`` characters."""
     if not name or name.startswith("/") or name == "." or _CONTROL.search(name):
+        return False
+    if path_too_long(name):
         return False
     try:
         name.encode("utf-8")

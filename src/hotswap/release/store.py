@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from hotswap.errors import ReleaseError, ResourceError, UsageError
-from hotswap.fsutil import fsync_dir, write_json_atomic
+from hotswap.fsutil import fsync_dir, make_read_only, write_json_atomic
+from hotswap.fsutil import remove_tree as remove_tree  # re-exported
 from hotswap.fsutil import resolve_state_dir as resolve_state_dir  # re-exported
 from hotswap.release import extract, interpreter, verify
 from hotswap.release.archive import sha256_file
@@ -78,26 +79,8 @@ class Release:
         }
 
 
-def _make_writable(path: Path) -> None:
-    for dirpath, _dirnames, _filenames in os.walk(path):
-        os.chmod(dirpath, 0o755)
-
-
-def _make_read_only(path: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        for name in filenames:
-            full = os.path.join(dirpath, name)
-            mode = os.stat(full, follow_symlinks=False).st_mode
-            os.chmod(full, stat.S_IMODE(mode) & 0o555)
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o555)
-    os.chmod(path, 0o555)
-
-
-def remove_tree(path: Path) -> None:
-    if path.exists():
-        _make_writable(path)
-        shutil.rmtree(path)
+def _warn(message: str) -> None:
+    print(f"hotswap: warning: {message}", file=sys.stderr, flush=True)
 
 
 class ReleaseStore:
@@ -109,10 +92,12 @@ class ReleaseStore:
         *,
         limits: verify.Limits = verify.DEFAULT_LIMITS,
         keep: int = DEFAULT_KEEP,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.limits = limits
         self.keep = keep
+        self.warn = warn or _warn
 
     @property
     def releases_dir(self) -> Path:
@@ -198,7 +183,7 @@ class ReleaseStore:
         try:
             extract.extract(path, result, staging)
             say(f"unpacked and re-hashed {len(result.record)} files ({result.bytes} bytes)")
-            _make_read_only(staging)
+            make_read_only(staging)
             final = self.releases_dir / release_id
             try:
                 os.rename(staging, final)
@@ -254,13 +239,22 @@ class ReleaseStore:
         write_json_atomic(self._index_path, index)
 
     def clean_staging(self) -> int:
-        """Remove staging dirs left by a crash mid-unpack; returns how many."""
+        """Remove staging dirs left by a crash mid-unpack; returns how many. Never raises for
+        one it cannot remove (whatever tree is in it): it warns and goes on, so a start is
+        never stopped by a leftover."""
         count = 0
-        if self.releases_dir.is_dir():
-            for entry in self.releases_dir.iterdir():
-                if entry.name.startswith(STAGING_PREFIX):
-                    remove_tree(entry)
-                    count += 1
+        try:
+            entries = [
+                e for e in os.scandir(self.releases_dir) if e.name.startswith(STAGING_PREFIX)
+            ]
+        except OSError:
+            return 0
+        for entry in entries:
+            try:
+                remove_tree(entry.path)
+                count += 1
+            except OSError as e:
+                self.warn(f"could not remove the leftover {entry.path}: {e}")
         return count
 
     # -- lookup ---------------------------------------------------------------------------

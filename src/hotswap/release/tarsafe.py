@@ -17,7 +17,7 @@ from typing import Any
 
 from hotswap.errors import ReleaseError
 from hotswap.release.inflate import Inflated
-from hotswap.release.record import is_safe_relpath
+from hotswap.release.record import MAX_PATH, is_safe_relpath, path_too_long, shown
 
 EXTENDED_HEADER_MAX = 64 * 1024  # the data of one pax or GNU long-name header
 PAX_RECORDS_MAX = 64  # pax records one member may carry (build writes a few at most)
@@ -118,6 +118,11 @@ def iter_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
 def check_member(info: tarfile.TarInfo) -> Member:
     """Refuse any member that is not a plain, safely named file or directory."""
     name = info.name
+    too_long = path_too_long(name.rstrip("/"))
+    if too_long:
+        raise ReleaseError(
+            "unsafe_member", f"member {shown(name)} {too_long}", member=name[:MAX_PATH]
+        )
     if info.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
         is_dir = False
     elif info.type == tarfile.DIRTYPE:
