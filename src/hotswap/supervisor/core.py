@@ -88,7 +88,7 @@ class Supervisor:
         services: Sequence[ServiceSpec] = (),
         log: Callable[[str], None] = _log,
     ) -> None:
-        self.store = ReleaseStore(state_dir)
+        self.store = ReleaseStore(state_dir, warn=log)
         self.state_dir = self.store.state_dir
         self.binds = binds
         self.initial_release = release
