@@ -78,6 +78,7 @@ RESOURCE_CODES = frozenset(
         "supervisor_failed",  # the supervisor reported an internal failure
         "extra_missing",  # an optional extra is not installed (boto3 for s3://: hotswap[s3])
         "storage_error",  # object storage refused or failed (credentials, network, permission)
+        "commit_failed",  # the new release serves, but state.json could not record it
     }
 )
 ALL_CODES = USAGE_CODES | RELEASE_CODES | CHILD_CODES | RESOURCE_CODES

@@ -146,6 +146,7 @@ def test_v1_v2_v3_then_rollback(
                 "boot",
                 "health",
                 "cutover",
+                "commit",
                 "drain",
             }
         rolled = hotswap.rollback(state_dir=sup.state_dir)
@@ -166,7 +167,7 @@ def test_cli_upgrade_streams_phases_and_json(
     with supervisor(release_v1.tarball, tmp_path) as sup:
         done = sup.cli("upgrade", str(release_v2.tarball))
         assert done.returncode == 0, done.stderr
-        for phase in ("unpack", "spawn", "boot", "health", "cutover", "drain"):
+        for phase in ("unpack", "spawn", "boot", "health", "cutover", "commit", "drain"):
             assert f"{phase}: done in" in done.stderr
         assert "now serving 2.0.0-" in done.stdout
         failed = sup.cli("upgrade", str(tmp_path / "nope.tar.gz"), "--json")

@@ -172,7 +172,15 @@ class Supervisor:
             release = await loop.run_in_executor(None, self._resolve, ref, self.initial_sha256)
             assert self._spawn is not None
             await self.services.start(self._spawn, release)
-            result = await self.upgrade(release.id, how="initial")
+            try:
+                result = await self.upgrade(release.id, how="initial")
+            except HotswapError as e:
+                if e.code != "commit_failed" or self.active is None:
+                    raise
+                # it serves; state.json could not say so (what a restart boots is unchanged)
+                self.log(f"warning: {e}")
+                active = self.active
+                result = {"release": release.id, "generation": active.number, "pid": active.pid}
             self.log(
                 f"serving {result['release']} as generation {result['generation']} "
                 f"(pid {result['pid']})"
@@ -239,7 +247,7 @@ class Supervisor:
         if self._control is not None:
             await self._control.close()
         if self._queue is not None and self.swap is not None and not self.swap.cut_over:
-            self._queue.put_nowait(swap.Failed("upgrade_in_progress", "supervisor stopping"))
+            self._queue.put_nowait(swap.Failed("not_running", "the supervisor is shutting down"))
         for gen in list(self.generations.values()):
             if gen.state in ("starting", "ready"):
                 gen.kill()
@@ -287,7 +295,7 @@ class Supervisor:
         elif name == "before_cutover" and gen.state == "draining":
             try:
                 self.handoff.put(BEFORE_CUTOVER_KEY, data.get("result"), reserved_ok=True)
-            except HotswapError as e:
+            except Exception as e:  # refused, or the disk is full: the swap goes on
                 self.log(f"generation {gen.number}'s before_cutover result refused: {e}")
         elif name == "protocol_error":
             error = data.get("error") or {}
@@ -403,7 +411,9 @@ class Supervisor:
             for action in actions:
                 await self._perform(action, machine, ref, how, sha256)
             if machine.phase != last_phase:
-                failed = machine.phase == swap.Phase.FAILED
+                failed = machine.phase == swap.Phase.FAILED or (
+                    last_phase == swap.Phase.COMMIT and machine.commit_error is not None
+                )
                 say(
                     {
                         "phase": last_phase.value,
@@ -422,7 +432,7 @@ class Supervisor:
 
     def _finish(self, machine: swap.Swap, ref: str, how: str) -> dict[str, Any]:
         total_ms = round((time.monotonic() - machine.started) * 1000, 3)
-        record = {
+        record: dict[str, Any] = {
             "how": how,
             "release": machine.release_id,
             "ref": ref,
@@ -433,23 +443,26 @@ class Supervisor:
             "total_ms": total_ms,
             "at": self.swap_info.get("started_at"),
         }
-        if machine.phase == swap.Phase.DONE:
+        if machine.notes:
+            record["notes"] = list(machine.notes)
+        if machine.cut_over:
             # not self.active: the new generation may have died during the drain (after
-            # cutover it is the restart policy's); the swap itself still succeeded
+            # cutover it is the restart policy's); the swap itself happened
             new = self._swap_gen
             assert new is not None
             record["pid"] = new.pid
             record["drain_killed"] = machine.drain_killed
-            self.recent.appendleft(record)
             if machine.old is not None:
                 new.send_nowait("after_cutover", handoff=self.handoff.get(BEFORE_CUTOVER_KEY))
+        if machine.phase == swap.Phase.DONE:
+            self.recent.appendleft(record)
             if how != "restart":
                 self.policy.reset()
             return record
         error = machine.error
         assert error is not None and error.code is not None
         output = self._swap_gen.tail() if self._swap_gen is not None else []
-        details = {**error.details, "phase": _failed_phase(machine), "output": output}
+        details = {"phase": _failed_phase(machine), **error.details, "output": output}
         record["error"] = {"code": error.code, "message": error.message}
         self.recent.appendleft(record)
         raise HotswapError.from_json(
@@ -459,65 +472,74 @@ class Supervisor:
     async def _perform(
         self, action: swap.Action, machine: swap.Swap, ref: str, how: str, sha256: str | None
     ) -> None:
+        """Perform one action; whatever it raises becomes an event of the machine (its failure
+        path before cutover, a note or ``commit_failed`` after), never an unwound swap."""
+        try:
+            await self._perform_one(action, machine, ref, how, sha256)
+        except Exception as e:  # a bug or a broken resource, reported as such
+            if isinstance(action, swap.Commit):
+                self._post(swap.CommitFailed(f"{type(e).__name__}: {e}"))
+            else:
+                self.log(f"{type(action).__name__} failed: {e!r}")
+                self._post(_failure(e))
+
+    async def _perform_one(
+        self, action: swap.Action, machine: swap.Swap, ref: str, how: str, sha256: str | None
+    ) -> None:
         loop = asyncio.get_running_loop()
-        if isinstance(action, swap.Unpack):
-            try:
+        match action:
+            case swap.Unpack():
                 release = await loop.run_in_executor(None, self._resolve, ref, sha256)
                 config = release.manifest.app_config()
-            except HotswapError as e:
-                self._post(swap.Failed(e.code, e.message, e.details))
-                return
-            self._swap_release = release
-            self._post(
-                swap.Unpacked(
-                    release.id,
-                    boot_timeout=config.boot_timeout,
-                    health_timeout=config.health_timeout,
-                    shutdown_timeout=config.shutdown_timeout,
-                    health_check=config.health_path is not None,
+                self._swap_release = release
+                self._post(
+                    swap.Unpacked(
+                        release.id,
+                        boot_timeout=config.boot_timeout,
+                        health_timeout=config.health_timeout,
+                        shutdown_timeout=config.shutdown_timeout,
+                        health_check=config.health_path is not None,
+                    )
                 )
-            )
-        elif isinstance(action, swap.Spawn):
-            assert self._spawn is not None
-            number = self.next_generation
-            self.next_generation += 1
-            target = self._swap_release
-            assert target is not None
-            if machine.old is not None:
-                # the old generation's before_cutover fills this in; no stale value may reach
-                # the new one (reset here, not between go and drain: it is a write + fsync)
-                self.handoff.put(BEFORE_CUTOVER_KEY, None, reserved_ok=True)
-            try:
+            case swap.Spawn():
+                assert self._spawn is not None
+                number = self.next_generation
+                self.next_generation += 1
+                target = self._swap_release
+                assert target is not None
+                if machine.old is not None:
+                    # the old generation's before_cutover fills this in; no stale value may
+                    # reach the new one (reset here, not between go and drain: a write + fsync)
+                    self.handoff.put(BEFORE_CUTOVER_KEY, None, reserved_ok=True)
                 gen = await self._spawn.spawn(number, target, self.active)
-            except HotswapError as e:
-                self._post(swap.Failed(e.code, e.message))
-                return
-            self.generations[number] = gen
-            self._swap_gen = gen
-            self.log(f"generation {number} started (pid {gen.pid}) from {target.id}")
-            self._post(swap.Spawned(number))
-        elif isinstance(action, swap.SetDeadline):
-            self._timers.append(
-                loop.call_later(action.seconds, self._post, swap.Deadline(action.phase))
-            )
-        elif isinstance(action, swap.Probe):
-            self._task(self._probe(action.generation))
-        elif isinstance(action, swap.Cutover):
-            await self._cutover(action)
-        elif isinstance(action, swap.Kill):
-            victim = self.generations.get(action.generation)
-            if victim is not None:
-                self.log(f"killing generation {action.generation} (pid {victim.pid})")
-                victim.kill()
-        elif isinstance(action, swap.Commit) and how != "restart":
-            await loop.run_in_executor(
-                None,
-                lambda: self.store.set_current(
-                    action.release_id,
-                    how="blue-green" if how == "initial" else how,
-                    protect=self._releases_in_use(),
-                ),
-            )
+                self.generations[number] = gen
+                self._swap_gen = gen
+                self.log(f"generation {number} started (pid {gen.pid}) from {target.id}")
+                self._post(swap.Spawned(number))
+            case swap.SetDeadline(phase=phase, seconds=seconds):
+                self._timers.append(loop.call_later(seconds, self._post, swap.Deadline(phase)))
+            case swap.Probe(generation=number):
+                self._task(self._probe(number))
+            case swap.Cutover():
+                await self._cutover(action)
+            case swap.Kill(generation=number):
+                victim = self.generations.get(number)
+                if victim is not None:
+                    self.log(f"killing generation {number} (pid {victim.pid})")
+                    victim.kill()
+            case swap.Commit(release_id=release_id):
+                if how != "restart":  # a restart serves what state.json already names
+                    await loop.run_in_executor(
+                        None,
+                        lambda: self.store.set_current(
+                            release_id,
+                            how="blue-green" if how == "initial" else how,
+                            protect=self._releases_in_use(),
+                        ),
+                    )
+                self._post(swap.Committed())
+            case swap.Finish():
+                pass  # read from the machine by _finish
 
     def _resolve(self, ref: str, sha256: str | None) -> Release:
         if not is_tarball_ref(ref):
@@ -595,10 +617,21 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         self._hot = {"ref": ref, "started_at": time.time()}
+        gen = self.active
+        record: dict[str, Any] = {
+            "how": "hot",
+            "release": None,
+            "ref": ref,
+            "ok": False,
+            "generation": gen.number,
+            "pid": gen.pid,
+            "at": self._hot["started_at"],
+        }
         try:
             release = await loop.run_in_executor(None, self._resolve, ref, sha256)
-            gen = self.active
-            opts = {k: v for k, v in (options or {}).items() if k not in ("release", "sha256")}
+            record["release"] = release.id
+            reserved = ("release", "sha256", "release_root", "release_id")
+            opts = {k: v for k, v in (options or {}).items() if k not in reserved}
             suspend = float(opts.get("suspend_timeout", 3.0))
             result = await gen.request(
                 "hot_upgrade",
@@ -615,20 +648,14 @@ class Supervisor:
                     release.id, how="hot", protect=self._releases_in_use()
                 ),
             )
-            record = {
-                "how": "hot",
-                "release": release.id,
-                "ref": ref,
-                "ok": True,
-                "generation": gen.number,
-                "pid": gen.pid,
-                "total_ms": round((time.monotonic() - started) * 1000, 3),
-                "stats": result,
-                "at": self._hot["started_at"],
-            }
-            self.recent.appendleft(record)
+            record.update(ok=True, stats=result)
             return record
+        except HotswapError as e:
+            record["error"] = {"code": e.code, "message": e.message}
+            raise
         finally:
+            record["total_ms"] = round((time.monotonic() - started) * 1000, 3)
+            self.recent.appendleft(record)
             self._hot = None
             trim_heap()
 
@@ -666,6 +693,14 @@ class Supervisor:
             "upgrade": upgrade,
             "recent": list(self.recent),
         }
+
+
+def _failure(e: Exception) -> swap.Failed:
+    """The machine's failure event for an exception an action raised."""
+    if isinstance(e, HotswapError):
+        return swap.Failed(e.code, e.message, e.details)
+    code = "io_error" if isinstance(e, OSError) else "supervisor_failed"
+    return swap.Failed(code, f"{type(e).__name__}: {e}")
 
 
 def _failed_phase(machine: swap.Swap) -> str:

@@ -1,16 +1,25 @@
 """The blue-green swap as a pure state machine: events in, actions out. No sockets, no processes.
 
-The driver (``supervisor.core``) performs each action and feeds back what happened. Phases, in
-order, with what ends each one::
+The driver (``supervisor.driver``) performs each action and feeds back what happened. The
+transitions are data (:data:`TRANSITIONS`, h11's style): ``(phase, event type)`` gives the phases
+that event may lead to and the handler that computes the actions. :func:`phase_table` renders it
+(``docs/supervisor.md`` shows it, and a test keeps the two equal). In order::
 
     unpack  ──Unpacked──▶ spawn ──Spawned──▶ boot ──Ready──▶ health ──Healthy──▶ cutover
-    cutover ──CutoverDone──▶ drain ──Exited(old)──▶ done
-                                    └─Deadline──▶ Kill(old) … Exited(old) ──▶ done
+    cutover ──CutoverDone──▶ commit ──Committed──▶ drain ──Exited(old)──▶ done
+                                    └─CommitFailed──▶ drain ──Exited(old)──▶ failed (commit_failed)
+    drain   ──Deadline──▶ Kill(old) … Exited(old) ──▶ done
 
 Two-phase ownership of the new generation (trio's ``Nursery.start``): until cutover, its failure
 belongs to this swap, which kills it and fails with a code (``boot_failed``, ``not_ready``,
 ``health_failed``) while the old generation keeps serving; from cutover on it belongs to the
-supervisor, which restarts it if it dies. The old generation is never touched before cutover.
+supervisor, which restarts it if it dies, and a ``Failed`` it causes is noted, not fatal to the
+swap. The old generation is never touched before cutover.
+
+At cutover the drain deadline is armed *before* the commit (state.json), so the old generation
+is killed at ``shutdown_timeout`` whatever the disk does. A commit that fails after cutover is
+its own outcome, ``commit_failed``: the new release serves, state.json could not record it, and
+the drain still runs to its end.
 
 Events that do not apply any more (a deadline of a phase already left, the exit of an
 unrelated generation) are ignored; an event that cannot happen in a phase is a bug in the
@@ -19,6 +28,7 @@ driver and raises :class:`SwapProtocolError`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -30,12 +40,10 @@ class Phase(StrEnum):
     BOOT = "boot"
     HEALTH = "health"
     CUTOVER = "cutover"
+    COMMIT = "commit"
     DRAIN = "drain"
     DONE = "done"
     FAILED = "failed"
-
-
-PRE_CUTOVER = frozenset({Phase.UNPACK, Phase.SPAWN, Phase.BOOT, Phase.HEALTH})
 
 
 class SwapProtocolError(Exception):
@@ -92,8 +100,21 @@ class CutoverDone:
 
 
 @dataclass(frozen=True)
+class Committed:
+    """state.json records the new release (or, for a restart, nothing needed recording)."""
+
+
+@dataclass(frozen=True)
+class CommitFailed:
+    """state.json could not record the new release, which already serves."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Failed:
-    """A driver-side step failed before cutover (unpack refused, spawn raised)."""
+    """A driver-side step failed (unpack refused, spawn raised, the new generation broke its
+    channel). Before cutover it fails the swap; after, it is noted."""
 
     code: str
     message: str
@@ -101,7 +122,17 @@ class Failed:
 
 
 SwapEvent = (
-    Unpacked | Spawned | Ready | Healthy | Unhealthy | Exited | Deadline | CutoverDone | Failed
+    Unpacked
+    | Spawned
+    | Ready
+    | Healthy
+    | Unhealthy
+    | Exited
+    | Deadline
+    | CutoverDone
+    | Committed
+    | CommitFailed
+    | Failed
 )
 
 # -- actions ---------------------------------------------------------------------------------
@@ -171,8 +202,11 @@ class Swap:
     release_id: str | None = None
     new: int | None = None
     old_alive: bool = True
+    cut_over: bool = False
     drain_killed: bool = False
     error: Finish | None = None
+    commit_error: str | None = None
+    notes: list[str] = field(default_factory=list)  # failures after cutover, not fatal
     timings: dict[str, float] = field(default_factory=dict)
     _phase_started: float = 0.0
     _config: Unpacked | None = None
@@ -189,164 +223,213 @@ class Swap:
     def finished(self) -> bool:
         return self.phase in (Phase.DONE, Phase.FAILED)
 
-    @property
-    def cut_over(self) -> bool:
-        return self.phase in (Phase.DRAIN, Phase.DONE)
+    def handle(self, event: SwapEvent, now: float) -> list[Action]:
+        if self.finished:
+            return []
+        transition = TRANSITIONS.get((self.phase, type(event)))
+        if transition is None:
+            if isinstance(event, Deadline | Exited | Ready | Healthy | Unhealthy):
+                self._stale(event)
+                return []
+            raise SwapProtocolError(f"{type(event).__name__} cannot happen in phase {self.phase}")
+        targets, handler = transition
+        step: _Step = handler(self, event)
+        following, actions = step
+        if following is not self.phase:
+            if following not in targets:  # the table is the truth: a handler cannot stray
+                raise SwapProtocolError(
+                    f"{type(event).__name__} in phase {self.phase} cannot lead to {following}"
+                )
+            self._enter(following, now)
+        return actions
 
     def _enter(self, phase: Phase, now: float) -> None:
         self.timings[self.phase.value] = round((now - self._phase_started) * 1000, 3)
         self.phase = phase
         self._phase_started = now
 
-    def _fail(self, code: str, message: str, now: float, **details: Any) -> list[Action]:
+    def _stay(self) -> _Step:
+        return self.phase, []
+
+    def _stale(self, event: SwapEvent) -> _Step:
+        """An event that no longer applies. The one worth noting: the old generation died
+        (while the new one boots, or during the commit); there will be nothing to drain. (The
+        new one dying after cutover belongs to the supervisor's restart policy.)"""
+        if isinstance(event, Exited) and event.generation == self.old:
+            self.old_alive = False
+        return self._stay()
+
+    def _fail(self, code: str, message: str, **details: Any) -> _Step:
         actions: list[Action] = []
         if self.new is not None and self.phase in (Phase.BOOT, Phase.HEALTH, Phase.CUTOVER):
             actions.append(Kill(self.new))
-        self._enter(Phase.FAILED, now)
         self.error = Finish(False, code, message, self.new, details)
         actions.append(self.error)
-        return actions
+        return Phase.FAILED, actions
 
-    def handle(self, event: SwapEvent, now: float) -> list[Action]:
-        if self.finished:
-            return []
-        handler = _TABLE.get((self.phase, type(event)))
-        if handler is not None:
-            actions: list[Action] = handler(self, event, now)
-            return actions
-        if isinstance(event, Deadline | Exited | Ready | Healthy | Unhealthy):
-            return self._stale(event, now)
-        raise SwapProtocolError(f"{type(event).__name__} cannot happen in phase {self.phase}")
+    def _finish(self) -> _Step:
+        """The end of a swap that cut over: done, or ``commit_failed`` if state.json could not
+        record it (the new release serves either way)."""
+        details: dict[str, Any] = {"drain_killed": self.drain_killed} if self.old else {}
+        if self.commit_error is None:
+            return Phase.DONE, [Finish(True, generation=self.new, details=details)]
+        self.error = Finish(
+            False,
+            "commit_failed",
+            f"release {self.release_id} serves as generation {self.new}, but state.json could "
+            f"not record it ({self.commit_error}): a restart would boot the release before it",
+            self.new,
+            {**details, "phase": Phase.COMMIT.value, "serving": self.release_id},
+        )
+        return Phase.FAILED, [self.error]
 
-    def _stale(self, event: SwapEvent, now: float) -> list[Action]:
-        """An event that no longer applies. The one worth noting: the old generation died
-        while the new one boots; carry on, there will be nothing to drain. (The new one dying
-        after cutover belongs to the supervisor's restart policy, not to this swap.)"""
-        if isinstance(event, Exited) and event.generation == self.old:
-            self.old_alive = False
-        return []
+    # -- handlers, one per row of TRANSITIONS ----------------------------------------------
 
-    # -- transitions ---------------------------------------------------------------------
-
-    def _unpacked(self, event: SwapEvent, now: float) -> list[Action]:
+    def _unpacked(self, event: SwapEvent) -> _Step:
         assert isinstance(event, Unpacked)
         self.release_id = event.release_id
         self._config = event
-        self._enter(Phase.SPAWN, now)
-        return [Spawn(event.release_id)]
+        return Phase.SPAWN, [Spawn(event.release_id)]
 
-    def _failed(self, event: SwapEvent, now: float) -> list[Action]:
+    def _failed(self, event: SwapEvent) -> _Step:
         assert isinstance(event, Failed)
-        return self._fail(event.code, event.message, now, **event.details)
+        return self._fail(event.code, event.message, **event.details)
 
-    def _spawned(self, event: SwapEvent, now: float) -> list[Action]:
+    def _spawned(self, event: SwapEvent) -> _Step:
         assert isinstance(event, Spawned) and self._config is not None
         self.new = event.generation
-        self._enter(Phase.BOOT, now)
-        return [SetDeadline(Phase.BOOT, self._config.boot_timeout)]
+        return Phase.BOOT, [SetDeadline(Phase.BOOT, self._config.boot_timeout)]
 
-    def _ready(self, event: SwapEvent, now: float) -> list[Action]:
+    def _ready(self, event: SwapEvent) -> _Step:
         assert isinstance(event, Ready) and self._config is not None
         if event.generation != self.new:
-            return []
+            return self._stay()
         if self._config.health_check:
-            self._enter(Phase.HEALTH, now)
-            return [SetDeadline(Phase.HEALTH, self._config.health_timeout), Probe(event.generation)]
-        return self._cutover(now)
+            return Phase.HEALTH, [
+                SetDeadline(Phase.HEALTH, self._config.health_timeout),
+                Probe(event.generation),
+            ]
+        return self._cutover()
 
-    def _healthy(self, event: SwapEvent, now: float) -> list[Action]:
+    def _healthy(self, event: SwapEvent) -> _Step:
         assert isinstance(event, Healthy)
         if event.generation != self.new:
-            return []
-        return self._cutover(now)
+            return self._stay()
+        return self._cutover()
 
-    def _cutover(self, now: float) -> list[Action]:
+    def _cutover(self) -> _Step:
         assert self.new is not None
-        self._enter(Phase.CUTOVER, now)
-        return [Cutover(self.new, self.old if self.old_alive else None)]
+        return Phase.CUTOVER, [Cutover(self.new, self.old if self.old_alive else None)]
 
-    def _unhealthy(self, event: SwapEvent, now: float) -> list[Action]:
+    def _unhealthy(self, event: SwapEvent) -> _Step:
         assert isinstance(event, Unhealthy)
         if event.generation != self.new:
-            return []
+            return self._stay()
         return self._fail(
-            "health_failed", f"generation {self.new} failed its health probe: {event.reason}", now
+            "health_failed", f"generation {self.new} failed its health probe: {event.reason}"
         )
 
-    def _exited_before_cutover(self, event: SwapEvent, now: float) -> list[Action]:
+    def _exited_before_cutover(self, event: SwapEvent) -> _Step:
         assert isinstance(event, Exited)
         if event.generation != self.new:
-            return self._stale(event, now)
+            return self._stale(event)
         when = "before it was ready" if self.phase == Phase.BOOT else "during its health probe"
-        actions = self._fail(
+        following, actions = self._fail(
             "boot_failed",
             f"generation {self.new} exited {when} (exit status {event.returncode})",
-            now,
             returncode=event.returncode,
         )
-        return [a for a in actions if not isinstance(a, Kill)]  # already gone
+        return following, [a for a in actions if not isinstance(a, Kill)]  # already gone
 
-    def _deadline(self, event: SwapEvent, now: float) -> list[Action]:
+    def _deadline(self, event: SwapEvent) -> _Step:
         assert isinstance(event, Deadline) and self._config is not None
         if event.phase != self.phase:
-            return []
+            return self._stay()
         if self.phase == Phase.BOOT:
             return self._fail(
                 "not_ready",
                 f"generation {self.new} was not ready within {self._config.boot_timeout:g}s",
-                now,
             )
-        if self.phase == Phase.HEALTH:
-            return self._fail(
-                "health_failed",
-                f"generation {self.new} did not pass its health probe within "
-                f"{self._config.health_timeout:g}s",
-                now,
-            )
-        assert self.phase == Phase.DRAIN and self.old is not None
-        if self.drain_killed:
-            return []
-        self.drain_killed = True
-        return [Kill(self.old)]
+        return self._fail(
+            "health_failed",
+            f"generation {self.new} did not pass its health probe within "
+            f"{self._config.health_timeout:g}s",
+        )
 
-    def _cutover_done(self, event: SwapEvent, now: float) -> list[Action]:
+    def _cutover_done(self, event: SwapEvent) -> _Step:
         assert self.release_id is not None and self._config is not None
-        actions: list[Action] = [Commit(self.release_id)]
-        if self.old_alive and self.old is not None:
-            self._enter(Phase.DRAIN, now)
+        self.cut_over = True
+        actions: list[Action] = []
+        if self.old_alive:  # armed before the commit: the drain is bounded whatever the disk does
             actions.append(SetDeadline(Phase.DRAIN, self._config.shutdown_timeout))
-            return actions
-        self._enter(Phase.DONE, now)
-        actions.append(Finish(True, generation=self.new))
-        return actions
+        actions.append(Commit(self.release_id))
+        return Phase.COMMIT, actions
 
-    def _drain_exited(self, event: SwapEvent, now: float) -> list[Action]:
+    def _committed(self, event: SwapEvent) -> _Step:
+        if isinstance(event, CommitFailed):
+            self.commit_error = event.message
+        if self.old_alive:
+            return Phase.DRAIN, []
+        return self._finish()
+
+    def _drain_deadline(self, event: SwapEvent) -> _Step:
+        assert isinstance(event, Deadline)
+        if event.phase != Phase.DRAIN or self.drain_killed or not self.old_alive:
+            return self._stay()
+        assert self.old is not None
+        self.drain_killed = True
+        return self.phase, [Kill(self.old)]
+
+    def _drain_exited(self, event: SwapEvent) -> _Step:
         assert isinstance(event, Exited)
         if event.generation != self.old:
-            return self._stale(event, now)
+            return self._stale(event)
         self.old_alive = False
-        self._enter(Phase.DONE, now)
-        details = {"drain_killed": self.drain_killed}
-        return [Finish(True, generation=self.new, details=details)]
+        return self._finish()
+
+    def _noted(self, event: SwapEvent) -> _Step:
+        """A failure after cutover (the new generation broke its channel): the swap stands,
+        the new generation is the supervisor's now; keep the reason for the record."""
+        assert isinstance(event, Failed)
+        self.notes.append(f"{event.code}: {event.message}")
+        return self._stay()
 
 
-_Handler = Any
-_TABLE: dict[tuple[Phase, type], _Handler] = {
-    (Phase.UNPACK, Unpacked): Swap._unpacked,
-    (Phase.UNPACK, Failed): Swap._failed,
-    (Phase.SPAWN, Spawned): Swap._spawned,
-    (Phase.SPAWN, Failed): Swap._failed,
-    (Phase.BOOT, Ready): Swap._ready,
-    (Phase.BOOT, Exited): Swap._exited_before_cutover,
-    (Phase.BOOT, Deadline): Swap._deadline,
-    (Phase.BOOT, Failed): Swap._failed,
-    (Phase.HEALTH, Healthy): Swap._healthy,
-    (Phase.HEALTH, Unhealthy): Swap._unhealthy,
-    (Phase.HEALTH, Exited): Swap._exited_before_cutover,
-    (Phase.HEALTH, Deadline): Swap._deadline,
-    (Phase.HEALTH, Failed): Swap._failed,
-    (Phase.CUTOVER, CutoverDone): Swap._cutover_done,
-    (Phase.CUTOVER, Failed): Swap._failed,
-    (Phase.DRAIN, Exited): Swap._drain_exited,
-    (Phase.DRAIN, Deadline): Swap._deadline,
+_Step = tuple[Phase, list[Action]]
+_Handler = Callable[[Swap, SwapEvent], _Step]
+_FAILED = (Phase.FAILED,)
+
+#: ``(phase, event type) -> (phases it may lead to, handler)``. A handler may also stay in its
+#: phase when the event does not apply (another generation's, a deadline of another phase).
+TRANSITIONS: dict[tuple[Phase, type], tuple[tuple[Phase, ...], _Handler]] = {
+    (Phase.UNPACK, Unpacked): ((Phase.SPAWN,), Swap._unpacked),
+    (Phase.UNPACK, Failed): (_FAILED, Swap._failed),
+    (Phase.SPAWN, Spawned): ((Phase.BOOT,), Swap._spawned),
+    (Phase.SPAWN, Failed): (_FAILED, Swap._failed),
+    (Phase.BOOT, Ready): ((Phase.HEALTH, Phase.CUTOVER), Swap._ready),
+    (Phase.BOOT, Exited): (_FAILED, Swap._exited_before_cutover),
+    (Phase.BOOT, Deadline): (_FAILED, Swap._deadline),
+    (Phase.BOOT, Failed): (_FAILED, Swap._failed),
+    (Phase.HEALTH, Healthy): ((Phase.CUTOVER,), Swap._healthy),
+    (Phase.HEALTH, Unhealthy): (_FAILED, Swap._unhealthy),
+    (Phase.HEALTH, Exited): (_FAILED, Swap._exited_before_cutover),
+    (Phase.HEALTH, Deadline): (_FAILED, Swap._deadline),
+    (Phase.HEALTH, Failed): (_FAILED, Swap._failed),
+    (Phase.CUTOVER, CutoverDone): ((Phase.COMMIT,), Swap._cutover_done),
+    (Phase.CUTOVER, Failed): (_FAILED, Swap._failed),
+    (Phase.COMMIT, Committed): ((Phase.DRAIN, Phase.DONE), Swap._committed),
+    (Phase.COMMIT, CommitFailed): ((Phase.DRAIN, Phase.FAILED), Swap._committed),
+    (Phase.COMMIT, Deadline): ((Phase.COMMIT,), Swap._drain_deadline),
+    (Phase.COMMIT, Failed): ((Phase.COMMIT,), Swap._noted),
+    (Phase.DRAIN, Exited): ((Phase.DONE, Phase.FAILED), Swap._drain_exited),
+    (Phase.DRAIN, Deadline): ((Phase.DRAIN,), Swap._drain_deadline),
+    (Phase.DRAIN, Failed): ((Phase.DRAIN,), Swap._noted),
 }
+
+
+def phase_table() -> str:
+    """The transitions as a Markdown table (the one in ``docs/supervisor.md``)."""
+    rows = ["| phase | event | next phase |", "|---|---|---|"]
+    for (phase, event), (targets, _handler) in TRANSITIONS.items():
+        rows.append(f"| {phase} | `{event.__name__}` | {' or '.join(targets)} |")
+    return "\n".join(rows)
