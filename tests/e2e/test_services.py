@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 import hotswap
+from hotswap.control import client
+from hotswap.control.protocol import MAX_LINE
 from tests.conftest import BuildRelease
 from tests.e2e.harness import supervisor, wait_for
 
@@ -74,3 +76,25 @@ def test_service_errors_keep_their_codes(tmp_path: Path, build_release: BuildRel
                 hotswap.call_service("counter", method, state_dir=state)
             assert bad.value.code == "bad_request"
         assert hotswap.call_service("counter", "incr", state_dir=state) == 1  # still fine
+
+
+def test_a_service_result_that_cannot_be_sent_is_answered_with_a_code(
+    tmp_path: Path, build_release: BuildRelease
+) -> None:
+    v1 = build_release("1.0.0", tool=COUNTER)
+    with supervisor(v1.tarball, tmp_path) as sup:
+        state = sup.state_dir
+        for method, args in (("tags", []), ("huge", [MAX_LINE + 1])):
+            with pytest.raises(hotswap.HotswapError) as unsent:
+                # a bounded wait: before the fix the caller waited for ever
+                client.call(
+                    "service.call",
+                    state_dir=state,
+                    timeout=30,
+                    name="counter",
+                    method=method,
+                    args=args,
+                    kwargs={},
+                )
+            assert unsent.value.code == "unencodable_result", unsent.value
+        assert hotswap.call_service("counter", "incr", state_dir=state) == 1  # still serving

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hotswap.control import protocol
-from hotswap.control.protocol import Event, LineBuffer, Request, Response, decode, encode
+from hotswap.control.protocol import Event, Request, Response, decode, encode
 from hotswap.errors import ChildError, HotswapError, ResourceError, UsageError
 
 
@@ -55,18 +55,11 @@ def test_values_that_could_execute_code_do_not_cross() -> None:
         protocol.to_wire({1: "non-string key"})
 
 
-def test_size_cap_on_encode_and_on_the_stream() -> None:
+def test_size_cap_on_encode_and_decode() -> None:
     with pytest.raises(UsageError):
         encode(Request(1, "handoff.put", {"value": "x" * (protocol.MAX_LINE + 1)}))
-    buf = LineBuffer()
     with pytest.raises(ResourceError):
-        buf.feed(b"x" * (protocol.MAX_LINE + 1))
-
-
-def test_line_buffer_splits_partial_lines() -> None:
-    buf = LineBuffer()
-    assert buf.feed(b'{"a"') == []
-    assert buf.feed(b':1}\n{"b":2}\n{') == [b'{"a":1}', b'{"b":2}']
+        decode(b"x" * (protocol.MAX_LINE + 1))
 
 
 @pytest.mark.parametrize(

@@ -17,15 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from hotswap.control.protocol import (
-    Event,
-    LineBuffer,
-    Request,
-    Response,
-    decode,
-    encode,
-    error_response,
-)
+from hotswap.control.connection import Closed, Connection, Fault
+from hotswap.control.protocol import Request
 from hotswap.errors import HotswapError, ResourceError
 
 Handler = Callable[[dict[str, Any]], Any]
@@ -34,6 +27,7 @@ Handler = Callable[[dict[str, Any]], Any]
 class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._conn = Connection()
         self._send_lock = threading.Lock()
         self._handlers: dict[str, tuple[Handler, bool]] = {}
         self._on_eof: list[Callable[[], None]] = []
@@ -50,53 +44,54 @@ class Channel:
     def handle(self, op: str, handler: Handler, *, threaded: bool = False) -> None:
         """``handler(args)`` runs on the reader thread (or, when ``threaded``, on a thread of
         its own, for slow work that must not hold up EOF detection); its return value is the
-        result sent back."""
+        result sent back, and whatever it raises is sent back as an error with a code."""
         self._handlers[op] = (handler, threaded)
 
     def on_eof(self, callback: Callable[[], None]) -> None:
         self._on_eof.append(callback)
 
-    def send(self, message: Event | Response) -> None:
-        data = encode(message)
+    def _send(self, data: bytes) -> None:
         # OSError: the supervisor is gone; the reader sees EOF and acts on it.
         with self._send_lock, contextlib.suppress(OSError):
             self._sock.sendall(data)
 
     def event(self, name: str, **data: Any) -> None:
-        self.send(Event(0, name, data))
+        """Send an event; data that cannot be sent raises ``bad_request``."""
+        self._send(self._conn.event(name, data))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._read_loop, name="hotswap-channel", daemon=True)
         self._thread.start()
 
     def _read_loop(self) -> None:
-        buf = LineBuffer()
         try:
-            while True:
-                data = self._sock.recv(65536)
-                if not data:
-                    break
-                for line in buf.feed(data):
-                    self._dispatch(line)
-        except (OSError, HotswapError) as e:
-            print(f"hotswap: channel to the supervisor failed: {e}", file=sys.stderr)
+            while not self._conn.closed:
+                try:
+                    data = self._sock.recv(65536)
+                except OSError as e:
+                    print(f"hotswap: channel to the supervisor failed: {e}", file=sys.stderr)
+                    data = b""
+                for message in self._conn.feed(data):
+                    self._dispatch(message)
         finally:
             self.closed.set()
             for callback in self._on_eof:
                 callback()
 
-    def _dispatch(self, line: bytes) -> None:
-        message = decode(line)
-        if not isinstance(message, Request):
+    def _dispatch(self, message: object) -> None:
+        if isinstance(message, Fault):
+            print(f"hotswap: bad line from the supervisor: {message.error}", file=sys.stderr)
+            if message.id is not None:
+                self._send(self._conn.answer(message))
+            if message.fatal:
+                self._conn.close()  # a peer of another version: as good as gone
             return
+        if isinstance(message, Closed) or not isinstance(message, Request):
+            return  # the supervisor sends requests only; its gone-ness is handled above
         entry = self._handlers.get(message.op)
         if entry is None:
-            self.send(
-                error_response(
-                    message.id,
-                    ResourceError("protocol_error", f"this generation has no {message.op!r} op"),
-                )
-            )
+            error = ResourceError("protocol_error", f"this generation has no {message.op!r} op")
+            self._send(self._conn.fail(message.id, error))
             return
         handler, threaded = entry
         if threaded:
@@ -108,14 +103,10 @@ class Channel:
 
     def _run(self, message: Request, handler: Handler) -> None:
         try:
-            result = handler(message.args)
+            line = self._conn.respond(message.id, handler(message.args))
         except HotswapError as e:
-            self.send(error_response(message.id, e))
+            line = self._conn.fail(message.id, e)
         except Exception as e:  # the handler's failure is reported, never kills the reader
-            self.send(
-                error_response(
-                    message.id, ResourceError("supervisor_failed", f"{type(e).__name__}: {e}")
-                )
-            )
-        else:
-            self.send(Response(message.id, True, result))
+            error = ResourceError("supervisor_failed", f"{type(e).__name__}: {e}")
+            line = self._conn.fail(message.id, error)
+        self._send(line)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hotswap.child.channel import Channel
+from hotswap.errors import UsageError
 from hotswap.release.config import AppConfig
 
 STARTUP_FAILURE = 3  # a generation that fails before it is ready exits with this, never respawned
@@ -102,8 +103,8 @@ class ChildRuntime:
                 result = None
         try:
             self.channel.event("before_cutover", result=result)
-        except TypeError:
-            log("before_cutover returned a value that is not JSON-compatible or bytes")
+        except UsageError as e:  # not JSON-compatible or bytes, or too large
+            log(f"before_cutover returned a value that cannot be sent: {e.message}")
             self.channel.event("before_cutover", result=None)
 
     # -- from the channel ----------------------------------------------------------------

@@ -7,25 +7,17 @@ finds the socket in ``HOTSWAP_CONTROL_SOCKET``), a script, the CLI.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hotswap.control.protocol import (
-    Event,
-    LineBuffer,
-    Request,
-    Response,
-    decode,
-    encode,
-)
+from hotswap.control.connection import Closed, Connection, Fault, Incoming
+from hotswap.control.protocol import Event, Response
 from hotswap.errors import ResourceError, UsageError
 
 CONTROL_SOCKET = "control.sock"
-_ids = itertools.count(1)
 
 
 def control_path(state_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -43,8 +35,7 @@ class Client:
         self.path = path
         self.timeout = timeout
         self._sock: socket.socket | None = None
-        self._buf = LineBuffer()
-        self._lines: list[bytes] = []
+        self._conn = Connection()
 
     def __enter__(self) -> Client:
         return self
@@ -73,9 +64,11 @@ class Client:
             self._sock = sock
         return self._sock
 
-    def _read_message(self) -> Any:
+    def _next(self) -> Incoming:
         sock = self._connect()
-        while not self._lines:
+        while (message := self._conn.next_message()) is None:
+            if self._conn.closed:
+                raise ResourceError("protocol_error", "the supervisor closed the connection")
             try:
                 data = sock.recv(65536)
             except ConnectionResetError:
@@ -84,10 +77,8 @@ class Client:
                 raise ResourceError(
                     "protocol_error", f"the supervisor did not answer within {self.timeout}s"
                 ) from None
-            if not data:
-                raise ResourceError("protocol_error", "the supervisor closed the connection")
-            self._lines.extend(self._buf.feed(data))
-        return decode(self._lines.pop(0))
+            self._conn.receive_data(data)
+        return message
 
     def call(
         self,
@@ -96,19 +87,27 @@ class Client:
         **args: Any,
     ) -> Any:
         """Send one request; stream its events to ``on_event``; return its result or raise
-        its error (with its class and stable code)."""
-        ident = next(_ids)
+        its error (with its class and stable code). Arguments that cannot be sent raise
+        ``bad_request`` before anything is sent."""
         sock = self._connect()
-        # The supervisor may have answered (e.g. permission_denied) and closed: read that.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(encode(Request(ident, op, args)))
-        while True:
-            message = self._read_message()
-            if isinstance(message, Event) and message.id == ident:
-                if on_event is not None:
-                    on_event(message.data)
-            elif isinstance(message, Response) and message.id in (ident, 0):
-                return message.unwrap()
+        ident, line = self._conn.request(op, args)
+        try:
+            # The supervisor may have answered (e.g. permission_denied) and closed: read that.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(line)
+            while True:
+                message = self._next()
+                if isinstance(message, Event) and message.id == ident:
+                    if on_event is not None:
+                        on_event(message.data)
+                elif isinstance(message, Response) and message.id in (ident, 0):
+                    return message.unwrap()  # id 0: an error about the connection itself
+                elif isinstance(message, Fault):
+                    raise message.error
+                elif isinstance(message, Closed):
+                    raise ResourceError("protocol_error", "the supervisor closed the connection")
+        finally:
+            self._conn.forget(ident)
 
 
 def call(

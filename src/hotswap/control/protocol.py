@@ -192,23 +192,3 @@ def _message(body: Any) -> Message:
 
 def error_response(ident: int, error: HotswapError) -> Response:
     return Response(ident, False, None, error.to_json())
-
-
-class LineBuffer:
-    """Split a byte stream into lines, refusing any line longer than ``MAX_LINE``."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buf += data
-        lines = []
-        while True:
-            end = self._buf.find(b"\n")
-            if end < 0:
-                break
-            lines.append(bytes(self._buf[:end]))
-            del self._buf[: end + 1]
-        if len(self._buf) > MAX_LINE:
-            raise ResourceError("protocol_error", f"a line exceeds {MAX_LINE} bytes")
-        return lines

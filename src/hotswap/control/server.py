@@ -19,15 +19,8 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hotswap.control.protocol import (
-    Event,
-    LineBuffer,
-    Request,
-    Response,
-    decode,
-    encode,
-    error_response,
-)
+from hotswap.control.connection import Connection, Fault
+from hotswap.control.protocol import MAX_LINE, Request
 from hotswap.errors import HotswapError, ResourceError, UsageError
 
 if TYPE_CHECKING:
@@ -55,7 +48,7 @@ class ControlServer:
         old = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(
-                self._serve, path=str(path), limit=8 * 1024 * 1024
+                self._serve, path=str(path), limit=MAX_LINE
             )
         finally:
             os.umask(old)
@@ -70,55 +63,49 @@ class ControlServer:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
+        conn = Connection()
         try:
-            sock = writer.get_extra_info("socket")
-            uid = peer_uid(sock)
+            uid = peer_uid(writer.get_extra_info("socket"))
             if uid != os.getuid():
                 denied = ResourceError(
                     "permission_denied",
                     f"uid {uid} may not steer this supervisor (it runs as uid {os.getuid()})",
                 )
-                writer.write(encode(error_response(0, denied)))
+                writer.write(conn.fail(0, denied))
                 await writer.drain()
                 return
-            buf = LineBuffer()
-            while data := await reader.read(65536):
-                for line in buf.feed(data):
-                    try:
-                        message = decode(line)
-                    except HotswapError as e:
-                        writer.write(encode(error_response(0, e)))
-                        await writer.drain()
-                        return
-                    if isinstance(message, Request):
-                        await self._handle(message, writer)
+            while not conn.closed:
+                for message in conn.feed(await reader.read(65536)):
+                    if isinstance(message, Fault):  # answered, with its request's id if known
+                        writer.write(conn.answer(message))
+                        if message.fatal:
+                            conn.close()
+                    elif isinstance(message, Request):
+                        await self._handle(message, conn, writer)
+                await writer.drain()
         except (ConnectionError, OSError, asyncio.CancelledError):
-            pass
-        except HotswapError:
             pass
         finally:
             self._conns.discard(task)
             writer.close()
 
-    async def _handle(self, request: Request, writer: asyncio.StreamWriter) -> None:
+    async def _handle(
+        self, request: Request, conn: Connection, writer: asyncio.StreamWriter
+    ) -> None:
         def progress(data: dict[str, Any]) -> None:
-            with contextlib.suppress(Exception):
-                writer.write(encode(Event(request.id, "phase", data)))
+            with contextlib.suppress(HotswapError, OSError):
+                writer.write(conn.event("phase", data, ident=request.id))
 
         try:
-            result = await self._dispatch(request, progress)
-            response = Response(request.id, True, result)
+            line = conn.respond(request.id, await self._dispatch(request, progress))
         except HotswapError as e:
-            response = error_response(request.id, e)
+            line = conn.fail(request.id, e)
         except Exception as e:  # a bug must not take the supervisor down
             self.supervisor.log(f"control request {request.op!r} failed: {e!r}")
-            response = error_response(
+            line = conn.fail(
                 request.id, ResourceError("supervisor_failed", f"{type(e).__name__}: {e}")
             )
-        try:
-            writer.write(encode(response))
-        except HotswapError as e:
-            writer.write(encode(error_response(request.id, e)))
+        writer.write(line)
         with contextlib.suppress(ConnectionError, OSError):
             await writer.drain()
 

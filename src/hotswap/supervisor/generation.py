@@ -24,14 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hotswap.control.protocol import (
-    Event,
-    LineBuffer,
-    Request,
-    Response,
-    decode,
-    encode,
-)
+from hotswap.control.connection import Closed, Connection, Fault, Incoming
+from hotswap.control.protocol import MAX_LINE, Event, Response
 from hotswap.errors import HotswapError, ResourceError
 from hotswap.release.config import ServiceSpec
 from hotswap.release.store import Release
@@ -59,8 +53,8 @@ class Generation:
     _writer: asyncio.StreamWriter | None = None
     _reader_task: asyncio.Task[None] | None = None
     _exit_task: asyncio.Task[None] | None = None
-    _pending: dict[int, asyncio.Future[Response]] = field(default_factory=dict)
-    _next_id: int = 1
+    _conn: Connection = field(default_factory=Connection)
+    _calls: dict[int, asyncio.Future[Response]] = field(default_factory=dict)
     _log_fd: int = -1
     _log_buf: bytearray = field(default_factory=bytearray)
     _closed: bool = False
@@ -98,14 +92,13 @@ class Generation:
 
     async def request(self, op: str, timeout: float | None = 10.0, **args: Any) -> Any:
         """Send a request on the channel and wait for its response."""
-        if self._writer is None or self._writer.is_closing():
+        if self._writer is None or self._writer.is_closing() or self._conn.closed:
             raise ResourceError("protocol_error", f"generation {self.number}'s channel is closed")
-        ident = self._next_id
-        self._next_id += 1
+        ident, line = self._conn.request(op, args)  # bad_request if args cannot be sent
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._pending[ident] = future
+        self._calls[ident] = future
         try:
-            self._writer.write(encode(Request(ident, op, args)))
+            self._writer.write(line)
             await self._writer.drain()
             response = await asyncio.wait_for(future, timeout)
         except (OSError, ConnectionError) as e:
@@ -117,16 +110,17 @@ class Generation:
                 "protocol_error", f"generation {self.number} did not answer {op!r} in {timeout}s"
             ) from None
         finally:
-            self._pending.pop(ident, None)
+            self._calls.pop(ident, None)
+            self._conn.forget(ident)
         return response.unwrap()
 
     def send_nowait(self, op: str, **args: Any) -> None:
         """Fire-and-forget request (its response is dropped)."""
         if self._writer is not None and not self._writer.is_closing():
-            ident = self._next_id
-            self._next_id += 1
             with contextlib.suppress(OSError, HotswapError):
-                self._writer.write(encode(Request(ident, op, args)))
+                ident, line = self._conn.request(op, args)
+                self._conn.forget(ident)
+                self._writer.write(line)
 
     def kill(self) -> None:
         self.process.kill()
@@ -268,7 +262,7 @@ class GenerationSpawner:
         gen._log_fd = log_r
         os.set_blocking(log_r, False)
         loop.add_reader(log_r, self._read_log, gen)
-        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=8 * 1024 * 1024)
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=MAX_LINE)
         gen._writer = writer
         gen._reader_task = asyncio.create_task(self._read_channel(gen, reader))
         loop.add_reader(process.pidfd, self._pidfd_ready, gen)
@@ -298,30 +292,37 @@ class GenerationSpawner:
         self.log(f"[{gen.label}] {line}")
 
     async def _read_channel(self, gen: Generation, reader: asyncio.StreamReader) -> None:
-        buf = LineBuffer()
         try:
-            while data := await reader.read(65536):
-                for line in buf.feed(data):
-                    message = decode(line)
-                    if isinstance(message, Response):
-                        future = gen._pending.get(message.id)
-                        if future is not None and not future.done():
-                            future.set_result(message)
-                    elif isinstance(message, Event):
-                        self.on_event(gen, message.event, message.data)
-        except HotswapError as e:
-            self.on_event(gen, "protocol_error", {"error": e.to_json()})
-        except (OSError, ConnectionError):
-            pass
+            while not gen._conn.closed:
+                try:
+                    data = await reader.read(65536)
+                except (OSError, ConnectionError):
+                    data = b""
+                for message in gen._conn.feed(data):
+                    self._on_message(gen, message)
         except Exception as e:  # a bug here must not leave the generation unaccounted for
             self.log(f"[{gen.label}] channel reader failed: {e!r}")
             error = ResourceError("protocol_error", f"channel reader failed: {e!r}")
             self.on_event(gen, "protocol_error", {"error": error.to_json()})
-        for future in gen._pending.values():
-            if not future.done():
-                future.set_exception(
-                    ResourceError("protocol_error", f"generation {gen.number} went away")
-                )
+        finally:
+            gen._conn.close()
+            for future in gen._calls.values():
+                if not future.done():
+                    future.set_exception(ResourceError("protocol_error", f"{gen.label} went away"))
+
+    def _on_message(self, gen: Generation, message: Incoming) -> None:
+        if isinstance(message, Response):
+            future = gen._calls.get(message.id)
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif isinstance(message, Event):
+            self.on_event(gen, message.event, message.data)
+        elif isinstance(message, Fault):
+            # a generation that speaks something else is failed: stop reading it
+            gen._conn.close()
+            self.on_event(gen, "protocol_error", {"error": message.error.to_json()})
+        elif isinstance(message, Closed):
+            pass  # the loop ends; the calls still waiting are failed above
 
     def _pidfd_ready(self, gen: Generation) -> None:
         loop = asyncio.get_running_loop()
