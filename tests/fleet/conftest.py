@@ -104,3 +104,6 @@ def run_cli(
         check=False,
         env={**os.environ, **(env or {})},
     )
+
+
+from tests.fleet.ansible_env import ansible  # noqa: E402, F401 (a fixture)
