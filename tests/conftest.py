@@ -7,6 +7,7 @@ project, stamps the version into its pyproject and package, and runs the real
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -16,6 +17,15 @@ from pathlib import Path
 import pytest
 
 from hotswap.release.build import BuildResult, build
+
+# pytest keeps only a user's three newest numbered temp dirs, removing older ones, even those of
+# a run still going: two checkouts testing at once on one machine delete each other's tmp_path.
+# Each checkout gets its own temp root (set before pytest computes its base temp).
+_TEMPROOT = Path("/tmp") / (
+    "hotswap-tests-" + hashlib.sha256(bytes(Path(__file__).parent)).hexdigest()[:10]
+)
+_TEMPROOT.mkdir(mode=0o700, exist_ok=True)
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMPROOT))
 
 FIXTURE_APP = Path(__file__).parent / "fixtures" / "app"
 SOURCE_DATE_EPOCH = "1700000000"
