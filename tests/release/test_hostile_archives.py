@@ -397,6 +397,72 @@ CASES: dict[str, Case] = {
     "manifest-bad-app": Case(
         archive(edit(set_path("app.entry", "not an entry"))), "manifest_invalid", "app"
     ),
+    "manifest-created-nan": Case(
+        archive(edit(set_path("created", float("nan")))), "manifest_invalid", "NaN is not JSON"
+    ),
+    "manifest-created-string": Case(
+        archive(edit(set_path("created", "tomorrow"))), "manifest_invalid", "created"
+    ),
+    "manifest-created-huge": Case(
+        archive(edit(set_path("created", 1e20))), "manifest_invalid", "created"
+    ),
+    "manifest-created-2-40": Case(
+        archive(edit(set_path("created", 2**40))), "manifest_invalid", "created"
+    ),
+    "manifest-created-negative": Case(
+        archive(edit(set_path("created", -1))), "manifest_invalid", "created"
+    ),
+    "manifest-created-bool": Case(
+        archive(edit(set_path("created", True))), "manifest_invalid", "created"
+    ),
+    "manifest-deeply-nested-json": Case(
+        archive(forge.replace_member(base(), "RELEASE.json", data=b"[" * 200_000 + b"]" * 200_000)),
+        "manifest_invalid",
+        "nested too deeply",
+    ),
+    "manifest-infinity": Case(
+        archive(forge.replace_member(base(), "RELEASE.json", data=b'{"created": Infinity}')),
+        "manifest_invalid",
+        "not JSON",
+    ),
+    "manifest-distributions-not-objects": Case(
+        archive(edit(set_path("distributions", [1]))), "manifest_invalid", "distributions"
+    ),
+    "manifest-tags-unhashable": Case(
+        archive(edit(set_path("distributions.0.tags", [["py3-none-any"]]))),
+        "manifest_invalid",
+        "tags",
+    ),
+    "manifest-name-not-a-string": Case(
+        archive(edit(set_path("name", 5))), "manifest_invalid", "name"
+    ),
+    "manifest-builder-not-an-object": Case(
+        archive(edit(set_path("builder", [1]))), "manifest_invalid", "builder"
+    ),
+    "manifest-python-nested": Case(
+        archive(edit(set_path("python.version", {"major": 3}))), "manifest_invalid", "python"
+    ),
+    "manifest-record-sha256-not-hex": Case(
+        archive(edit(set_path("record.sha256", "z" * 64))), "manifest_invalid", "record"
+    ),
+    "manifest-record-files-bool": Case(
+        archive(edit(set_path("record.files", True))), "manifest_invalid", "record"
+    ),
+    "record-size-superscript-digit": Case(
+        archive(with_record(_base_record("lib/demo/x.py,sha256=" + "A" * 43 + ",\u00b2\n"))),
+        "record_invalid",
+        "bad hash or size",
+    ),
+    "record-size-arabic-indic-digits": Case(
+        archive(with_record(_base_record("lib/demo/x.py,sha256=" + "A" * 43 + ",\u0663\n"))),
+        "record_invalid",
+        "bad hash or size",
+    ),
+    "record-field-over-csv-limit": Case(
+        archive(with_record(_base_record("lib/demo/x.py,sha256=" + "A" * 200_000 + ",1\n"))),
+        "record_invalid",
+        "CSV",
+    ),
     # -- the interpreter
     "interpreter-cache-tag": Case(
         archive(edit(set_path("python.cache_tag", "cpython-99"))),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hotswap.errors import HotswapError, ResourceError, UsageError
+from hotswap.errors import HotswapError, UsageError
 from hotswap.release.store import (
     STAGING_PREFIX,
     Release,
@@ -153,15 +153,6 @@ def test_state_json_write_is_atomic(tmp_path: Path) -> None:
         write_json_atomic(path, {"current": "b", "zz": object()})
     assert json.loads(path.read_text()) == {"current": "a"}
     assert os.listdir(tmp_path) == ["state.json"]
-
-
-def test_unreadable_state_json_is_io_error(store: ReleaseStore) -> None:
-    store.ensure()
-    store.state_file.write_text("{half")
-    with pytest.raises(ResourceError) as caught:
-        store.read_state()
-    assert caught.value.code == "io_error"
-    assert "state.json" in caught.value.message
 
 
 # -- retention ------------------------------------------------------------------------------

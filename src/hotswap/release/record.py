@@ -51,6 +51,8 @@ def hash_file(path: str | os.PathLike[str]) -> Entry:
     return Entry(encode_digest(digest), size)
 
 
+_DIGEST = re.compile(r"sha256=[A-Za-z0-9_-]{43}")
+_SIZE = re.compile(r"[0-9]{1,19}")  # ASCII digits only ("²".isdigit() is true)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
@@ -131,20 +133,27 @@ def loads(data: bytes) -> dict[str, Entry]:
     except UnicodeDecodeError as e:
         raise ReleaseError("record_invalid", f"RECORD is not UTF-8: {e}") from None
     entries: dict[str, Entry] = {}
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), 1):
-        if len(row) != 3:
-            raise ReleaseError("record_invalid", f"RECORD line {lineno} has {len(row)} fields")
-        name, digest, size = row
-        if name == RECORD_NAME and not digest and not size:
-            continue
-        if not is_safe_relpath(name):
-            raise ReleaseError("record_invalid", f"RECORD line {lineno}: unsafe path {name!r}")
-        if name in entries:
-            raise ReleaseError("record_invalid", f"RECORD lists {name!r} twice")
-        if not digest.startswith("sha256=") or len(digest) != 50 or not size.isdigit():
-            raise ReleaseError("record_invalid", f"RECORD line {lineno}: bad hash or size")
-        entries[name] = Entry(digest, int(size))
+    try:
+        for lineno, row in enumerate(csv.reader(io.StringIO(text)), 1):
+            _add_row(entries, lineno, row)
+    except csv.Error as e:  # a field over csv's size limit, a NUL, a stray quote
+        raise ReleaseError("record_invalid", f"RECORD is not valid CSV: {e}") from None
     return entries
+
+
+def _add_row(entries: dict[str, Entry], lineno: int, row: list[str]) -> None:
+    if len(row) != 3:
+        raise ReleaseError("record_invalid", f"RECORD line {lineno} has {len(row)} fields")
+    name, digest, size = row
+    if name == RECORD_NAME and not digest and not size:
+        return
+    if not is_safe_relpath(name):
+        raise ReleaseError("record_invalid", f"RECORD line {lineno}: unsafe path {shown(name)}")
+    if name in entries:
+        raise ReleaseError("record_invalid", f"RECORD lists {shown(name)} twice")
+    if not _DIGEST.fullmatch(digest) or not _SIZE.fullmatch(size):
+        raise ReleaseError("record_invalid", f"RECORD line {lineno}: bad hash or size")
+    entries[name] = Entry(digest, int(size))
 
 
 def write(root: Path, entries: Mapping[str, Entry]) -> bytes:

@@ -18,7 +18,6 @@ State dir resolution: :func:`hotswap.fsutil.resolve_state_dir`.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
 import sys
@@ -35,7 +34,7 @@ from hotswap.fsutil import remove_tree as remove_tree  # re-exported
 from hotswap.fsutil import resolve_state_dir as resolve_state_dir  # re-exported
 from hotswap.release import extract, interpreter, verify
 from hotswap.release.archive import sha256_file
-from hotswap.release.manifest import RELEASE_ID, Manifest
+from hotswap.release.manifest import RELEASE_ID, Manifest, parse_json
 from hotswap.release.record import MANIFEST_NAME
 
 STATE_NAME = "state.json"
@@ -43,6 +42,7 @@ RELEASES = "releases"
 STAGING_PREFIX = ".staging-"
 DEFAULT_KEEP = 5
 HISTORY_MAX = 50
+STATE_MAX_BYTES = 16 * 1024**2
 
 
 def is_tarball_ref(ref: str) -> bool:
@@ -210,29 +210,33 @@ class ReleaseStore:
     def _index_path(self) -> Path:
         return self.releases_dir / ".tarballs.json"
 
-    def _known(self, tarball: Path, expected_sha256: str | None) -> Release | None:
+    def _read_index(self) -> dict[str, str]:
+        """The index, with anything malformed in it ignored (it is only a shortcut)."""
         try:
-            index = json.loads(self._index_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            index = parse_json(self._index_path.read_bytes(), ".tarballs.json", "manifest_invalid")
+        except (OSError, ReleaseError):
+            return {}
+        if not isinstance(index, dict):
+            return {}
+        return {k: v for k, v in index.items() if isinstance(v, str) and RELEASE_ID.match(v)}
+
+    def _known(self, tarball: Path, expected_sha256: str | None) -> Release | None:
+        index = self._read_index()
+        if not index or not tarball.is_file():
             return None
-        if not isinstance(index, dict) or not tarball.is_file():
-            return None
-        expected = expected_sha256.lower() if expected_sha256 else verify.read_sidecar(tarball)
+        expected = verify.expected_digest(tarball, expected_sha256)
         if expected not in index:
             return None
         actual = sha256_file(tarball)
         if actual != expected:
             raise verify.checksum_mismatch(tarball, actual, expected)
-        release = self.find(str(index[actual]))
+        release = self.find(index[actual])
         if release is not None:
             interpreter.check(release.manifest.python, release.manifest.distributions)
         return release
 
     def _remember(self, sha256: str, release_id: str) -> None:
-        try:
-            index = json.loads(self._index_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            index = {}
+        index = self._read_index()
         live = {r.id for r in self.releases()}
         index = {k: v for k, v in index.items() if v in live}
         index[sha256] = release_id
@@ -286,28 +290,90 @@ class ReleaseStore:
                     continue
                 try:
                     out.append(Release(entry.name, entry, Manifest.load(entry)))
-                except ReleaseError:
-                    continue
+                except ReleaseError as e:
+                    self.warn(f"skipping release {entry.name}: {e}")
         out.sort(key=lambda r: (r.manifest.created, r.id), reverse=True)
         return out
 
     # -- state.json -----------------------------------------------------------------------
 
     def read_state(self) -> dict[str, Any]:
+        """``current``, ``previous`` (ids or None) and ``history`` (a list of objects). A file
+        that is not JSON or not of that shape is moved aside (``state.json.corrupt-<time>``)
+        with a warning and read as empty, so that an explicit release can still start; history
+        entries that are not objects are dropped."""
+        empty: dict[str, Any] = {"current": None, "previous": None, "history": []}
         try:
-            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+            with open(self.state_file, "rb") as f:
+                data = f.read(STATE_MAX_BYTES + 1)
         except FileNotFoundError:
-            return {"current": None, "previous": None, "history": []}
-        except (OSError, ValueError) as e:
+            return empty
+        except OSError as e:
             raise ResourceError("io_error", f"{self.state_file} is unreadable: {e}") from None
-        data.setdefault("current", None)
-        data.setdefault("previous", None)
-        data.setdefault("history", [])
-        return dict(data)
+        try:
+            if len(data) > STATE_MAX_BYTES:
+                raise ReleaseError("manifest_invalid", f"it is over {STATE_MAX_BYTES} bytes")
+            state = parse_json(data, STATE_NAME, "manifest_invalid")
+            if not isinstance(state, dict):
+                raise ReleaseError("manifest_invalid", "it is not a JSON object")
+            for key in ("current", "previous"):
+                value = state.setdefault(key, None)
+                if value is not None and not (isinstance(value, str) and RELEASE_ID.match(value)):
+                    raise ReleaseError("manifest_invalid", f"its '{key}' is {value!r:.80}")
+        except ReleaseError as e:
+            self._move_aside(e.message)
+            return empty
+        history = state.setdefault("history", [])
+        if not isinstance(history, list):
+            self.warn(f"{self.state_file}: 'history' is not a list; ignored")
+            history = []
+        state["history"] = [entry for entry in history if isinstance(entry, dict)]
+        return dict(state)
+
+    def _move_aside(self, why: str) -> None:
+        aside = self.state_file.with_name(
+            f"{STATE_NAME}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        )
+        try:
+            os.replace(self.state_file, aside)
+        except OSError as e:
+            self.warn(f"{self.state_file} is corrupt ({why}) and could not be moved aside: {e}")
+            return
+        self.warn(
+            f"{self.state_file} is corrupt ({why}): moved aside to {aside.name}; "
+            "no release is current"
+        )
 
     def current(self) -> Release | None:
-        current = self.read_state()["current"]
-        return self.get(current) if current else None
+        """The current release (None when nothing is deployed). When it is missing from the
+        store or unreadable, the previous one, with a warning; ``release_not_found`` when
+        neither is there."""
+        state = self.read_state()
+        current, previous = state["current"], state["previous"]
+        if not current:
+            return None
+        for release_id in (current, previous):
+            if not release_id:
+                continue
+            try:
+                release = self.find(release_id)
+            except ReleaseError as e:
+                self.warn(f"release {release_id} is unusable: {e}")
+                continue
+            if release is None:
+                self.warn(f"release {release_id} is not in {self.releases_dir}")
+                continue
+            if release_id != current:
+                self.warn(
+                    f"the current release is gone; falling back to the previous one, {previous}"
+                )
+            return release
+        raise UsageError(
+            "release_not_found",
+            f"the current release {current!r} is not in {self.releases_dir}"
+            + (f", nor the previous one {previous!r}" if previous else ""),
+            release=current,
+        )
 
     def set_current(
         self,

@@ -23,6 +23,7 @@ refused *before anything is written*; a bad archive leaves no trace. In order:
 from __future__ import annotations
 
 import hashlib
+import re
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ HEADER_ALLOWANCE = 4 * 512  # stream bytes per entry beyond its data: headers, p
 # RECORD cannot list itself with a hash, and RELEASE.json pins RECORD's sha256, so neither is
 # in RECORD: RECORD is checked against the manifest, the manifest against the scanned bytes.
 _UNRECORDED = frozenset({RECORD_NAME, MANIFEST_NAME})
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError, ValueError)
 
 
@@ -101,6 +103,17 @@ def read_sidecar(tarball: Path) -> str:
     return digest
 
 
+def expected_digest(tarball: Path, given: object) -> str:
+    """The sha256 the caller gave (64 hex digits, any case), else the sidecar's."""
+    if given is None or given == "":
+        return read_sidecar(tarball)
+    if not isinstance(given, str) or not _HEX64.fullmatch(given.lower()):
+        raise UsageError(
+            "bad_config", f"sha256 must be 64 hex digits, not {given!r:.80}", field="sha256"
+        )
+    return given.lower()
+
+
 def checksum_mismatch(tarball: Path, actual: str, expected: str) -> ReleaseError:
     return ReleaseError(
         "checksum_mismatch",
@@ -123,7 +136,7 @@ def scan(
     """First pass: outer checksum, every header and every file's hash, writing nothing."""
     if not tarball.is_file():
         raise UsageError("release_not_found", f"{tarball} does not exist", path=str(tarball))
-    expected = expected_sha256.lower() if expected_sha256 else read_sidecar(tarball)
+    expected = expected_digest(tarball, expected_sha256)
     members: list[Member] = []
     meta: dict[str, bytes] = {}
     digests: dict[str, str] = {}

@@ -200,13 +200,13 @@ class Supervisor:
     def _initial_ref(self) -> str:
         if self.initial_release:
             return self.initial_release
-        current = self.store.read_state()["current"]
-        if not current:
+        current = self.store.current()  # falls back to previous when current is gone
+        if current is None:
             raise UsageError(
                 "release_not_found",
                 f"nothing is deployed in {self.state_dir} yet: give a release tarball to run",
             )
-        return str(current)
+        return current.id
 
     async def _signal_loop(self) -> None:
         while True:

@@ -1,0 +1,170 @@
+"""The store never trips over what is on its disk: a corrupt state.json, a release whose
+manifest is bad, a current release that is gone, a malformed index or argument. Each ends in
+a stable code or a warning and a fallback, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from hotswap.errors import HotswapError, UsageError
+from hotswap.release.store import Release, ReleaseStore
+from tests.release import forge
+
+T0 = 1_700_000_000
+
+
+def forged(tmp_path: Path, n: int) -> Path:
+    out = tmp_path / "in"
+    out.mkdir(exist_ok=True)
+    members = forge.release_members(version=f"1.{n}", created=T0 + 3600 * n)
+    return forge.write_archive(out / f"demo-1.{n}.tar.gz", members)
+
+
+@pytest.fixture
+def warnings() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def store(tmp_path: Path, warnings: list[str]) -> ReleaseStore:
+    store = ReleaseStore(tmp_path / "state", keep=1, warn=warnings.append)
+    store.ensure()
+    return store
+
+
+def poison(release: Release, **fields: object) -> None:
+    """Rewrite an unpacked release's manifest (as an older hotswap could have let in)."""
+    path = release.root / "RELEASE.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(fields)
+    os.chmod(release.root, 0o755)
+    os.chmod(path, 0o644)
+    path.write_text(json.dumps(manifest))
+
+
+# -- state.json -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"{half", id="truncated"),
+        pytest.param(b"[]", id="a-list"),
+        pytest.param(b"null", id="null"),
+        pytest.param(b'{"current": 5}', id="current-an-int"),
+        pytest.param(b'{"current": "../../etc"}', id="current-not-an-id"),
+        pytest.param(b'{"previous": ["x"]}', id="previous-a-list"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="nested-100k"),
+        pytest.param(b"\xff\xfe", id="not-utf8"),
+    ],
+)
+def test_a_corrupt_state_json_is_moved_aside_with_a_warning(
+    content: bytes, store: ReleaseStore, warnings: list[str], tmp_path: Path
+) -> None:
+    store.state_file.write_bytes(content)
+    state = store.read_state()
+    assert state == {"current": None, "previous": None, "history": []}
+    assert not store.state_file.exists()
+    aside = [p for p in store.state_dir.iterdir() if p.name.startswith("state.json.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == content
+    assert len(warnings) == 1 and "moved aside" in warnings[0], warnings
+    # and an explicit release still deploys on top of it
+    release = store.unpack(forged(tmp_path, 1))
+    assert store.set_current(release.id, how="initial")["current"] == release.id
+
+
+def test_history_of_the_wrong_shape_is_dropped_not_fatal(
+    store: ReleaseStore, tmp_path: Path, warnings: list[str]
+) -> None:
+    release = store.unpack(forged(tmp_path, 1))
+    store.state_file.write_text(json.dumps({"current": release.id, "history": [1, {"a": 1}]}))
+    assert store.read_state()["history"] == [{"a": 1}]
+    store.state_file.write_text(json.dumps({"current": release.id, "history": 5}))
+    assert store.read_state()["history"] == []
+    state = store.set_current(release.id, how="rollback")
+    assert state["current"] == release.id and len(state["history"]) == 1
+    assert any("history" in w for w in warnings)
+
+
+def test_a_missing_current_falls_back_to_previous(
+    store: ReleaseStore, tmp_path: Path, warnings: list[str]
+) -> None:
+    one, two = (store.unpack(forged(tmp_path, n)) for n in (1, 2))
+    store.set_current(one.id, how="initial")
+    store.set_current(two.id, how="blue-green")
+    forge_gone = store.releases_dir / two.id
+    os.chmod(forge_gone, 0o755)
+    os.rename(forge_gone, tmp_path / "gone")
+    current = store.current()
+    assert current is not None and current.id == one.id
+    assert any("falling back" in w for w in warnings), warnings
+
+
+def test_neither_current_nor_previous_in_the_store_is_release_not_found(
+    store: ReleaseStore,
+) -> None:
+    store.state_file.write_text(
+        json.dumps({"current": "1.0-000000000000", "previous": "0.9-000000000000"})
+    )
+    with pytest.raises(UsageError) as caught:
+        store.current()
+    assert caught.value.code == "release_not_found"
+    assert "0.9-000000000000" in caught.value.message
+
+
+# -- a poisoned store -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"created": "tomorrow"}, id="created-a-string"),
+        pytest.param({"created": 1e20}, id="created-huge"),
+        pytest.param({"distributions": [1]}, id="distributions-not-objects"),
+        pytest.param({"format": "hotswap-release/99"}, id="another-format"),
+    ],
+)
+def test_a_release_with_a_bad_manifest_is_skipped_never_fatal(
+    fields: dict[str, object], store: ReleaseStore, tmp_path: Path, warnings: list[str]
+) -> None:
+    """The audit's poisoned store: with `created: "tomorrow"` in one release, `releases()`,
+    every later unpack (which lists the store) and pruning raised. Now that release is
+    skipped with a warning and the rest of the store works."""
+    bad = store.unpack(forged(tmp_path, 1))
+    poison(bad, **fields)
+    good = [store.unpack(forged(tmp_path, n)) for n in (2, 3, 4)]
+    assert [r.id for r in store.releases()] == [r.id for r in reversed(good)]
+    assert any(bad.id in w for w in warnings), warnings
+    store.set_current(good[0].id, how="initial")
+    store.set_current(good[2].id, how="blue-green")  # prunes with keep=1
+    assert {r.id for r in store.releases()} == {good[0].id, good[2].id}
+    with pytest.raises(HotswapError) as caught:
+        store.get(bad.id)
+    assert caught.value.code == "manifest_invalid"
+
+
+def test_a_malformed_tarball_index_is_ignored(store: ReleaseStore, tmp_path: Path) -> None:
+    tarball = forged(tmp_path, 1)
+    release = store.unpack(tarball)
+    index = store.releases_dir / ".tarballs.json"
+    sha = tarball.with_name(tarball.name + ".sha256").read_text().split()[0]
+    for content in ("[1]", json.dumps({sha: ["x"]}), "{" * 50_000, "nonsense"):
+        index.write_text(content)
+        assert store.unpack(tarball).id == release.id
+        store.unpack(forged(tmp_path, 2))  # _remember copes with it too
+
+
+@pytest.mark.parametrize("sha256", [5, "x" * 64, "ab", ["a"]])
+def test_a_malformed_sha256_argument_is_a_usage_error(
+    sha256: object, store: ReleaseStore, tmp_path: Path
+) -> None:
+    tarball = forged(tmp_path, 1)
+    for run in (store.unpack, store.inspect):
+        with pytest.raises(UsageError) as caught:
+            run(tarball, expected_sha256=sha256)  # type: ignore[arg-type]
+        assert caught.value.code == "bad_config"
+        assert "sha256" in caught.value.message
