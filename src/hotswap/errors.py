@@ -113,11 +113,15 @@ class HotswapError(Exception):
         """Rebuild an error sent over the control socket, keeping its class and code."""
         code = str(data.get("code", "supervisor_failed"))
         message = str(data.get("message", ""))
-        details = data.get("details") or {}
+        details = data.get("details")
+        error: HotswapError = ResourceError("supervisor_failed", f"{code}: {message}")
         for cls in (UsageError, ReleaseError, ChildError, ResourceError):
             if code in cls.codes:
-                return cls(code, message, **details)
-        return ResourceError("supervisor_failed", f"{code}: {message}", **details)
+                error = cls(code, message)
+                break
+        # set, not passed as keywords: a peer's details may hold a "code" or "message" key
+        error.details = dict(details) if isinstance(details, dict) else {}
+        return error
 
 
 class UsageError(HotswapError):

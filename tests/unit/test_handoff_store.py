@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hotswap.errors import UsageError
+from hotswap.errors import ResourceError, UsageError
+from hotswap.supervisor import handoff
 from hotswap.supervisor.handoff import BEFORE_CUTOVER_KEY, MAX_VALUE, HandoffStore
 
 
@@ -51,3 +57,74 @@ def test_look_alikes_of_the_bytes_escape_come_back_as_they_were_put(tmp_path: Pa
         for key, value in values.items():
             assert again.get(key) == value
         assert again.get_all() == values
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a 64 KiB tmpfs (needs root and CAP_SYS_ADMIN), unmounted afterwards."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(directory: Path) -> None:
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+
+
+def _changes_nothing(store: HandoffStore, path: Path) -> None:
+    with pytest.raises(ResourceError) as put:
+        store.put("k", "new value " * 200)
+    assert put.value.code == "io_error"
+    with pytest.raises(ResourceError) as delete:
+        store.delete("kept")
+    assert delete.value.code == "io_error"
+    assert store.get("k") == "old" and store.get_all() == {"k": "old", "kept": 1}
+
+
+def test_a_put_that_cannot_be_saved_on_a_full_disk_changes_nothing(full_disk: Path) -> None:
+    path = full_disk / "handoff.json"
+    store = HandoffStore(path)
+    store.put("k", "old")
+    store.put("kept", 1)
+    _fill(full_disk)
+    _changes_nothing(store, path)
+    assert HandoffStore(path).get_all() == {"k": "old", "kept": 1}
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "handoff.json"]
+
+
+def test_a_put_that_cannot_be_saved_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "handoff.json"
+    store = HandoffStore(path)
+    store.put("k", "old")
+    store.put("kept", 1)
+
+    def no_space(_path: Path, _data: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(handoff, "write_json_atomic", no_space)  # the file seam
+    _changes_nothing(store, path)
+    monkeypatch.undo()
+    assert HandoffStore(path).get_all() == {"k": "old", "kept": 1}
+    store.put("k", "saved")  # the store still works once the disk does
+    assert HandoffStore(path).get("k") == "saved"

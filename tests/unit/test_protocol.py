@@ -110,3 +110,23 @@ def test_deeply_nested_json_is_a_protocol_error() -> None:
     with pytest.raises(ResourceError) as caught:
         decode(b"\xff\xfe not utf-8")
     assert caught.value.code == "protocol_error"
+
+
+@pytest.mark.parametrize(
+    ("details", "kept"),
+    [
+        (
+            {"code": "x", "message": "y", "phase": "boot"},
+            {"code": "x", "message": "y", "phase": "boot"},
+        ),
+        (["not", "an", "object"], {}),
+        (None, {}),
+    ],
+)
+def test_an_error_from_a_peer_keeps_its_class_whatever_its_details_hold(
+    details: object, kept: dict[str, object]
+) -> None:
+    for code, cls in (("boot_failed", ChildError), ("no_such_code", ResourceError)):
+        error = HotswapError.from_json({"code": code, "message": "m", "details": details})
+        assert type(error) is cls and error.details == kept
+    assert HotswapError.from_json({"code": "boot_failed", "message": "m"}).code == "boot_failed"

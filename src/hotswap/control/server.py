@@ -7,26 +7,67 @@ can execute code: the protocol is JSON (``control.protocol``), never pickle.
 
 Each connection is served on its own task, so ``status`` and the handoff store answer at once
 while an ``upgrade`` on another connection streams its phases (promise 4).
+
+Every op's arguments are checked here, field by field (a missing or mistyped field, or one the
+op does not take, is ``bad_request`` naming it), and the supervisor is called with those
+validated values only: nothing a client sends reaches a generation unchecked. What the server
+calls on the supervisor is :class:`Steerable`, so it depends on an interface, not on the
+supervisor's module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
+import re
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hotswap.control.connection import Connection, Fault
 from hotswap.control.protocol import MAX_LINE, Request
 from hotswap.errors import HotswapError, ResourceError, UsageError
-
-if TYPE_CHECKING:
-    from hotswap.supervisor.core import Supervisor
+from hotswap.supervisor.handoff import HandoffStore
 
 _UCRED = struct.Struct("3i")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+MAX_SUSPEND_TIMEOUT = 3600.0
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Steerable(Protocol):
+    """What the control server calls on the supervisor."""
+
+    @property
+    def handoff(self) -> HandoffStore: ...
+
+    def log(self, message: str) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def upgrade(
+        self,
+        ref: str,
+        *,
+        how: str = ...,
+        sha256: str | None = ...,
+        progress: Progress | None = ...,
+    ) -> dict[str, Any]: ...
+
+    async def rollback(self, *, progress: Progress | None = ...) -> dict[str, Any]: ...
+
+    async def hot_upgrade(
+        self, ref: str, *, sha256: str | None = ..., options: dict[str, Any] | None = ...
+    ) -> dict[str, Any]: ...
+
+    async def call_service(
+        self, name: str, method: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> Any: ...
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -37,7 +78,7 @@ def peer_uid(sock: socket.socket) -> int:
 
 
 class ControlServer:
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: Steerable) -> None:
         self.supervisor = supervisor
         self._server: asyncio.base_events.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
@@ -109,53 +150,145 @@ class ControlServer:
         with contextlib.suppress(ConnectionError, OSError):
             await writer.drain()
 
-    async def _dispatch(self, request: Request, progress: Any) -> Any:
-        sup = self.supervisor
-        args = request.args
-        op = request.op
-        if op == "ping":
-            import hotswap
+    async def _dispatch(self, request: Request, progress: Progress) -> Any:
+        entry = _OPS.get(request.op)
+        if entry is None:
+            raise UsageError("bad_request", f"unknown control op {request.op!r}")
+        fields, run = entry
+        unknown = sorted(set(request.args) - fields)
+        if unknown:
+            raise UsageError(
+                "bad_request", f"{request.op} does not take {', '.join(map(repr, unknown))}"
+            )
+        return await run(self.supervisor, Args(request.op, request.args), progress)
 
-            return {"pid": os.getpid(), "hotswap": hotswap.__version__}
-        if op == "status":
-            return sup.status()
-        if op == "upgrade":
-            ref = _string(args, "release")
-            return await sup.upgrade(
-                ref, how="blue-green", sha256=args.get("sha256"), progress=progress
-            )
-        if op == "rollback":
-            previous = sup.store.read_state()["previous"]
-            if not previous:
-                raise UsageError(
-                    "no_previous_release", "there is no previous release to roll back to"
-                )
-            return await sup.upgrade(str(previous), how="rollback", progress=progress)
-        if op == "hot_upgrade":
-            ref = _string(args, "release")
-            return await sup.hot_upgrade(ref, sha256=args.get("sha256"), options=args)
-        if op == "service.call":
-            call_args = args.get("args", [])
-            call_kwargs = args.get("kwargs", {})
-            if not isinstance(call_args, list) or not isinstance(call_kwargs, dict):
-                raise UsageError("bad_request", "service.call needs list args and object kwargs")
-            return await sup.call_service(
-                _string(args, "name"), _string(args, "method"), call_args, call_kwargs
-            )
-        if op == "handoff.put":
-            sup.handoff.put(_string(args, "key"), args.get("value"))
+
+class Args:
+    """One request's arguments, read field by field: each read checks the type (and range)
+    and names the field when it is wrong."""
+
+    def __init__(self, op: str, raw: dict[str, Any]) -> None:
+        self.op = op
+        self.raw = raw
+
+    def _bad(self, key: str, want: str) -> UsageError:
+        got = type(self.raw.get(key)).__name__ if key in self.raw else "nothing"
+        return UsageError("bad_request", f"{self.op}: {key!r} must be {want}, not {got}")
+
+    def string(self, key: str) -> str:
+        value = self.raw.get(key)
+        if not isinstance(value, str) or not value:
+            raise self._bad(key, "a non-empty string")
+        return value
+
+    def sha256(self, key: str = "sha256") -> str | None:
+        value = self.raw.get(key)
+        if value is None:
             return None
-        if op == "handoff.get":
-            return sup.handoff.get(_string(args, "key"))
-        if op == "handoff.get_all":
-            return sup.handoff.get_all()
-        if op == "handoff.delete":
-            return sup.handoff.delete(_string(args, "key"))
-        raise UsageError("bad_request", f"unknown control op {op!r}")
+        if not isinstance(value, str) or not _SHA256.fullmatch(value):
+            raise self._bad(key, "64 hex digits")
+        return value
+
+    def number(self, key: str, default: float, *, low: float, high: float) -> float:
+        value = self.raw.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._bad(key, "a number")
+        if not math.isfinite(value) or not low < value <= high:
+            raise UsageError(
+                "bad_request", f"{self.op}: {key!r} must be in ({low:g}, {high:g}], not {value}"
+            )
+        return float(value)
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        value = self.raw.get(key, default)
+        if not isinstance(value, bool):
+            raise self._bad(key, "true or false")
+        return value
+
+    def array(self, key: str) -> list[Any]:
+        value = self.raw.get(key, [])
+        if not isinstance(value, list):
+            raise self._bad(key, "a list")
+        return value
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value = self.raw.get(key, {})
+        if not isinstance(value, dict):
+            raise self._bad(key, "an object")
+        return value
+
+    def value(self, key: str) -> Any:
+        return self.raw.get(key)
 
 
-def _string(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str) or not value:
-        raise UsageError("bad_request", f"the request needs a string {key!r}")
-    return value
+Op = Callable[[Steerable, Args, Progress], Awaitable[Any]]
+
+
+async def _ping(_sup: Steerable, _args: Args, _progress: Progress) -> Any:
+    import hotswap
+
+    return {"pid": os.getpid(), "hotswap": hotswap.__version__}
+
+
+async def _status(sup: Steerable, _args: Args, _progress: Progress) -> Any:
+    return sup.status()
+
+
+async def _upgrade(sup: Steerable, args: Args, progress: Progress) -> Any:
+    ref, sha256 = args.string("release"), args.sha256()
+    return await sup.upgrade(ref, how="blue-green", sha256=sha256, progress=progress)
+
+
+async def _rollback(sup: Steerable, _args: Args, progress: Progress) -> Any:
+    return await sup.rollback(progress=progress)
+
+
+async def _hot_upgrade(sup: Steerable, args: Args, _progress: Progress) -> Any:
+    ref, sha256 = args.string("release"), args.sha256()
+    options = {
+        "suspend_timeout": args.number("suspend_timeout", 3.0, low=0.0, high=MAX_SUSPEND_TIMEOUT),
+        "allow_dependency_changes": args.flag("allow_dependency_changes"),
+    }
+    return await sup.hot_upgrade(ref, sha256=sha256, options=options)
+
+
+async def _service_call(sup: Steerable, args: Args, _progress: Progress) -> Any:
+    name, method = args.string("name"), args.string("method")
+    return await sup.call_service(name, method, args.array("args"), args.mapping("kwargs"))
+
+
+async def _handoff_put(sup: Steerable, args: Args, _progress: Progress) -> Any:
+    sup.handoff.put(args.string("key"), args.value("value"))
+    return None
+
+
+async def _handoff_get(sup: Steerable, args: Args, _progress: Progress) -> Any:
+    return sup.handoff.get(args.string("key"))
+
+
+async def _handoff_get_all(sup: Steerable, _args: Args, _progress: Progress) -> Any:
+    return sup.handoff.get_all()
+
+
+async def _handoff_delete(sup: Steerable, args: Args, _progress: Progress) -> Any:
+    return sup.handoff.delete(args.string("key"))
+
+
+# op -> (the fields it takes, what it does)
+_OPS: dict[str, tuple[frozenset[str], Op]] = {
+    "ping": (frozenset(), _ping),
+    "status": (frozenset(), _status),
+    "upgrade": (frozenset({"release", "sha256"}), _upgrade),
+    "rollback": (frozenset(), _rollback),
+    "hot_upgrade": (
+        frozenset({"release", "sha256", "suspend_timeout", "allow_dependency_changes"}),
+        _hot_upgrade,
+    ),
+    "service.call": (frozenset({"name", "method", "args", "kwargs"}), _service_call),
+    "handoff.put": (frozenset({"key", "value"}), _handoff_put),
+    "handoff.get": (frozenset({"key"}), _handoff_get),
+    "handoff.get_all": (frozenset(), _handoff_get_all),
+    "handoff.delete": (frozenset({"key"}), _handoff_delete),
+}

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import hotswap
+from hotswap.control.server import ControlServer
 from hotswap.errors import ChildError, HotswapError, ReleaseError, ResourceError, UsageError
 from hotswap.release.config import ServiceSpec
 from hotswap.release.store import Release, ReleaseStore, is_tarball_ref
@@ -115,7 +116,7 @@ class Supervisor:
         self._spawn: GenerationSpawner | None = None
         self._restart_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._control: Any = None
+        self._control: ControlServer | None = None
         # the release and the new generation of the swap under way (the generation object
         # stays readable, with its output, after it has exited and left self.generations)
         self._swap_release: Release | None = None
@@ -137,8 +138,6 @@ class Supervisor:
     # -- life ----------------------------------------------------------------------------
 
     async def run(self) -> int:
-        from hotswap.control.server import ControlServer
-
         loop = asyncio.get_running_loop()
         self.store.ensure()
         self.store.clean_staging()
@@ -393,6 +392,13 @@ class Supervisor:
             if how in ("blue-green", "rollback", "restart"):
                 sd_notify("READY=1")
             trim_heap()
+
+    async def rollback(self, *, progress: Progress | None = None) -> dict[str, Any]:
+        """Blue-green back to the previous release (state.json's ``previous``)."""
+        previous = self.store.read_state()["previous"]
+        if not previous:
+            raise UsageError("no_previous_release", "there is no previous release to roll back to")
+        return await self.upgrade(str(previous), how="rollback", progress=progress)
 
     async def _drive(
         self,

@@ -2,7 +2,9 @@
 
 Generations read and write it through the control socket; it stays writable during an upgrade
 (the control server never waits behind one) and is persisted to ``handoff.json`` in the state
-dir on every change (atomic write), so a supervisor restart keeps it. Values are
+dir on every change (atomic write, before the change is made in memory: a put or delete that
+cannot be persisted, e.g. on a full disk, fails with ``io_error`` and changes nothing), so a
+supervisor restart keeps it. Values are
 JSON-compatible or bytes, at most ``MAX_VALUE`` bytes each once encoded and ``MAX_TOTAL`` in
 all. ``BEFORE_CUTOVER_KEY`` is reserved for the old generation's ``before_cutover`` result.
 """
@@ -57,9 +59,13 @@ class HandoffStore:
             raise UsageError("handoff_invalid", f"{key!r} is reserved for before_cutover")
         try:
             wire = to_wire(value)
+            size = _encoded_size(wire)
         except TypeError as e:
             raise UsageError("handoff_invalid", f"handoff value for {key!r}: {e}") from None
-        size = _encoded_size(wire)
+        except RecursionError:
+            raise UsageError(
+                "handoff_invalid", f"handoff value for {key!r} nests too deeply"
+            ) from None
         if size > MAX_VALUE:
             raise UsageError(
                 "handoff_too_large",
@@ -70,9 +76,9 @@ class HandoffStore:
             raise UsageError(
                 "handoff_too_large", f"the handoff store would hold {total} bytes (> {MAX_TOTAL})"
             )
+        self._save({**self._data, key: wire})
         self._data[key] = wire
         self._sizes[key] = size
-        self._save()
 
     def get(self, key: str) -> Any:
         self._check_key(key)
@@ -84,12 +90,20 @@ class HandoffStore:
 
     def delete(self, key: str) -> bool:
         self._check_key(key)
-        existed = self._data.pop(key, None) is not None
+        if key not in self._data:
+            return False
+        self._save({k: v for k, v in self._data.items() if k != key})
+        del self._data[key]
         self._sizes.pop(key, None)
-        if existed:
-            self._save()
-        return existed
+        return True
 
-    def _save(self) -> None:
-        if self._path is not None:
-            write_json_atomic(self._path, self._data)
+    def _save(self, data: dict[str, Any]) -> None:
+        """Persist ``data`` (what the store is about to hold); raises ``io_error``."""
+        if self._path is None:
+            return
+        try:
+            write_json_atomic(self._path, data)
+        except OSError as e:
+            raise ResourceError(
+                "io_error", f"the handoff store cannot be saved to {self._path}: {e}"
+            ) from None
