@@ -65,6 +65,7 @@ CHILD_CODES = frozenset(
         "hot_upgrade_failed",  # a hot upgrade step failed and was rolled back
         "hot_upgrade_refused",  # the change cannot be hot-applied; use blue-green
         "service_failed",  # a service method raised, or the service failed to start
+        "check_failed",  # the child of `hotswap check` died or timed out before a verdict
     }
 )
 RESOURCE_CODES = frozenset(

@@ -1,19 +1,28 @@
-"""``check(old, new)``: the verdict ``hotswap check OLD NEW`` prints, offline (nothing imported)."""
+"""``check(old, new)``: the verdict ``hotswap check OLD NEW`` prints, which is the live engine's:
+the old release is imported in a throwaway child (nothing imported here, nothing written)."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import sys
+import textwrap
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hotswap.errors import ReleaseError, UsageError
-from hotswap.hot import check
-from hotswap.hot.testing import write_release
+from hotswap.errors import ChildError, ReleaseError, UsageError
+from hotswap.hot import check, hot_upgrade
+from hotswap.hot.check import static_check
+from hotswap.hot.testing import running_release, write_release
 from hotswap.release import interpreter
 
-APP = {"distribution": "demo", "entry": "demo.main:app", "server": "uvicorn"}
+APP = {"distribution": "demo", "entry": "demo:app", "server": "uvicorn"}
+INIT = "def app(scope, receive, send): pass\n"
 PURE = {"purelib": True, "has_extensions": False, "tags": ["py3-none-any"]}
 
 
@@ -43,9 +52,12 @@ def _rel(
     app: dict[str, Any] | None = None,
     python: dict[str, Any] | None = None,
 ) -> Path:
+    files = files if files is not None else {"demo/__init__.py": "", "demo/main.py": "X = 1\n"}
+    if files.get("demo/__init__.py") == "":
+        files = {**files, "demo/__init__.py": INIT}
     return write_release(
         tmp / tag,
-        files if files is not None else {"demo/__init__.py": "", "demo/main.py": "X = 1\n"},
+        files,
         name="demo",
         version=version,
         distributions=dists if dists is not None else _dists(demo=version, attrs="23.1"),
@@ -183,3 +195,183 @@ def test_tampered_file_is_a_release_error(tmp_path: Path) -> None:
     with pytest.raises(ReleaseError) as err:
         check(old, new)
     assert err.value.code == "hash_mismatch"
+
+
+# -- check and the live engine agree (the check imports the old release in a child) -----------
+
+
+def _pkg_release(tmp: Path, tag: str, pkg: str, files: dict[str, str], version: str) -> Path:
+    out = {f"{pkg}/{rel}": textwrap.dedent(text) for rel, text in files.items()}
+    out.setdefault(f"{pkg}/__init__.py", "")
+    app = {"distribution": pkg, "entry": f"{pkg}:__name__", "server": "callable"}
+    return write_release(tmp / tag, out, name=pkg, version=version, app=app)
+
+
+def _live(r1: Path, r2: Path, pkg: str, modules: list[str]) -> tuple[bool, set[str]]:
+    """What the live engine does in a process that imported ``modules`` of ``r1``."""
+    with running_release(r1):
+        for m in [pkg, *modules]:
+            importlib.import_module(m)
+        try:
+            hot_upgrade(r2, current=r1)
+        except ChildError as exc:
+            assert exc.code == "hot_upgrade_refused", exc
+            return False, {r["code"] for r in exc.details["reasons"]}
+    return True, set()
+
+
+NAMEDTUPLE = """
+    import typing
+    class Pair(typing.NamedTuple):
+        key: typing.List
+        value: typing.Any
+"""
+META = """
+    class Meta(type):
+        def __new__(mcs, name, bases, ns):
+            cls = super().__new__(mcs, name, bases, ns)
+            cls.fields = [k for k in ns if not k.startswith("_")]
+            return cls
+    class Model(metaclass=Meta):
+        a = 1
+"""
+CLOSURE = """
+    def make(step, scale):
+        def inc(x):
+            return x + step
+        return inc
+    HANDLER = make(1, 10)
+"""
+REGISTRY = """
+    class App:
+        def __init__(self, title):
+            self.routes = {}
+        def get(self, path):
+            def deco(fn):
+                self.routes[path] = fn
+                return fn
+            return deco
+    app = App("one")
+    @app.get("/")
+    def index():
+        return 1
+"""
+AGREE_CASES = {
+    "body_edit": ("def f():\n    return 1\n", "def f():\n    return 2\n"),
+    "namedtuple_annotation": (NAMEDTUPLE, NAMEDTUPLE.replace("typing.List", "typing.List[int]")),
+    "metaclass_state": (META, META.replace("a = 1", "a = 1\n        b = 2")),
+    "closure": (CLOSURE, CLOSURE.replace("return x + step", "return (x + step) * scale")),
+    "stale_registration": (REGISTRY, REGISTRY.replace('App("one")', 'App("two")')),
+    "enum_members": (
+        "import enum\nclass C(enum.Enum):\n    A = 1\n    B = 2\n",
+        "import enum\nclass C(enum.Enum):\n    A = 1\n",
+    ),
+    "dataclass_fields": (
+        "import dataclasses\n@dataclasses.dataclass\nclass D:\n    x: int = 0\n",
+        "import dataclasses\n@dataclasses.dataclass\nclass D:\n    x: int = 0\n    y: int\n",
+    ),
+    "class_layout": ("class P:\n    __slots__ = ('x',)\n", "class P:\n    __slots__ = ('y',)\n"),
+    "syntax_error": ("def f():\n    return 1\n", "def f(:\n    return 2\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AGREE_CASES))
+def test_check_agrees_with_the_live_engine(tmp_path: Path, case: str) -> None:
+    pkg = f"agree_{case}_{uuid.uuid4().hex[:6]}"
+    v1, v2 = AGREE_CASES[case]
+    r1 = _pkg_release(tmp_path, "r1", pkg, {"m.py": v1}, "1")
+    r2 = _pkg_release(tmp_path, "r2", pkg, {"m.py": v2}, "2")
+    verdict = check(r1, r2)  # first: the live upgrade below may commit
+    live_ok, live_codes = _live(r1, r2, pkg, [f"{pkg}.m"])
+    assert (verdict.ok, {r.code for r in verdict.reasons}) == (live_ok, live_codes)
+
+
+def test_metaclass_state_is_seen_by_check_where_the_static_analysis_is_blind(
+    tmp_path: Path,
+) -> None:
+    pkg = f"meta_{uuid.uuid4().hex[:6]}"
+    v1, v2 = AGREE_CASES["metaclass_state"]
+    r1 = _pkg_release(tmp_path, "r1", pkg, {"m.py": v1}, "1")
+    r2 = _pkg_release(tmp_path, "r2", pkg, {"m.py": v2}, "2")
+    assert static_check(r1, r2).ok
+    assert [r.code for r in check(r1, r2).reasons] == ["metaclass_state"]
+
+
+def test_a_changed_module_the_entry_does_not_import_is_analysed_too(tmp_path: Path) -> None:
+    pkg = f"lazy_{uuid.uuid4().hex[:6]}"
+    v1, v2 = AGREE_CASES["metaclass_state"]
+    r1 = _pkg_release(tmp_path, "r1", pkg, {"lazy.py": v1}, "1")
+    r2 = _pkg_release(tmp_path, "r2", pkg, {"lazy.py": v2}, "2")
+    assert [r.code for r in check(r1, r2).reasons] == ["metaclass_state"]
+    assert not any(m.startswith(pkg) for m in sys.modules)  # nothing imported here
+
+
+def _tree_state(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_mode, p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    } | {str(p.relative_to(root)) + "/": (0, 0, b"") for p in root.rglob("*") if p.is_dir()}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")  # killed, waiting for its (new) parent to reap it
+
+
+SPAWNER = """
+    import os, subprocess, sys
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    with open(PIDS, "w") as f:
+        f.write(f"{os.getpid()} {sleeper.pid}")
+"""
+
+
+def test_check_changes_nothing_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    pkg = f"quiet_{uuid.uuid4().hex[:6]}"
+    pids = tmp_path / "pids"
+    init = SPAWNER.replace("PIDS", repr(str(pids)))
+    rels = tmp_path / "releases"
+    r1 = _pkg_release(rels, "r1", pkg, {"__init__.py": init, "m.py": "X = 1\n"}, "1")
+    r2 = _pkg_release(rels, "r2", pkg, {"__init__.py": init, "m.py": "X = 2\n"}, "2")
+    before = _tree_state(rels)
+    verdict = check(r1, r2)
+    assert verdict.ok, verdict
+    assert _tree_state(rels) == before  # no bytecode cache, no file touched
+    assert not any(m.startswith(pkg) for m in sys.modules)
+    child, sleeper = map(int, pids.read_text().split())
+    assert child != os.getpid()
+    assert _gone(child) and _gone(sleeper)
+
+
+def test_old_release_crashing_at_import_is_boot_failed(tmp_path: Path) -> None:
+    pkg = f"crash_{uuid.uuid4().hex[:6]}"
+    init = "raise RuntimeError('no DATABASE_URL')\n"
+    r1 = _pkg_release(tmp_path, "r1", pkg, {"__init__.py": init, "m.py": "X = 1\n"}, "1")
+    r2 = _pkg_release(tmp_path, "r2", pkg, {"__init__.py": init, "m.py": "X = 2\n"}, "2")
+    with pytest.raises(ChildError) as err:
+        check(r1, r2)
+    assert err.value.code == "boot_failed"
+    assert "RuntimeError: no DATABASE_URL" in err.value.details["output"]
+
+
+@pytest.mark.parametrize(
+    ("init", "code"),
+    [
+        ("import os\nos._exit(7)\n", "check_failed"),
+        ("import time\ntime.sleep(60)\n", "check_failed"),
+    ],
+    ids=["exits", "hangs"],
+)
+def test_child_dying_or_hanging_is_check_failed(tmp_path: Path, init: str, code: str) -> None:
+    pkg = f"dies_{uuid.uuid4().hex[:6]}"
+    r1 = _pkg_release(tmp_path, "r1", pkg, {"__init__.py": init, "m.py": "X = 1\n"}, "1")
+    r2 = _pkg_release(tmp_path, "r2", pkg, {"__init__.py": init, "m.py": "X = 2\n"}, "2")
+    t0 = time.monotonic()
+    with pytest.raises(ChildError) as err:
+        check(r1, r2, timeout=3.0)
+    assert err.value.code == code
+    assert time.monotonic() - t0 < 30

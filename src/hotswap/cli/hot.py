@@ -95,6 +95,19 @@ def _register_check(sub: Subparsers) -> None:
     p.add_argument("old", help="release dir, release id, or tarball")
     p.add_argument("new", help="release dir, release id, or tarball")
     p.add_argument("--allow-dependency-changes", action="store_true")
+    p.add_argument(
+        "--static",
+        action="store_true",
+        help="analyse the sources only, importing nothing (stricter where a module the app never"
+        " imports changed; blind to what only live objects tell)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="give up (check_failed) if importing OLD in the check's child takes longer than S",
+    )
     add_common(p)
 
 
@@ -115,6 +128,7 @@ def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
 
     from hotswap.hot import check
+    from hotswap.hot.check import static_check
     from hotswap.release.store import remove_tree
 
     store = open_store(args)
@@ -122,7 +136,11 @@ def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
         try:
             old = _release_dir(args.old, store, scratch)
             new = _release_dir(args.new, store, scratch)
-            verdict = check(old, new, allow_dependency_changes=args.allow_dependency_changes)
+            allow = args.allow_dependency_changes
+            if args.static:
+                verdict = static_check(old, new, allow_dependency_changes=allow)
+            else:
+                verdict = check(old, new, allow_dependency_changes=allow, timeout=args.timeout)
         finally:
             remove_tree(Path(scratch) / "releases")
     out: dict[str, Any] = verdict.to_json()

@@ -1,7 +1,16 @@
 """``check(old, new)``: can the new release be applied to a process running the old one in place?
 
-The first step of every hot upgrade, and what ``hotswap check OLD NEW`` prints. It refuses, with
-one :class:`~hotswap.hot.verdict.Reason` per problem, when
+What ``hotswap check OLD NEW`` prints, and the same answer the live engine gives: the old
+release is imported in a throwaway child process, as a generation would import it (``python -I
+-S -B``, the release's ``lib/`` first on ``sys.path``, hotswap after it, ``app.entry`` imported;
+nothing served, nothing written), together with every changed module a live process might have
+imported later; then the child runs the live engine's prepare step (the analysis below plus the
+checks only live objects can answer: closures, enum members, dataclass fields, metaclass state)
+against the new release, without committing, and reports its verdict. So "possible" means the
+live engine would accept the upgrade (promise 12's "refused before anything changes").
+
+The analysis, also the first step of every live upgrade (:func:`analyze`), refuses, with one
+:class:`~hotswap.hot.verdict.Reason` per problem, when
 
 - the releases are of different applications, or built for a different interpreter;
 - a compiled extension is added, changed or removed (an extension cannot be re-initialised);
@@ -12,12 +21,13 @@ one :class:`~hotswap.hot.verdict.Reason` per problem, when
 - a class changes its layout (bases, metaclass, class decorators, ``__slots__``), an enum loses a
   member, or a module does not compile (see :mod:`hotswap.hot.diff`).
 
-Run offline it assumes every module may be loaded, so it is a little stricter than the check a
-live upgrade makes, which only looks at the modules the process has imported.
+:func:`static_check` is that analysis alone over every changed module, importing nothing: for a
+release this interpreter cannot run, and what ``check`` does when it cannot import the old one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable
@@ -34,6 +44,7 @@ from hotswap.hot.verdict import Reason, Verdict
 from hotswap.release import interpreter
 
 _WIRING_KEYS = ("entry", "server", "listeners", "services")
+CHECK_TIMEOUT = 60.0  # as boot_timeout: importing the old release may take that long
 
 
 @dataclass
@@ -65,9 +76,36 @@ def check(
     new: str | Path | ReleaseTree,
     *,
     allow_dependency_changes: bool = False,
+    timeout: float = CHECK_TIMEOUT,
 ) -> Verdict:
-    """Can ``new`` be hot-applied to a process running ``old``? Never raises on a refusal;
-    raises :class:`~hotswap.errors.UsageError` ``release_not_found`` for a missing release."""
+    """Would the live engine hot-apply ``new`` to a process running ``old``? Answered by a
+    throwaway child that imports ``old`` and runs the engine's prepare step (module docstring).
+
+    Never raises on a refusal. Raises :class:`~hotswap.errors.UsageError`
+    ``release_not_found`` for a missing release, :class:`~hotswap.errors.ChildError`
+    ``boot_failed`` when importing the old release fails in the child (so it would fail in a
+    generation too) and ``check_failed`` when the child dies or outlives ``timeout`` seconds.
+    If this interpreter cannot run the old release, the answer is :func:`static_check`'s, with
+    a warning saying so."""
+    o, n = _tree(old), _tree(new)
+    if check_running_interpreter(o.manifest):
+        v = static_check(o, n, allow_dependency_changes=allow_dependency_changes)
+        note = "this interpreter cannot import the old release: static analysis only"
+        return dataclasses.replace(v, warnings=(*v.warnings, note))
+    from hotswap.hot import isolated
+
+    return isolated.run(o, n, allow_dependency_changes=allow_dependency_changes, timeout=timeout)
+
+
+def static_check(
+    old: str | Path | ReleaseTree,
+    new: str | Path | ReleaseTree,
+    *,
+    allow_dependency_changes: bool = False,
+) -> Verdict:
+    """The analysis alone, over every changed module, importing nothing. Stricter than the live
+    engine where a module the process never imports changed, blind to what only live objects
+    tell (closures, metaclass state, enum members and dataclass fields of live classes)."""
     return analyze(
         _tree(old), _tree(new), allow_dependency_changes=allow_dependency_changes
     ).verdict()

@@ -1,0 +1,184 @@
+"""The throwaway child in which :func:`hotswap.hot.check` asks the live engine for its verdict.
+
+:func:`run` starts ``python -I -S -B`` with the old release's ``lib/`` first on ``sys.path``
+(``site.addsitedir``, as a generation's boot does) and hotswap and ``packaging`` after it (from
+a temporary directory of links, as the supervisor's runtime copy is laid out), in its own
+session, stdin from ``/dev/null``. The child (:func:`child_main`) imports ``app.entry`` as a
+generation would, then every changed module of the old release not imported yet (a live process
+may import it later; one that fails to import is a warning: a process cannot have it either),
+then runs :meth:`HotUpgrade.prepare` against the new release, never the commit, and writes the
+verdict as JSON to a file. Nothing is written to the releases (``-B``: no bytecode caches).
+When the child is done, or past ``timeout``, its whole session is killed, so nothing it started
+outlives the check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hotswap.errors import ChildError, HotswapError
+from hotswap.hot.tree import ReleaseTree, diff_trees
+from hotswap.hot.verdict import Reason, Verdict
+
+_BOOT = """\
+import os, site, sys
+site.addsitedir(os.path.join(sys.argv[1], "lib"))
+sys.path.append(sys.argv[2])
+from hotswap.hot.isolated import child_main
+sys.exit(child_main(sys.argv[1], sys.argv[3], sys.argv[4], sys.argv[5]))
+"""
+IMPORT_FAILED = 3  # the child's exit status when importing the old release failed
+
+
+def run(
+    old: ReleaseTree, new: ReleaseTree, *, allow_dependency_changes: bool, timeout: float
+) -> Verdict:
+    import packaging
+
+    import hotswap
+
+    with tempfile.TemporaryDirectory(prefix="hotswap-check-") as scratch:
+        runtime = Path(scratch) / "runtime"
+        runtime.mkdir()
+        for pkg in (hotswap, packaging):
+            src = Path(pkg.__file__ or "").parent
+            os.symlink(src, runtime / src.name)
+        out = Path(scratch) / "verdict.json"
+        opts = json.dumps({"allow_dependency_changes": allow_dependency_changes})
+        argv = [sys.executable, "-I", "-S", "-B", "-c", _BOOT]
+        argv += [str(old.root), str(runtime), str(new.root), str(out), opts]
+        env = {**os.environ, "HOTSWAP_RELEASE_DIR": str(old.root), "HOTSWAP_CHECK": "1"}
+        log = Path(scratch) / "output"
+        with open(log, "wb") as sink:  # a file, not a pipe: what the child started may hold it
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=scratch,
+                start_new_session=True,
+            )
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ChildError(
+                "check_failed",
+                f"the check's child importing {old.release_id} did not finish within"
+                f" {timeout:g} s; nothing was changed",
+                output=_tail(log),
+            ) from None
+        finally:
+            _kill_session(proc)
+        return _result(old, new, proc.returncode, out, _tail(log))
+
+
+def _kill_session(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child's session (it and anything it started), then reap the child."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _tail(log: Path, lines: int = 20, limit: int = 1 << 16) -> str:
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _result(old: ReleaseTree, new: ReleaseTree, status: int, out: Path, tail: str) -> Verdict:
+    try:
+        data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    if status == IMPORT_FAILED and data.get("status") == "import_failed":
+        raise ChildError(
+            "boot_failed",
+            f"importing {data.get('entry')} of {old.release_id} failed in the check's child,"
+            " so a generation would fail too",
+            output=data.get("traceback") or tail,
+        )
+    if data.get("status") == "error" and isinstance(data.get("error"), dict):
+        raise HotswapError.from_json(data["error"])
+    if status != 0 or data.get("status") != "ok":
+        raise ChildError(
+            "check_failed",
+            f"the check's child exited with status {status} before giving a verdict",
+            output=tail,
+        )
+    diff = diff_trees(old, new)
+    return Verdict(
+        old_release=old.release_id,
+        new_release=new.release_id,
+        reasons=tuple(Reason(**r) for r in data["reasons"]),
+        warnings=tuple(data["warnings"]),
+        modules_changed=tuple(sorted(diff.modules("changed"))),
+        modules_added=tuple(sorted(diff.modules("added"))),
+        modules_removed=tuple(sorted(diff.modules("removed"))),
+        files_changed=diff.files,
+    )
+
+
+def child_main(old_root: str, new_root: str, out: str, opts: str) -> int:
+    """In the child: import the old release, run the engine's prepare, write the verdict."""
+    from hotswap.child.runtime import import_target
+    from hotswap.hot.engine import HotUpgrade
+
+    def write(**data: Any) -> None:
+        Path(out).write_text(json.dumps(data), encoding="utf-8")
+
+    options = json.loads(opts)
+    try:
+        old, new = ReleaseTree.load(old_root), ReleaseTree.load(new_root)
+    except HotswapError as exc:
+        write(status="error", error=exc.to_json())
+        return 1
+    entry = str(old.app.get("entry", ""))
+    try:
+        if entry:
+            import_target(entry)
+    except BaseException:
+        write(status="import_failed", entry=entry, traceback=traceback.format_exc(limit=-8))
+        return IMPORT_FAILED
+    warnings: list[str] = []
+    for name in sorted(diff_trees(old, new).modules("changed")):
+        if name in sys.modules or name.rpartition(".")[2] == "__main__":
+            continue
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:
+            warnings.append(
+                f"{name} does not import here ({type(exc).__name__}: {exc}); not analysed"
+            )
+    up = HotUpgrade(old, new, allow_dependency_changes=options["allow_dependency_changes"])
+    try:
+        verdict = up.prepare()
+        reasons: list[dict[str, Any]] = []
+        warnings += verdict.warnings
+    except ChildError as exc:
+        if exc.code != "hot_upgrade_refused":
+            write(status="error", error=exc.to_json())
+            return 1
+        reasons = list(exc.details.get("reasons") or ())
+        warnings += exc.details.get("warnings") or ()
+    except HotswapError as exc:
+        write(status="error", error=exc.to_json())
+        return 1
+    finally:
+        up.abort()
+    write(status="ok", reasons=reasons, warnings=warnings)
+    return 0
