@@ -45,6 +45,9 @@ class Result:
     outcome: str  # one of OUTCOMES
     reason: str = ""
     check: str = ""  # what `hotswap.hot.check` said: "possible" or the reason codes
+    static: str = ""  # what the source-only analysis (`static_check`) said
+    check_ms: list[float] = field(default_factory=list)  # check's samples
+    static_ms: list[float] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
     stale: int = 0
     seconds: float = 0.0
@@ -122,24 +125,42 @@ def _run_child(mode: str, spec: Path, out: Path, cwd: Path) -> dict[str, Any]:
     return data
 
 
-def run_pair(pair: Pair, work: Path, cache: Path) -> Result:
+def run_pair(pair: Pair, work: Path, cache: Path, samples: int = 1) -> Result:
+    """The outcome of ``pair``; ``samples`` times each kind of check (the first is kept)."""
     t0 = time.perf_counter()
     try:
-        result = _run_pair(pair, work, cache)
+        result = _run_pair(pair, work, cache, samples)
     except Exception as exc:
         result = Result(pair.label, "error", reason=f"{type(exc).__name__}: {exc}"[:300])
     result.seconds = round(time.perf_counter() - t0, 2)
     return result
 
 
-def _run_pair(pair: Pair, work: Path, cache: Path) -> Result:
-    from hotswap.hot import check
+def _said(v: Any) -> str:
+    return "possible" if v.ok else ",".join(sorted({r.code for r in v.reasons}))
+
+
+def _timed(fn: Any, samples: int, *args: Any) -> tuple[str, list[float]]:
+    said, times = "", []
+    for _ in range(samples):
+        t = time.perf_counter()
+        try:
+            got = _said(fn(*args))
+        except Exception as exc:
+            got = str(getattr(exc, "code", type(exc).__name__))
+        said = said or got
+        times.append(round((time.perf_counter() - t) * 1000, 1))
+    return said, times
+
+
+def _run_pair(pair: Pair, work: Path, cache: Path, samples: int) -> Result:
+    from hotswap.hot.check import check, static_check
 
     base = work / f"{_norm(pair.dist)}-{pair.old}-{pair.new}"
     old = build_release(base / "old", cache, pair, pair.old)
     new = build_release(base / "new", cache, pair, pair.new)
-    verdict = check(old, new)
-    said = "possible" if verdict.ok else ",".join(sorted({r.code for r in verdict.reasons}))
+    static, static_ms = _timed(static_check, samples, old, new)
+    said, check_ms = _timed(check, samples, old, new)
     spec = {
         "old_root": str(old), "new_root": str(new),
         "old_lib": str(old.resolve() / "lib"), "new_lib": str(new.resolve() / "lib"),
@@ -153,7 +174,9 @@ def _run_pair(pair: Pair, work: Path, cache: Path) -> Result:
     fresh = _run_child("fresh", spec_path, base / "fresh.json", base)
     again = _run_child("fresh", spec_path, base / "fresh2.json", base)
     noise = {_key(d) for d in compare(fresh["after"], again["after"], fresh["after"])[0]}
-    return classify(pair, live, fresh, said, noise)
+    result = classify(pair, live, fresh, said, noise)
+    result.static, result.static_ms, result.check_ms = static, static_ms, check_ms
+    return result
 
 
 def _key(difference: str) -> str:
@@ -251,7 +274,9 @@ def _which(a: Any, b: Any) -> str:
 
 
 def table(results: list[Result]) -> str:
-    rows = [("library", "versions", "outcome", "reason / what differs", "check said", "s")]
+    rows = [
+        ("library", "versions", "outcome", "reason / what differs", "check said", "static said")
+    ]
     for r in results:
         dist, _, versions = r.pair.partition(" ")
         what = r.reason or "; ".join(r.differences[:3])
@@ -259,7 +284,7 @@ def table(results: list[Result]) -> str:
             what += f" (+{len(r.differences) - 3} more)"
         if r.stale:
             what = (what + "; " if what else "") + f"{r.stale} stale refs"
-        rows.append((dist, versions, r.outcome, what[:110], r.check, f"{r.seconds:.1f}"))
+        rows.append((dist, versions, r.outcome, what[:110], r.check, r.static))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
              for row in rows]  # fmt: skip
@@ -276,10 +301,15 @@ def summary(results: list[Result]) -> dict[str, Any]:
         **counts,
         "accepted_pct": round(100 * accepted / n, 1),
         "equivalent_pct": round(100 * counts["equivalent"] / n, 1),
-        "check_agrees_pct": round(100 * sum(_agrees(r) for r in results) / n, 1),
+        "check_agrees_pct": round(100 * sum(_agrees(r, r.check) for r in results) / n, 1),
+        "static_agrees_pct": round(100 * sum(_agrees(r, r.static) for r in results) / n, 1),
     }
 
 
-def _agrees(r: Result) -> bool:
-    live_ok = r.outcome in ("equivalent", "different")
-    return (r.check == "possible") == live_ok if r.outcome != "error" else False
+def _agrees(r: Result, said: str) -> bool:
+    """Did a check say what the live engine did (possible: accepted; else the same codes)?"""
+    if r.outcome in ("equivalent", "different"):
+        return said == "possible"
+    if r.outcome == "refused":
+        return said == r.reason
+    return False
