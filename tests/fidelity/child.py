@@ -153,6 +153,7 @@ def main(mode: str, spec_path: str, out_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     lib = spec["old_lib"] if mode == "live" else spec["new_lib"]
     sys.path.insert(0, lib)
+    sys.path.append(spec["runtime"])  # hotswap after the release, as in a generation
     importlib.invalidate_caches()
     from hotswap.hot import HotUpgrade  # the engine's own imports, on both sides alike
     from hotswap.hot.testing import code_change  # noqa: F401

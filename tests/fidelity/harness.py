@@ -111,11 +111,27 @@ def build_release(root: Path, cache: Path, pair: Pair, version: str) -> Path:
     )  # fmt: skip
 
 
+def runtime_dir(work: Path) -> Path:
+    """hotswap and packaging alone, as links (the supervisor's runtime copy is laid out so):
+    the children see the release and these, not this interpreter's site-packages."""
+    import packaging
+
+    import hotswap
+
+    runtime = work / "runtime"
+    if not runtime.exists():
+        runtime.mkdir(parents=True)
+        for pkg in (hotswap, packaging):
+            src = Path(pkg.__file__ or "").parent
+            (runtime / src.name).symlink_to(src)
+    return runtime
+
+
 def _run_child(mode: str, spec: Path, out: Path, cwd: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
-        [sys.executable, str(CHILD), mode, str(spec), str(out)],
+        [sys.executable, "-S", "-s", str(CHILD), mode, str(spec), str(out)],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT,
     )  # fmt: skip
     if proc.returncode != 0 or not out.exists():
@@ -165,6 +181,7 @@ def _run_pair(pair: Pair, work: Path, cache: Path, samples: int) -> Result:
         "old_root": str(old), "new_root": str(new),
         "old_lib": str(old.resolve() / "lib"), "new_lib": str(new.resolve() / "lib"),
         "packages": list(pair.packages), "setup": pair.setup, "probes": list(pair.probes),
+        "runtime": str(runtime_dir(work)),
     }  # fmt: skip
     spec_path = base / "spec.json"
     spec_path.write_text(json.dumps(spec))
@@ -199,14 +216,14 @@ def classify(
         diffs = compare(live["before"], live["after"], live["before"])[0]
         diffs += _probe_diffs(pair, live["probes"], live["before_probes"])
         if diffs:  # promise 9: a refusal or a rollback leaves the process as it was
-            return Result(pair.label, "different", f"{code}, not restored", said, diffs)
+            return Result(pair.label, "different", f"{code}, not restored", said, differences=diffs)
         return Result(pair.label, kind, reason, said)
     diffs, stale = compare(live["after"], fresh["after"], live["before"])
     diffs = [d for d in diffs if _key(d) not in noise]
     diffs += _probe_diffs(pair, live["probes"], fresh["probes"])
     if diffs:
-        return Result(pair.label, "different", "", said, diffs, stale)
-    return Result(pair.label, "equivalent", "", said, [], stale)
+        return Result(pair.label, "different", "", said, differences=diffs, stale=stale)
+    return Result(pair.label, "equivalent", "", said, stale=stale)
 
 
 def _probe_diffs(pair: Pair, got: list[str], want: list[str]) -> list[str]:

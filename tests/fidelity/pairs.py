@@ -278,6 +278,7 @@ PAIRS: tuple[Pair, ...] = (
         "2.5",
         "2.6",
         ("soupsieve",),
+        needs=(("beautifulsoup4", "4.12.3"),),
         setup="import soupsieve as sv",
         probes=("sv.compile('div > p:nth-child(2n+1)').pattern",),
     ),
