@@ -53,6 +53,7 @@ RELEASE_CODES = frozenset(
         "too_large",  # over the unpacked size or file-count limit
         "manifest_invalid",  # RELEASE.json missing, unreadable or malformed
         "interpreter_mismatch",  # built for another interpreter
+        "unpack_timeout",  # verify + unpack took longer than its limit
         "pointer_invalid",  # a release store's current.json is unreadable or malformed
     }
 )

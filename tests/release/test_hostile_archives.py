@@ -319,6 +319,16 @@ CASES: dict[str, Case] = {
         "unsafe_member",
         "lib/demo/main.py/sub",
     ),
+    "dir-below-a-file-past-siblings": Case(
+        archive(
+            with_files(
+                {"lib/demo/main.py-x": b"x", "lib/demo/main.py.y": b"y"}, drop_dir="lib/demo/x"
+            )
+            + [directory("lib/demo/main.py/sub")]
+        ),
+        "unsafe_member",
+        "lib/demo/main.py/sub",
+    ),
     # -- RECORD against the archive
     "member-not-in-record": Case(
         archive(plus(file("lib/demo/extra.py", b"x = 1\n"))),

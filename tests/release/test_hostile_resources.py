@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from hotswap.errors import HotswapError, ReleaseError
+from hotswap.release import extract, verify
 from hotswap.release.store import ReleaseStore
 from hotswap.release.verify import Limits
 from tests.release import forge
@@ -177,3 +178,33 @@ def test_clean_staging_warns_and_goes_on_when_it_cannot_remove(
     monkeypatch.setattr(store_mod, "remove_tree", fail_on_a)
     assert store.clean_staging() == 1
     assert len(warnings) == 1 and ".staging-a" in warnings[0]
+
+
+def test_deep_names_cost_no_cpu_to_refuse(tmp_path: Path, store: ReleaseStore) -> None:
+    """The audit's CPU bomb: directory members with 200 KB deep names (pax path) took 2.4 s
+    each in the cross-check's walk up their parents (three 1 MiB ones took 190 s)."""
+    deep = [directory("/".join(["a"] * 100_000) + f"{i}") for i in range(3)]
+    path = forge.write_archive(tmp_path / "in" / "demo-1.0.tar.gz", forge.release_members() + deep)
+    assert path.stat().st_size < 64 * 1024
+    for run in (store.inspect, store.unpack):
+        result, elapsed, _peak = measured(lambda: run(path))  # noqa: B023
+        assert_refused(result, "unsafe_member", store)
+        assert elapsed < 1.0, elapsed  # tolerance: a loaded 2-core machine
+
+
+def test_verify_and_unpack_have_a_deadline(tmp_path: Path, store: ReleaseStore) -> None:
+    """``Limits.seconds`` bounds the scan and the extract together (the clock is injected)."""
+    path = forge.write_archive(tmp_path / "in" / "demo-1.0.tar.gz", forge.release_members())
+    now = [0.0]
+    limits = Limits(seconds=10.0, clock=lambda: now[0])
+    scanned = verify.scan(path, limits=limits)  # within the deadline
+    now[0] = 11.0
+    with store.open_staging() as staging, pytest.raises(ReleaseError) as caught:
+        extract.extract(path, scanned, staging)
+    assert caught.value.code == "unpack_timeout"
+    assert "10 s" in caught.value.message
+    # and in the scan: a clock that moves 1 s per look
+    ticks = iter(range(1_000_000))
+    slow = ReleaseStore(store.state_dir, limits=Limits(seconds=5.0, clock=lambda: next(ticks)))
+    result, _elapsed, _peak = measured(lambda: slow.unpack(path))
+    assert_refused(result, "unpack_timeout", store)

@@ -53,9 +53,11 @@ def _write_payload(
     dest_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
     made: set[str] = {""}
     done = 0
+    tick = _tick(result)
     try:
         with memoryview(payload) as view:
             for member in result.members:
+                tick()
                 _make_dirs(
                     dest_fd,
                     member.name if member.is_dir else member.name.rpartition("/")[0],
@@ -81,12 +83,14 @@ def _extract_again(
     dest_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY) if dest is not None else -1
     made: set[str] = {""}
     done = 0
+    tick = _tick(result)
     try:
         with open(tarball, "rb") as raw:
-            src = Inflated(raw, keep=0, cap=result.stream_bytes)
+            src = Inflated(raw, keep=0, cap=result.stream_bytes, tick=tick)
             with open_tar(src) as tar:
                 index = 0
                 for info in iter_members(tar):
+                    tick()
                     member = check_member(info)
                     if index >= len(result.members) or result.members[index] != member:
                         raise ReleaseError(
@@ -128,6 +132,11 @@ def _extract_again(
     finally:
         if dest_fd >= 0:
             os.close(dest_fd)
+
+
+def _tick(result: Scan) -> Callable[[], None]:
+    """The scan's deadline check (it covers verify and unpack together)."""
+    return result.deadline.check if result.deadline is not None else lambda: None
 
 
 def _make_dirs(dest_fd: int, name: str, made: set[str]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from hotswap.errors import ReleaseError
@@ -29,8 +29,11 @@ class Inflated:
     while they fit in ``keep`` bytes (``kept``); past that, or with ``keep=0``, only the bytes
     from the read position on are held, so memory stays small whatever the archive."""
 
-    def __init__(self, raw: IO[bytes], *, keep: int, cap: int) -> None:
+    def __init__(
+        self, raw: IO[bytes], *, keep: int, cap: int, tick: Callable[[], None] = lambda: None
+    ) -> None:
         self._raw = raw
+        self._tick = tick  # called at every step: raises to stop (a deadline)
         self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip: header, CRC and length
         self._sha = hashlib.sha256()
         self._keep = keep
@@ -131,6 +134,7 @@ class Inflated:
         z = self._z
         if z.eof:
             return False
+        self._tick()
         data = z.unconsumed_tail or self._read_raw(IN_CHUNK)
         if not data:
             raise EOFError("the gzip stream ends before its end marker (truncated)")

@@ -23,10 +23,12 @@ refused *before anything is written*; a bad archive leaves no trace. In order:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import tarfile
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from hotswap.release.tarsafe import Member, check_member, iter_members, open_tar
 DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MAX_FILES = 200_000
 DEFAULT_BUFFER_BYTES = 256 * 1024**2
+DEFAULT_SECONDS = 600.0
 META_MAX_BYTES = 64 * 1024**2  # RECORD and RELEASE.json are read into memory
 HEADER_ALLOWANCE = 4 * 512  # stream bytes per entry beyond its data: headers, padding
 # RECORD cannot list itself with a hash, and RELEASE.json pins RECORD's sha256, so neither is
@@ -59,6 +62,11 @@ class Limits:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_files: int = DEFAULT_MAX_FILES
     buffer_bytes: int = DEFAULT_BUFFER_BYTES
+    seconds: float = DEFAULT_SECONDS  # verify + unpack, else ``unpack_timeout``
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+
+    def deadline(self) -> Deadline:
+        return Deadline(self.clock, self.clock() + self.seconds, self.seconds)
 
     @property
     def stream_bytes(self) -> int:
@@ -67,6 +75,24 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When verify + unpack must be done: checked at every inflate step and every member, so
+    an archive that is slow to check (or a slow disk) cannot hold the upgrade lock for long."""
+
+    clock: Callable[[], float]
+    at: float
+    seconds: float
+
+    def check(self) -> None:
+        if self.clock() > self.at:
+            raise ReleaseError(
+                "unpack_timeout",
+                f"verify + unpack took more than {self.seconds:g} s (Limits.seconds)",
+                limit=self.seconds,
+            )
 
 
 @dataclass
@@ -82,6 +108,7 @@ class Scan:
     files: int = 0
     bytes: int = 0
     stream_bytes: int = 0  # the inflated size: a second pass may not inflate more
+    deadline: Deadline | None = None
     checks: list[str] = field(default_factory=list)
     payload: bytearray | None = field(default=None, repr=False)
 
@@ -142,12 +169,14 @@ def scan(
     digests: dict[str, str] = {}
     total = 0
     failure: HotswapError | None = None
+    deadline = limits.deadline()
     with open(tarball, "rb") as raw:
-        src = Inflated(raw, keep=limits.buffer_bytes, cap=limits.stream_bytes)
+        src = Inflated(raw, keep=limits.buffer_bytes, cap=limits.stream_bytes, tick=deadline.check)
         try:
             seen: set[str] = set()
             with open_tar(src) as tar:
                 for info in iter_members(tar):
+                    deadline.check()
                     member = check_member(info)
                     if member.name in seen:
                         raise ReleaseError(
@@ -197,6 +226,7 @@ def scan(
     result.files = len([m for m in members if not m.is_dir])
     result.bytes = total
     result.stream_bytes = src.produced
+    result.deadline = deadline
     result.payload = src.payload
     return result
 
@@ -226,21 +256,7 @@ def _cross_check(members: list[Member], meta: dict[str, bytes], digests: dict[st
         or sum(e.size for e in record.values()) != declared["bytes"]
     ):
         raise ReleaseError("record_invalid", "RECORD's totals differ from the manifest's")
-    all_files = {m.name for m in members if not m.is_dir}
-    for m in members:
-        parent = m.name.rpartition("/")[0]
-        while parent:
-            if parent in all_files:
-                raise ReleaseError(
-                    "unsafe_member",
-                    f"member {m.name!r} lies below {parent!r}, which is a file",
-                    member=m.name,
-                )
-            parent = parent.rpartition("/")[0]
-        if m.is_dir and m.name in all_files:
-            raise ReleaseError(
-                "duplicate_member", f"{m.name!r} is both a file and a directory", member=m.name
-            )
+    _check_nothing_below_a_file(members)
     file_members = {m.name: m for m in members if not m.is_dir and m.name not in _UNRECORDED}
     for name, m in sorted(file_members.items()):
         entry = record.get(name)
@@ -274,6 +290,26 @@ def _cross_check(members: list[Member], meta: dict[str, bytes], digests: dict[st
         record=record,
         manifest_digest=encode_digest(hashlib.sha256(meta[MANIFEST_NAME]).digest()),
     )
+
+
+def _check_nothing_below_a_file(members: list[Member]) -> None:
+    """No member lies below a file, no name is both a file and a directory. Sorted with "/"
+    as the lowest character, a name's descendants come right after it, so one pass over
+    neighbours finds them (a walk up every name's parents was quadratic in its length)."""
+    files = {m.name for m in members if not m.is_dir}
+    for m in members:
+        if m.is_dir and m.name in files:
+            raise ReleaseError(
+                "duplicate_member", f"{m.name!r} is both a file and a directory", member=m.name
+            )
+    ordered = sorted(members, key=lambda m: m.name.replace("/", "\0"))
+    for above, below in itertools.pairwise(ordered):
+        if not above.is_dir and below.name.startswith(above.name + "/"):
+            raise ReleaseError(
+                "unsafe_member",
+                f"member {below.name!r} lies below {above.name!r}, which is a file",
+                member=below.name,
+            )
 
 
 def check_interpreter(result: Scan, **kwargs: Any) -> None:
