@@ -321,10 +321,12 @@ CASES: dict[str, Case] = {
     ),
     "dir-below-a-file-past-siblings": Case(
         archive(
-            with_files(
-                {"lib/demo/main.py-x": b"x", "lib/demo/main.py.y": b"y"}, drop_dir="lib/demo/x"
-            )
-            + [directory("lib/demo/main.py/sub")]
+            [
+                *with_files(
+                    {"lib/demo/main.py-x": b"x", "lib/demo/main.py.y": b"y"}, drop_dir="lib/x"
+                ),
+                directory("lib/demo/main.py/sub"),
+            ]
         ),
         "unsafe_member",
         "lib/demo/main.py/sub",
