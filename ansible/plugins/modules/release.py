@@ -166,13 +166,15 @@ def check_hot(module, old, new):
 def refuse_hot(module, verdict, result):
     reasons = verdict.get("reasons", [])
     text = "; ".join("%s: %s" % (r.get("code"), r.get("message")) for r in reasons)
-    module.fail_json(
+    failure = dict(result)
+    failure.update(
         msg="hotswap check refused the hot upgrade [hot_upgrade_refused]: %s" % text,
         code="hot_upgrade_refused",
         phase="check",
         verdict=verdict,
-        **result
+        changed=False,
     )
+    module.fail_json(**failure)
 
 
 def prepare(module, st, target, result):

@@ -1,0 +1,109 @@
+"""The two-phase fleet hot upgrade playbook with real Ansible and three real supervisors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hotswap.release.build import BuildResult
+from tests.conftest import BuildRelease
+from tests.fleet.ansible_env import Ansible
+from tests.fleet.hosts import open_hosts, write_inventory
+
+pytestmark = pytest.mark.slow
+
+# A module with a class layout: changing __slots__ cannot be hot-applied.
+SHAPE = "src/fixture_app/shape.py"
+
+
+def _shape(slots: str) -> dict[str, str]:
+    return {SHAPE: f"class Shape:\n    __slots__ = ({slots!r},)\n"}
+
+
+@pytest.fixture(scope="module")
+def old_a(build_release: BuildRelease) -> BuildResult:
+    return build_release("1.0.0", extra_files=_shape("a"))
+
+
+@pytest.fixture(scope="module")
+def old_b(build_release: BuildRelease) -> BuildResult:  # host2 drifted: another layout
+    return build_release("1.0.0", extra_files=_shape("b"))
+
+
+@pytest.fixture(scope="module")
+def new_a(build_release: BuildRelease) -> BuildResult:
+    return build_release("2.0.0", extra_files=_shape("a"))
+
+
+def test_hot_upgrade_of_three_hosts_keeps_every_process_and_is_idempotent(
+    ansible: Ansible, old_a: BuildResult, new_a: BuildResult, tmp_path: Path
+) -> None:
+    new = new_a.manifest.release_id
+    with open_hosts(tmp_path, [old_a.tarball] * 3) as hosts:
+        inventory = write_inventory(tmp_path / "inventory.ini", hosts)
+        pids = [h.get_json()["pid"] for h in hosts]
+        run = ansible.playbook("hot_upgrade", inventory, hotswap_release=new_a.tarball)
+        assert run.rc == 0, run
+        for host, pid in zip(hosts, pids, strict=True):
+            assert host.get_json() == {"version": "2.0.0", "pid": pid, "path": "/"}
+            status = host.status()
+            assert status["current"] == status["active"]["release"] == new
+            assert status["recent"][0]["how"] == "hot"
+        again = ansible.playbook("hot_upgrade", inventory, hotswap_release=new_a.tarball)
+        assert again.rc == 0, again
+        assert all(r["changed"] == 0 for r in again.recap().values()), again
+
+
+def test_phase_one_refused_on_one_host_changes_nothing_anywhere(
+    ansible: Ansible,
+    old_a: BuildResult,
+    old_b: BuildResult,
+    new_a: BuildResult,
+    tmp_path: Path,
+) -> None:
+    olds = [old_a, old_b, old_a]
+    with open_hosts(tmp_path, [r.tarball for r in olds]) as hosts:
+        inventory = write_inventory(tmp_path / "inventory.ini", hosts)
+        pids = [h.get_json()["pid"] for h in hosts]
+        run = ansible.playbook("hot_upgrade", inventory, hotswap_release=new_a.tarball)
+        assert run.rc != 0, run
+        assert "[hot_upgrade_refused]" in run.stdout and "__slots__" in run.stdout, run
+        assert "phase two" not in run.stdout, run  # the commit play never started
+        assert run.recap()["host2"]["failed"] == 1, run
+        for host, pid, old in zip(hosts, pids, olds, strict=True):
+            assert host.get_json() == {"version": "1.0.0", "pid": pid, "path": "/"}
+            status = host.status()
+            assert status["current"] == status["active"]["release"] == old.manifest.release_id
+            assert [r["how"] for r in status["recent"]] == ["initial"]
+
+
+def test_a_commit_failing_on_one_host_takes_the_committed_hosts_back(
+    ansible: Ansible, old_a: BuildResult, build_release: BuildRelease, tmp_path: Path
+) -> None:
+    # 2.0.0's package raises when it runs on a host whose environment says so: host2's
+    # commit fails (and changes nothing there), host1 and host3 commit and must go back
+    init = (
+        '"""hotswap\'s test fixture app."""\n\nimport os\n\nVERSION = "2.0.0"\n'
+        'if os.environ.get("FLEET_FAIL_COMMIT") == VERSION:\n'
+        '    raise RuntimeError("2.0.0 refuses to run on this host, as asked")\n'
+    )
+    new = build_release("2.0.0", extra_files={**_shape("a"), "src/fixture_app/__init__.py": init})
+    envs = [{}, {"FLEET_FAIL_COMMIT": "2.0.0"}, {}]
+    with open_hosts(tmp_path, [old_a.tarball] * 3, envs=envs) as hosts:
+        inventory = write_inventory(tmp_path / "inventory.ini", hosts)
+        pids = [h.get_json()["pid"] for h in hosts]
+        run = ansible.playbook("hot_upgrade", inventory, hotswap_release=new.tarball)
+        assert run.rc != 0, run
+        assert "failed to commit on host2" in run.stdout and "[hot_upgrade_failed]" in run.stdout
+        assert "this host went back to" in run.stdout, run
+        for host, pid in zip(hosts, pids, strict=True):
+            assert host.get_json() == {"version": "1.0.0", "pid": pid, "path": "/"}
+            status = host.status()
+            assert status["current"] == status["active"]["release"] == old_a.manifest.release_id
+        for host in (hosts[0], hosts[2]):  # there and back, both hot
+            recent = [(r["how"], r["ok"]) for r in host.status()["recent"]]
+            assert recent == [("hot", True), ("hot", True), ("initial", True)]
+        failed = hosts[1].status()["recent"]
+        assert [(r["how"], r["ok"]) for r in failed] == [("hot", False), ("initial", True)]
+        assert failed[0]["error"]["code"] == "hot_upgrade_failed"
