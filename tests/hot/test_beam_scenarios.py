@@ -116,7 +116,7 @@ def test_code_change_failing_restores_everything_and_old_code_answers(hot: Hot) 
     class_dict = dict(type(live).__dict__)
     path = list(sys.path)
     with pytest.raises(ChildError) as err:
-        hot_upgrade(r2, current=r1, extra="fail")
+        hot_upgrade(r2, current=r1, extra="fail", no_quiesce=True)
     assert err.value.code == "hot_upgrade_failed"
     assert "forced failure" in err.value.message and "rolled back" in err.value.message
     assert err.value.details["step"].startswith("code_change:")
@@ -158,8 +158,8 @@ def test_current_release_found_on_sys_path_for_repeated_upgrades(hot: Hot) -> No
     r3 = hot.release({"m.py": "def v():\n    return 3\n"})
     (m,) = hot.start(r1, "m")
     v = m.v
-    hot_upgrade(r2)  # no current=: found on sys.path
-    hot_upgrade(r3)
+    hot_upgrade(r2, no_quiesce=True)  # no current=: found on sys.path
+    hot_upgrade(r3, no_quiesce=True)
     assert v() == 3
 
 

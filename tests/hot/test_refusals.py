@@ -17,7 +17,7 @@ def _refused(hot: Hot, v1: dict[str, str], v2: dict[str, str], *modules: str) ->
     hot.start(r1, *modules)
     before = snapshot.take(hot.pkg)
     with pytest.raises(ChildError) as err:
-        hot_upgrade(r2, current=r1)
+        hot_upgrade(r2, current=r1, no_quiesce=True)
     after = snapshot.take(hot.pkg)
     assert before == after, before.diff(after)
     assert err.value.code == "hot_upgrade_refused"

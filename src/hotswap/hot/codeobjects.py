@@ -10,6 +10,8 @@ function's current cells, by free-variable name.
 from __future__ import annotations
 
 import _imp
+import ast
+import bisect
 import hashlib
 import importlib.util
 import marshal
@@ -20,7 +22,8 @@ from typing import Any
 
 from hotswap.hot import closure
 from hotswap.hot.heap import HeapIndex
-from hotswap.hot.plan import ModulePlan
+from hotswap.hot.names import first_line
+from hotswap.hot.plan import BodyPlan, Def, ModulePlan, PatchClass, PatchDef
 
 
 def source_vsn(data: bytes) -> str:
@@ -63,38 +66,146 @@ def _walk_codes(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from _walk_codes(const)
 
 
-def ranked(code: types.CodeType) -> dict[tuple[str, int], tuple[int, types.CodeType]]:
-    """``{(qualname, firstlineno): (rank, code)}``; rank counts same-qualname codes in order."""
-    seen: dict[str, int] = {}
-    out: dict[tuple[str, int], tuple[int, types.CodeType]] = {}
-    for c in sorted(_walk_codes(code), key=lambda c: c.co_firstlineno):
-        rank = seen.get(c.co_qualname, 0)
-        seen[c.co_qualname] = rank + 1
-        out.setdefault((c.co_qualname, c.co_firstlineno), (rank, c))
-    return out
+Shape = tuple[Any, ...]
 
 
-def ranks(code: types.CodeType) -> dict[tuple[str, int], int]:
-    return {k: r for k, (r, _c) in ranked(code).items()}
+def shape(code: types.CodeType) -> Shape:
+    """What a code object does, without where it sits: equal shapes run the same bytecode on the
+    same names and constants, whatever their lines or file. Two codes that differ only in shape
+    keys of line numbers are the same definition that moved."""
+    consts = tuple(
+        shape(c) if isinstance(c, types.CodeType) else (type(c).__name__, c) for c in code.co_consts
+    )
+    return (
+        code.co_qualname,
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags,
+        code.co_code,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+        code.co_exceptiontable,
+        consts,
+    )
 
 
-# -- live checks --------------------------------------------------------------------------------
+class CodeMap:
+    """Which code of the new file each definition of the old file becomes.
+
+    Definitions are matched by identity: the diff pairs statements (unchanged ones, changed
+    defs patched in place, the bodies of patched classes), and inside a pair of statements
+    the code objects pair by qualname and order. Statements the upgrade runs again (changed,
+    added, re-decorated) pair nothing: their old objects keep their old code, whole.
+    A live function is recognised by the *shape* of its code (:func:`shape`), so one that kept
+    its code object because only its lines moved is still found by the next upgrade.
+    """
+
+    def __init__(self, old: types.CodeType, new: types.CodeType, body: BodyPlan) -> None:
+        self._old = sorted(_walk_codes(old), key=lambda c: c.co_firstlineno)
+        self._new = sorted(_walk_codes(new), key=lambda c: c.co_firstlineno)
+        self._old_lines = [c.co_firstlineno for c in self._old]
+        self._new_lines = [c.co_firstlineno for c in self._new]
+        self.pairs: dict[str, list[tuple[types.CodeType, types.CodeType]]] = {}
+        self._shapes: dict[int, Shape] = {}
+        self._keep: list[types.CodeType] = []  # keeps the ids of cached shapes unique
+        self._body(body)
+
+    def _body(self, body: BodyPlan) -> None:
+        for prev, stmt in body.same:
+            self._span(prev, stmt, changed=False)
+        for op in body.ops:
+            if isinstance(op, PatchDef):
+                self._span(op.old_node, op.node, changed=op.why == "changed")
+            elif isinstance(op, PatchClass):
+                self._body(op.body)
+
+    def _codes(self, node: ast.stmt, codes: list[types.CodeType], lines: list[int]) -> list[Any]:
+        lo = first_line(node) if isinstance(node, Def | ast.ClassDef) else node.lineno
+        hi = node.end_lineno or node.lineno
+        return codes[bisect.bisect_left(lines, lo) : bisect.bisect_right(lines, hi)]
+
+    def _span(self, old: ast.stmt, new: ast.stmt, *, changed: bool) -> None:
+        by_name: dict[str, tuple[list[types.CodeType], list[types.CodeType]]] = {}
+        for c in self._codes(old, self._old, self._old_lines):
+            by_name.setdefault(c.co_qualname, ([], []))[0].append(c)
+        for c in self._codes(new, self._new, self._new_lines):
+            by_name.setdefault(c.co_qualname, ([], []))[1].append(c)
+        for qualname, (olds, news) in by_name.items():
+            if len(olds) == len(news):
+                pairs = list(zip(olds, news, strict=True))
+            elif changed and isinstance(old, Def) and isinstance(new, Def):
+                # nested definitions were added or removed: pair only the def itself
+                pairs = [
+                    (o, n)
+                    for o in olds
+                    if o.co_firstlineno == first_line(old)
+                    for n in news
+                    if n.co_firstlineno == first_line(new)
+                ]
+            else:
+                pairs = []
+            if pairs:
+                self.pairs.setdefault(qualname, []).extend(pairs)
+
+    def shape_of(self, code: types.CodeType) -> Shape:
+        key = id(code)
+        got = self._shapes.get(key)
+        if got is None:
+            got = self._shapes[key] = shape(code)
+            self._keep.append(code)
+        return got
+
+    def match(self, fn: types.FunctionType) -> tuple[types.CodeType, types.CodeType] | None:
+        """``(old, new)`` code of the definition ``fn`` was made from, or None if it is not one
+        this upgrade maps (made by a statement that runs again, or by code of another module)."""
+        code = fn.__code__
+        candidates = self.pairs.get(code.co_qualname)
+        if not candidates:
+            return None
+        mine = self.shape_of(code)
+        found = [(o, n) for o, n in candidates if self.shape_of(o) == mine]
+        for o, n in found:
+            if o.co_firstlineno == code.co_firstlineno:
+                return o, n
+        if found:
+            return found[0]
+        # already given its new code by this commit (defaults are copied after the code)
+        for o, n in candidates:
+            if n is code or self.shape_of(n) == mine:
+                return o, n
+        return None
 
 
 def function_patches(
     plan: ModulePlan, index: HeapIndex
 ) -> Iterator[tuple[types.FunctionType, types.CodeType]]:
-    """Every live function of the module with the new code compiled from the same def."""
-    for (qualname, line), rank in plan.old_keys.items():
-        fns = index.functions_of(plan.module, qualname, line)
-        if not fns:
-            continue
-        code = plan.new_codes.get((qualname, rank))
-        if code is None:
-            continue
-        for fn in fns:
-            if fn.__code__ != code or fn.__code__.co_freevars != code.co_freevars:
-                yield fn, code
+    """Every live function of the module with the new code compiled from the same def. A
+    function whose definition only moved keeps its code object (registries keyed by code
+    objects stay valid; tracebacks read the file it was loaded from, which still exists)."""
+    codes = plan.codes
+    for qualname in codes.pairs:
+        for fn in index.functions_of(plan.module, qualname):
+            got = codes.match(fn)
+            if got is None:
+                continue
+            new = got[1]
+            if codes.shape_of(new) != codes.shape_of(fn.__code__):
+                yield fn, new
+
+
+def functions_of_def(
+    plan: ModulePlan, index: HeapIndex, qualname: str, old_firstlineno: int
+) -> list[types.FunctionType]:
+    """The live functions made from the ``def`` at ``old_firstlineno`` of the old file."""
+    out = []
+    for fn in index.functions_of(plan.module, qualname):
+        got = plan.codes.match(fn)
+        if got is not None and got[0].co_firstlineno == old_firstlineno:
+            out.append(fn)
+    return out
 
 
 def closure_for(

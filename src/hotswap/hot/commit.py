@@ -45,7 +45,8 @@ from typing import Any
 
 from hotswap.errors import ChildError
 from hotswap.hot import closure
-from hotswap.hot.codeobjects import closure_for, function_patches
+from hotswap.hot.codeobjects import closure_for, function_patches, functions_of_def
+from hotswap.hot.datafiles import HOOK as DATA_HOOK
 from hotswap.hot.journal import MISSING, Journal, record_sys_modules
 from hotswap.hot.plan import (
     CODE_CHANGE,
@@ -58,6 +59,7 @@ from hotswap.hot.plan import (
     PatchDef,
     Prepared,
 )
+from hotswap.hot.prepare import live_instance_refusals, refuse
 
 _DATACLASS_GENERATED = (
     "__init__",
@@ -76,6 +78,10 @@ _DATACLASS_GENERATED = (
 Checkpoint = Callable[[str], None]
 
 
+class Replan(Exception):
+    """A changed module was first imported after prepare: plan again (nothing was changed)."""
+
+
 @dataclass
 class Counts:
     functions_patched: int = 0
@@ -86,6 +92,7 @@ class Counts:
     enum_members_added: int = 0
     fields_filled: int = 0
     modules_migrated: int = 0
+    data_hooks_run: int = 0
     instances_migrated: int = 0
     modules_added: tuple[str, ...] = ()
     modules_removed: tuple[str, ...] = ()
@@ -116,8 +123,14 @@ class Commit:
 
     def run(self) -> Counts:
         p, j = self.p, self.j
+        late = [n for n in p.unplanned & sys.modules.keys() if self._from_old(sys.modules[n])]
+        if late:
+            raise Replan(f"imported since prepare: {', '.join(sorted(late))}")
         self.step("catch_up")
         p.index.catch_up()
+        live = live_instance_refusals(p.guards, p.index)
+        if live:
+            raise refuse(live)
         record_sys_modules(j)
         j.snapshot_container(sys.path)
         j.record(importlib.invalidate_caches)
@@ -200,6 +213,10 @@ class Commit:
             if id(mod) not in done:
                 self._switch_file(mod, None)
 
+    def _from_old(self, mod: types.ModuleType) -> bool:
+        f = getattr(mod, "__file__", None)
+        return isinstance(f, str) and self._paths.relative(f) is not None
+
     def _is_new(self, name: str) -> bool:
         f = getattr(sys.modules.get(name), "__file__", None)
         return isinstance(f, str) and f.startswith(self._new_prefix)
@@ -221,7 +238,7 @@ class Commit:
             raise ChildError(
                 "hot_upgrade_failed", f"{plan.name}.{op.qualname}: re-evaluation gave {new!r}"
             )
-        for fn in self.p.index.functions_of(plan.module, op.qualname, op.old_firstlineno):
+        for fn in functions_of_def(plan, self.p.index, op.qualname, op.old_firstlineno):
             self.j.snapshot_function(fn)
             fn.__defaults__ = new.__defaults__
             fn.__kwdefaults__ = new.__kwdefaults__
@@ -238,7 +255,9 @@ class Commit:
         for item in plan.steps:
             if isinstance(item, ExecStep):
                 self.step(f"exec:{plan.name}:{item.op.lineno}")
+                kept = {n: d[n] for n in item.op.keep if n in d}
                 exec(item.code, d)
+                d.update(kept)  # a later statement, not run again, binds these
                 self.counts.statements_run += 1
             elif isinstance(item, DefStep):
                 assert item.code is not None
@@ -286,7 +305,7 @@ class Commit:
         children = {id(c.op): c for c in cs.children}
         for op in body.ops:
             if isinstance(op, Exec):
-                for name in sorted(op.names):
+                for name in sorted(op.names - op.keep):
                     if name not in ns:
                         if name in cls.__dict__:
                             type.__delattr__(cls, name)
@@ -407,6 +426,15 @@ class Commit:
             self.step(f"code_change:{plan.name}")
             hook(plan.old_hash if old is MISSING else old, self.extra)
             self.counts.modules_migrated += 1
+        for pkg, files in self.p.data_hooks:
+            hook = getattr(pkg, DATA_HOOK, None)
+            if not callable(hook):
+                raise ChildError("hot_upgrade_failed", f"{pkg.__name__}.{DATA_HOOK} is gone")
+            self.step(f"data_change:{pkg.__name__}")
+            j.snapshot_namespace(pkg.__dict__, set(pkg.__dict__))
+            self._switch_file(pkg, j)  # so the hook finds the new files next to __file__
+            hook(list(files), self.extra)
+            self.counts.data_hooks_run += 1
         done: set[int] = set()
         for plan in self.p.modules:
             mod_old = vsn_old[plan.name]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from hotswap.hot.derive import follow_rebound_names, state_shape_changes
 from hotswap.hot.layout import class_body_refusals, header_change
 from hotswap.hot.names import (
     DEF_TYPES,
@@ -46,7 +47,6 @@ from hotswap.hot.names import (
     future_flags,
     imported_modules,
     iter_classes,
-    names_in,
     parse,
     runtime_names,
 )
@@ -85,8 +85,10 @@ def diff_module(
         warnings=warnings,
         is_class=False,
     )
-    rebound = _rebound(plan)
-    _follow_rebound_names(name, plan, rebound, refusals, warnings)
+    rebound: set[str] = set()
+    for op in plan.ops:
+        if isinstance(op, Exec):
+            rebound |= op.names - op.keep
     touched: set[str] = set()
     for op in plan.ops:
         if isinstance(op, Exec | PatchDef):
@@ -134,17 +136,31 @@ def diff_body(
     refusals: list[Reason],
     warnings: list[str],
     is_class: bool,
+    outer: frozenset[str] = frozenset(),
 ) -> BodyPlan:
+    """The plan of one body. ``outer`` are the module names the upgrade rebinds (for a class
+    body: what its unchanged statements may have read from the module)."""
     old_doc, old_stmts = _split_doc(old_body)
     new_doc, new_stmts = _split_doc(new_body)
     pairs, unmatched = _pair(old_stmts, new_stmts, src)
+    keep = _kept_names(pairs, src)
+    risky = set(outer) | rebinding(pairs, keep, src)
     ops: list[Op] = []
     same: list[tuple[ast.stmt, ast.stmt]] = []
     defined: set[str] = set()
+    first_bound: dict[str, int] = {}
     for stmt, prev in pairs:
-        defined |= bound_names(stmt)
+        names = bound_names(stmt)
+        defined |= names
+        for n in names:
+            first_bound.setdefault(n, stmt.lineno)
         if prev is None:
-            ops.append(Exec(stmt, frozenset(bound_names(stmt)), "added"))
+            ops.append(Exec(stmt, frozenset(names), "added", keep.get(id(stmt), frozenset())))
+            continue
+        if annotation_only(prev, stmt):
+            assert isinstance(stmt, ast.AnnAssign)
+            bare = ast.AnnAssign(stmt.target, stmt.annotation, None, stmt.simple)
+            ops.append(Exec(ast.copy_location(bare, stmt), frozenset(), "annotation"))
             continue
         if not isinstance(stmt, DEF_TYPES | ast.ClassDef) or _same(prev, stmt, src):
             same.append((prev, stmt))
@@ -152,14 +168,16 @@ def diff_body(
         where = f"{module}.{prefix}{getattr(stmt, 'name', '')}"
         if isinstance(stmt, DEF_TYPES) and isinstance(prev, DEF_TYPES):
             if dumps(prev.decorator_list) == dumps(stmt.decorator_list):
-                ops.append(PatchDef(stmt, prefix + stmt.name, first_line(prev)))
+                ops.append(PatchDef(stmt, prefix + stmt.name, prev))
                 if stmt.decorator_list and dump(prev.args) != dump(stmt.args):
                     warnings.append(
                         f"{where} (line {stmt.lineno}) is decorated and its parameters changed: "
                         "frameworks that read signatures at registration keep the old ones"
                     )
             else:
-                ops.append(Exec(stmt, frozenset(bound_names(stmt)), "redecorated"))
+                ops.append(
+                    Exec(stmt, frozenset(names), "redecorated", keep.get(id(stmt), frozenset()))
+                )
                 warnings.append(
                     f"{where} (line {stmt.lineno}): decorators changed, so the name is bound to a "
                     "new object; references taken before keep the old decorated object"
@@ -179,6 +197,7 @@ def diff_body(
                 refusals=refusals,
                 warnings=warnings,
                 is_class=True,
+                outer=frozenset(risky),
             )
             if body.is_empty():
                 same.append((prev, stmt))
@@ -194,22 +213,71 @@ def diff_body(
             )
     # A changed plain statement is a removed unit plus an added one; its names stay bound.
     removed = frozenset(n for n in removed_names - defined if n != "*")
-    annotations: tuple[str, ...] | None = None
     old_ann = ann_names(old_stmts)
     new_ann = ann_names(new_stmts)
-    ann_changed = old_ann != new_ann or any(
-        isinstance(op, Exec) and isinstance(op.node, ast.AnnAssign) for op in ops
+    fields_changed = old_ann != new_ann or any(
+        isinstance(op, Exec) and isinstance(op.node, ast.AnnAssign) and op.why != "annotation"
+        for op in ops
     )
-    if ann_changed:
-        annotations = tuple(new_ann)
-    return BodyPlan(
+    ann_changed = fields_changed or any(
+        isinstance(op, Exec) and op.why == "annotation" for op in ops
+    )
+    plan = BodyPlan(
         ops=ops,
         removed=removed,
         doc=(old_doc != new_doc, new_doc),
-        annotations=annotations,
+        annotations=tuple(new_ann) if ann_changed else None,
         defined=frozenset(defined),
         same=same,
+        fields_changed=fields_changed,
+        first_bound=first_bound,
     )
+    follow_rebound_names(
+        plan, risky, src=src, prefix=prefix, module=module, refusals=refusals, warnings=warnings
+    )
+    if is_class:
+        plan.state_shape = state_shape_changes(plan, prefix)
+    return plan
+
+
+def _kept_names(
+    pairs: list[tuple[ast.stmt, ast.stmt | None]], src: Lines
+) -> dict[int, frozenset[str]]:
+    """For each statement the upgrade runs, the names it binds that a later statement the
+    upgrade does not run binds too: the live value of those is the later one's, and stays."""
+    out: dict[int, frozenset[str]] = {}
+    later: set[str] = set()
+    for stmt, prev in reversed(pairs):
+        names = bound_names(stmt)
+        if _runs_again(stmt, prev, src):
+            if names & later:
+                out[id(stmt)] = frozenset(names & later)
+        else:
+            later |= names
+    return out
+
+
+def _runs_again(stmt: ast.stmt, prev: ast.stmt | None, src: Lines) -> bool:
+    if prev is None:
+        return True
+    return (
+        isinstance(stmt, DEF_TYPES)
+        and isinstance(prev, DEF_TYPES)
+        and not _same(prev, stmt, src)
+        and dumps(prev.decorator_list) != dumps(stmt.decorator_list)
+    )
+
+
+def rebinding(
+    pairs: list[tuple[ast.stmt, ast.stmt | None]], keep: dict[int, frozenset[str]], src: Lines
+) -> set[str]:
+    """Names whose objects the statements the upgrade runs replace (imports rebind to the same
+    objects, or to ones the importer rebinding follows)."""
+    out: set[str] = set()
+    for stmt, prev in pairs:
+        if _runs_again(stmt, prev, src) and not isinstance(stmt, ast.Import | ast.ImportFrom):
+            out |= bound_names(stmt) - keep.get(id(stmt), frozenset())
+    return out
 
 
 # -- units ----------------------------------------------------------------------------------
@@ -251,108 +319,63 @@ def _pair(
     old_stmts: list[ast.stmt], new_stmts: list[ast.stmt], src: Lines
 ) -> tuple[list[tuple[ast.stmt, ast.stmt | None]], list[ast.stmt]]:
     """Pair each new statement with its old counterpart (None if it is new) and list the old
-    statements left over. ``def``/``class`` pair by name and rank among same-named ones; other
-    statements by their text, then (for the few left) by their AST, so a reformatted statement
-    still counts as unchanged and is not run again."""
-    named: dict[tuple[str, str, int], ast.stmt] = {}
-    plain: dict[str, list[ast.stmt]] = {}
-    ranks: dict[tuple[str, str], int] = {}
+    statements left over. Every statement pairs first with an old one of the same text (so an
+    ``@overload`` added above an unchanged implementation leaves the implementation paired with
+    itself); then ``def``/``class`` pair by name in order among the same-named ones left, other
+    statements by their AST (a reformatted statement still counts as unchanged and is not run
+    again), and an annotated assignment whose target and value are unchanged pairs with its old
+    self (only its annotation changed)."""
+    by_text: dict[str, list[ast.stmt]] = {}
     for stmt in old_stmts:
-        key = _name_key(stmt)
-        if key is None:
-            plain.setdefault(_text(stmt, src.old), []).append(stmt)
-        else:
-            rank = ranks[key] = ranks.get(key, -1) + 1
-            named[(*key, rank)] = stmt
-    ranks = {}
+        by_text.setdefault(_text(stmt, src.old), []).append(stmt)
     used: set[int] = set()
     pairs: list[tuple[ast.stmt, ast.stmt | None]] = []
     pending: list[int] = []
     for stmt in new_stmts:
-        key = _name_key(stmt)
-        prev: ast.stmt | None
-        if key is None:
-            bucket = plain.get(_text(stmt, src.new))
-            prev = bucket.pop(0) if bucket else None
-            if prev is None:
-                pending.append(len(pairs))
+        bucket = by_text.get(_text(stmt, src.new))
+        prev = bucket.pop(0) if bucket else None
+        if prev is None:
+            pending.append(len(pairs))
         else:
-            rank = ranks[key] = ranks.get(key, -1) + 1
-            prev = named.get((*key, rank))
-        if prev is not None:
             used.add(id(prev))
         pairs.append((stmt, prev))
-    if pending:
-        left: dict[str, list[ast.stmt]] = {}
-        for stmt in old_stmts:
-            if id(stmt) not in used and _name_key(stmt) is None:
-                left.setdefault(dump(stmt), []).append(stmt)
-        for i in pending if left else ():
-            stmt = pairs[i][0]
-            bucket = left.get(dump(stmt))
+    if not pending:
+        return pairs, [s for s in old_stmts if id(s) not in used]
+    left: dict[object, list[ast.stmt]] = {}
+    for stmt in old_stmts:
+        if id(stmt) not in used:
+            for key in _keys(stmt):
+                left.setdefault(key, []).append(stmt)
+    for i in pending:
+        stmt = pairs[i][0]
+        for key in _keys(stmt):
+            bucket = left.get(key)
+            while bucket and id(bucket[0]) in used:
+                bucket.pop(0)
             if bucket:
                 prev = bucket.pop(0)
                 used.add(id(prev))
                 pairs[i] = (stmt, prev)
+                break
     return pairs, [s for s in old_stmts if id(s) not in used]
 
 
-# -- rebinding and stale uses ---------------------------------------------------------------
+def _keys(stmt: ast.stmt) -> list[object]:
+    """What a statement left unpaired by its text may still pair by, best first."""
+    named = _name_key(stmt)
+    if named is not None:
+        return [named]
+    keys: list[object] = [("ast", dump(stmt))]
+    if isinstance(stmt, ast.AnnAssign):
+        value = None if stmt.value is None else dump(stmt.value)
+        keys.append(("annotated", dump(stmt.target), value, stmt.simple))
+    return keys
 
 
-def _rebound(plan: BodyPlan) -> set[str]:
-    """Module names that Exec ops bind (their objects may change identity)."""
-    out: set[str] = set()
-    for op in plan.ops:
-        if isinstance(op, Exec):
-            out |= op.names
-    return out
-
-
-def _follow_rebound_names(
-    module: str,
-    plan: BodyPlan,
-    rebound: set[str],
-    refusals: list[Reason],
-    warnings: list[str],
-) -> None:
-    # Imports rebind to the same objects (or to objects importer-rebinding follows).
-    risky = set(rebound)
-    for op in plan.ops:
-        if isinstance(op, Exec) and isinstance(op.node, ast.Import | ast.ImportFrom):
-            risky -= op.names
-    if not risky:
-        return
-    added = False
-    for prev, stmt in plan.same:
-        if isinstance(stmt, DEF_TYPES | ast.ClassDef):
-            header = names_in(stmt.decorator_list)
-            if isinstance(stmt, ast.ClassDef):
-                header |= names_in(stmt.bases) | names_in(k.value for k in stmt.keywords)
-            used = header & risky
-            if used:
-                refusals.append(
-                    Reason(
-                        "stale_registration",
-                        f"{module}.{stmt.name} (line {stmt.lineno}) was decorated or based on "
-                        f"{', '.join(sorted(used))}, which this upgrade rebinds: its "
-                        "registration was made on the old object and would not be redone",
-                        subject=f"{module}.{stmt.name}",
-                    )
-                )
-                continue
-            if isinstance(stmt, DEF_TYPES):
-                assert isinstance(prev, DEF_TYPES)
-                defaults = [*stmt.args.defaults, *(d for d in stmt.args.kw_defaults if d)]
-                if names_in(defaults) & risky:
-                    plan.ops.append(PatchDef(stmt, stmt.name, first_line(prev), why="defaults"))
-                    added = True
-                continue
-        used = runtime_names(stmt) & risky
-        if used:
-            warnings.append(
-                f"{module} line {stmt.lineno}: unchanged, but it ran with the old "
-                f"{', '.join(sorted(used))}; recompute it in __code_change__ if it matters"
-            )
-    if added:
-        plan.ops.sort(key=lambda op: op.lineno)
+def annotation_only(old: ast.stmt, new: ast.stmt) -> bool:
+    """A paired annotated assignment whose annotation alone changed."""
+    return (
+        isinstance(old, ast.AnnAssign)
+        and isinstance(new, ast.AnnAssign)
+        and dump(old.annotation) != dump(new.annotation)
+    )

@@ -20,16 +20,17 @@ from typing import Any
 
 from hotswap.errors import ChildError, HotswapError, UsageError
 from hotswap.hot.check import Analysis, analyze, check_running_interpreter
-from hotswap.hot.commit import Checkpoint, Commit, Counts
+from hotswap.hot.commit import Checkpoint, Commit, Counts, Replan
 from hotswap.hot.journal import Journal
 from hotswap.hot.plan import Prepared
 from hotswap.hot.prepare import loaded_modules, prepare, refuse
 from hotswap.hot.quiesce import Quiescence, QuiesceTimeout, UpgradeGate, default_quiescence
 from hotswap.hot.stats import HotUpgradeStats
 from hotswap.hot.tree import LIB, MANIFEST, PathMap, ReleaseTree, module_name
-from hotswap.hot.verdict import Verdict
+from hotswap.hot.verdict import Reason, Verdict
 
 _one_at_a_time = threading.Lock()
+REPLANS = 3  # commits retried when changed modules are imported while preparing
 
 
 class HotUpgrade:
@@ -61,6 +62,7 @@ class HotUpgrade:
         self.analysis: Analysis | None = None
         self._t0 = clock()
         self._gc_paused = False
+        self._replans = 0
 
     def prepare(self) -> Verdict:
         """Check and plan (raises a refusal). The cyclic collector stays paused from here to
@@ -77,6 +79,9 @@ class HotUpgrade:
             raise
 
     def _prepare(self, t: float) -> Verdict:
+        # First what the engine itself imports (a release may bundle the same distributions,
+        # e.g. packaging): the snapshot of the app's modules is taken after.
+        interpreter_reasons = check_running_interpreter(self.new.manifest)
         paths = PathMap(self.old.lib, self.new.lib, sys.path)
         loaded = loaded_modules(paths)
         names = {module_name(f"{LIB}/{rel}") for rel in loaded}
@@ -86,7 +91,7 @@ class HotUpgrade:
             allow_dependency_changes=self.allow_dependency_changes,
             loaded=names.__contains__,
         )
-        a.reasons.extend(check_running_interpreter(self.new.manifest))
+        a.reasons.extend(interpreter_reasons)
         self.analysis = a
         if a.reasons:
             raise refuse(a.reasons, a.warnings)
@@ -106,6 +111,26 @@ class HotUpgrade:
     def commit(
         self, quiescence: Quiescence | None = None, *, suspend_timeout: float = 3.0
     ) -> HotUpgradeStats:
+        """Wait for quiescence and apply the prepared plan, all or nothing. If a changed module
+        was first imported after prepare (a lazy import while serving), nothing is changed, the
+        upgrade is prepared again and the commit retried (at most ``REPLANS`` times)."""
+        for attempt in range(REPLANS + 1):
+            try:
+                return self._commit_once(quiescence, suspend_timeout)
+            except Replan as exc:
+                if attempt == REPLANS:
+                    raise ChildError(
+                        "hot_upgrade_failed",
+                        f"modules kept being imported while the upgrade was prepared ({exc}); "
+                        "nothing was changed",
+                        step="prepare",
+                    ) from None
+                self._replans += 1
+        raise AssertionError("unreachable")
+
+    def _commit_once(
+        self, quiescence: Quiescence | None, suspend_timeout: float
+    ) -> HotUpgradeStats:
         if self.prepared is None:
             self.prepare()
         p = self.prepared
@@ -123,8 +148,8 @@ class HotUpgrade:
             except BaseException as exc:
                 errors = journal.rollback()
                 marks["out"] = self.clock()
-                if not isinstance(exc, Exception):
-                    raise
+                if not isinstance(exc, Exception) or isinstance(exc, Replan) or _refusal(exc):
+                    raise  # a refusal or a re-plan is raised before anything is written
                 raise _failure(self._current, exc, errors) from exc
             journal.discard()
             marks["out"] = self.clock()
@@ -167,6 +192,8 @@ class HotUpgrade:
             heap_objects_scanned=scanned,
             young_objects_scanned=young,
             warnings=tuple(p.warnings),
+            data_hooks_run=counts.data_hooks_run,
+            replans=self._replans,
         )
 
     _current = "start"
@@ -175,6 +202,10 @@ class HotUpgrade:
         self._current = name
         if self.checkpoint is not None:
             self.checkpoint(name)
+
+
+def _refusal(exc: BaseException) -> bool:
+    return isinstance(exc, ChildError) and exc.code == "hot_upgrade_refused"
 
 
 def _failure(step: str, exc: BaseException, rollback_errors: list[str]) -> ChildError:
@@ -252,13 +283,16 @@ def hot_upgrade(
     gate: UpgradeGate | None = None,
     extra: Any = None,
     allow_dependency_changes: bool = False,
+    no_quiesce: bool = False,
 ) -> HotUpgradeStats:
     """Upgrade the code of this running process in place to ``release``.
 
     ``release`` is a release tarball (verified and unpacked into ``state_dir``'s store) or an
     unpacked release directory. ``current`` is the release the process runs (default: found on
     ``sys.path``; ``app`` picks it by name). Quiescence comes from ``loop`` and/or ``gate``, else
-    from :func:`~hotswap.hot.quiesce.set_quiescence`, else the commit runs on the calling thread.
+    from :func:`~hotswap.hot.quiesce.set_quiescence`. A process that registered neither is
+    refused (``no_quiescence``: the code would change under running requests) unless
+    ``no_quiesce`` says so; the commit then runs on the calling thread.
 
     Raises ``UsageError("release_not_found")``, ``UsageError("upgrade_in_progress")``,
     ``ChildError("hot_upgrade_refused")`` (nothing touched; use a blue-green upgrade) or
@@ -283,6 +317,8 @@ def hot_upgrade(
                 "release_not_found", f"{new_root} is a release of {up.new.name!r}, not {app!r}"
             )
         q = Quiescence(loop=loop, gate=gate) if loop or gate else default_quiescence()
+        if q.loop is None and q.gate is None and not no_quiesce:
+            raise refuse([NO_QUIESCENCE])
         try:
             up.prepare()
             return up.commit(q, suspend_timeout=suspend_timeout)
@@ -290,6 +326,14 @@ def hot_upgrade(
             up.abort()
     finally:
         _one_at_a_time.release()
+
+
+NO_QUIESCENCE = Reason(
+    "no_quiescence",
+    "this process registered no quiescence (no event loop, no UpgradeGate: see "
+    "hotswap.set_quiescence), so the code would change while requests run; register one, or "
+    "pass no_quiesce=True (--no-quiesce) if nothing runs concurrently",
+)
 
 
 async def hot_upgrade_async(release: str | os.PathLike[str], **kwargs: Any) -> HotUpgradeStats:

@@ -19,24 +19,65 @@ from typing import Any
 
 from hotswap.hot.plan import ClassStep, Def, Exec, PatchDef
 
+AT = "__hotswap_at__"  # the fragment calls it with the line of the statement it runs next
+
 
 class Capture:
-    """Stands in for a metaclass: runs a class body over a copy of a live class's namespace."""
+    """Stands in for a metaclass: runs a class body over a copy of a live class's namespace.
 
-    def __init__(self, cls: type, children: dict[str, Capture]) -> None:
+    The copy is a :class:`ScopedNamespace`: while the fragment runs the statement of line N, a
+    name of the live class that the new body binds only at line N or later (or never) is hidden,
+    so it resolves to the module global, as it did when the class body first ran there.
+    """
+
+    def __init__(
+        self, cls: type, children: dict[str, Capture], first_bound: dict[str, int] | None = None
+    ) -> None:
         self.cls = cls
         self.children = children
+        self.first_bound = first_bound or {}
         self.ns: dict[str, Any] | None = None
 
     def __prepare__(self, name: str, bases: tuple[type, ...], **kw: Any) -> dict[str, Any]:
-        ns = {k: v for k, v in self.cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
-        ns["__annotations__"] = inspect.get_annotations(self.cls)
-        ns.update(self.children)
-        return ns
+        data = {k: v for k, v in self.cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+        data["__annotations__"] = inspect.get_annotations(self.cls)
+        data.update(self.children)
+        hidden = {k: self.first_bound.get(k, _NEVER) + 1 for k in data if k not in _VISIBLE}
+        for k in self.children:
+            hidden.pop(k, None)
+        return ScopedNamespace(data, hidden)
 
     def __call__(self, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kw: Any) -> Any:
-        self.ns = ns
+        self.ns = dict(ns)
         return self
+
+
+_NEVER = 1 << 30
+_VISIBLE = frozenset({"__module__", "__qualname__", "__annotations__", "__doc__", AT})
+
+
+class ScopedNamespace(dict[str, Any]):
+    """A class namespace that hides names until the line that binds them (see :class:`Capture`).
+    A class body reads names through ``__getitem__`` when its namespace is not a plain dict."""
+
+    def __init__(self, data: dict[str, Any], hidden: dict[str, int]) -> None:
+        super().__init__(data)
+        self._hidden = hidden
+        self._line = 0
+        super().__setitem__(AT, self._at)
+
+    def _at(self, line: int) -> None:
+        self._line = line
+
+    def __getitem__(self, key: str) -> Any:
+        visible_from = self._hidden.get(key)
+        if visible_from is not None and self._line < visible_from:
+            raise KeyError(key)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._hidden.pop(key, None)
+        super().__setitem__(key, value)
 
 
 class NameAllocator:
@@ -58,12 +99,12 @@ def fragment(step: ClassStep, capture_name: str) -> ast.ClassDef:
     children = {id(c.op): c for c in step.children}
     for op in step.op.body.ops:
         if isinstance(op, Exec):
-            body.append(op.node)
+            body += [_at(op.node), op.node]
         elif isinstance(op, PatchDef):
-            body.append(stripped(op.node, defs[id(op)].temp))
+            body += [_at(op.node), stripped(op.node, defs[id(op)].temp)]
         elif id(op) in children:
             child = children[id(op)]
-            body.append(fragment(child, f"__hotswap_capture_{child.op.name}__"))
+            body += [_at(op.node), fragment(child, f"__hotswap_capture_{child.op.name}__")]
     node = step.op.node
     meta = ast.copy_location(ast.Name(capture_name, ast.Load()), node)
     frag = ast.ClassDef(
@@ -74,6 +115,12 @@ def fragment(step: ClassStep, capture_name: str) -> ast.ClassDef:
         decorator_list=[],
     )
     return ast.copy_location(frag, node)
+
+
+def _at(node: ast.stmt) -> ast.stmt:
+    """``__hotswap_at__(<line>)``: tells the namespace which statement runs next."""
+    call = ast.Call(ast.Name(AT, ast.Load()), [ast.Constant(node.lineno)], [])
+    return ast.fix_missing_locations(ast.copy_location(ast.Expr(call), node))
 
 
 def stripped(node: Def, temp: str) -> ast.stmt:

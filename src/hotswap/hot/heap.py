@@ -29,11 +29,11 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
-FunctionKey = tuple[int, str, int]  # (id of the module dict, co_qualname, co_firstlineno)
+FunctionKey = tuple[int, str]  # (id of the module dict, co_qualname)
 
 
 class HeapIndex:
-    """Functions of given modules (by code location) and instances of given classes."""
+    """Functions of given modules (by qualname) and instances of given classes."""
 
     def __init__(self, module_dicts: Iterable[dict[str, Any]], classes: Iterable[type]) -> None:
         self._globals = {id(d) for d in module_dicts}
@@ -152,13 +152,11 @@ class HeapIndex:
             return
         self._seen.add(id(fn))
         code = fn.__code__
-        key = (id(fn.__globals__), code.co_qualname, code.co_firstlineno)
+        key = (id(fn.__globals__), code.co_qualname)
         self.functions.setdefault(key, []).append(fn)
 
-    def functions_of(
-        self, module: types.ModuleType, qualname: str, firstlineno: int
-    ) -> list[types.FunctionType]:
-        return self.functions.get((id(module.__dict__), qualname, firstlineno), [])
+    def functions_of(self, module: types.ModuleType, qualname: str) -> list[types.FunctionType]:
+        return self.functions.get((id(module.__dict__), qualname), [])
 
 
 def _full(c: Any) -> bool:

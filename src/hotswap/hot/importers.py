@@ -44,8 +44,10 @@ def find_importers(
     plans: list[ModulePlan], loaded: dict[str, types.ModuleType]
 ) -> dict[tuple[str, str], list[tuple[types.ModuleType, str]]]:
     """``{(module, name): [(importer, alias)]}`` for the names an upgrade may rebind: the modules
-    holding them through a top-level ``from module import name as alias`` (transitively, for
-    re-exports). Only files mentioning one of the names are parsed."""
+    holding them through a top-level ``from module import name as alias`` or
+    ``from module import *`` (transitively, for re-exports; the commit rebinds a copy only where
+    the importer still holds the old object). Only files that mention one of the names, or
+    import ``*``, are parsed."""
     wanted: set[tuple[str, str]] = set()
     for p in plans:
         for n in p.diff.rebound:
@@ -66,7 +68,9 @@ def find_importers(
                     text = Path(mod.__file__ or "").read_text(encoding="utf-8")
                 except (OSError, UnicodeDecodeError):
                     continue
-                if "import" not in text or not any(n in text for n in names):
+                if "import" not in text or not (
+                    "import *" in text or any(n in text for n in names)
+                ):
                     continue
                 try:
                     tree = ast.parse(text)
@@ -76,13 +80,18 @@ def find_importers(
                 pkg = mod.__name__ if is_pkg else mod.__name__.rpartition(".")[0]
                 imports[rel] = list(from_imports(tree.body, pkg))
             for src_mod, name, alias in imports[rel]:
-                if (src_mod, name) not in wanted:
+                if name == "*":  # every name it exported, under the same name
+                    found = [(n, n) for m, n in list(wanted) if m == src_mod]
+                elif (src_mod, name) in wanted:
+                    found = [(name, alias)]
+                else:
                     continue
-                targets = edges.setdefault((src_mod, name), [])
-                if (mod, alias) not in targets:
-                    targets.append((mod, alias))
-                key = (mod.__name__, alias)
-                if key not in wanted:
-                    wanted.add(key)
-                    frontier.add(key)
+                for name, alias in found:
+                    targets = edges.setdefault((src_mod, name), [])
+                    if (mod, alias) not in targets:
+                        targets.append((mod, alias))
+                    key = (mod.__name__, alias)
+                    if key not in wanted:
+                        wanted.add(key)
+                        frontier.add(key)
     return edges

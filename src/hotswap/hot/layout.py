@@ -16,6 +16,7 @@ import abc
 import ast
 import enum
 import types
+import typing
 
 from hotswap.hot.names import ann_names, bound_names, dump, dumps
 from hotswap.hot.plan import ClassStep, Exec, ModuleDiff
@@ -117,8 +118,12 @@ def _enum_assignments(body: list[ast.stmt]) -> dict[str, str]:
 def classify(step: ClassStep, md: ModuleDiff, reasons: list[Reason], where: str) -> None:
     cls, body = step.cls, step.op.body
     execs = [o for o in body.ops if isinstance(o, Exec)]
-    state_change = body.annotations is not None or any(
-        not isinstance(o.node, ast.FunctionDef | ast.AsyncFunctionDef) for o in execs
+    # Annotation-only changes (same names, order and values; only the types changed) update
+    # ``__annotations__`` and nothing else where the class derives nothing else from them.
+    types_only = body.annotations is not None and not body.fields_changed
+    state_change = body.fields_changed or any(
+        not isinstance(o.node, ast.FunctionDef | ast.AsyncFunctionDef) and o.why != "annotation"
+        for o in execs
     )
     if isinstance(cls, enum.EnumMeta):
         step.kind = "enum"
@@ -135,7 +140,7 @@ def classify(step: ClassStep, md: ModuleDiff, reasons: list[Reason], where: str)
             )
         return
     if "__dataclass_fields__" in cls.__dict__:
-        if not state_change:
+        if not (state_change or types_only):
             return
         step.kind = "dataclass"
         deco = _dataclass_decorator(step.op.node)
@@ -171,7 +176,8 @@ def classify(step: ClassStep, md: ModuleDiff, reasons: list[Reason], where: str)
             )
         return
     meta = type(cls)
-    if meta not in (type, abc.ABCMeta) and state_change:
+    typed_dict = meta is getattr(typing, "_TypedDictMeta", None)
+    if meta not in (type, abc.ABCMeta) and (state_change or (types_only and not typed_dict)):
         reasons.append(
             Reason(
                 "metaclass_state",
@@ -180,7 +186,7 @@ def classify(step: ClassStep, md: ModuleDiff, reasons: list[Reason], where: str)
                 where,
             )
         )
-    elif issubclass(cls, tuple) and hasattr(cls, "_fields") and body.annotations is not None:
+    elif issubclass(cls, tuple) and hasattr(cls, "_fields") and body.fields_changed:
         reasons.append(Reason("class_layout", f"{where}: NamedTuple fields changed", where))
 
 

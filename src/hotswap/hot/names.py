@@ -188,15 +188,15 @@ def imported_modules(body: list[ast.stmt], package: str) -> set[str]:
 
 
 def from_imports(body: list[ast.stmt], package: str) -> Iterator[tuple[str, str, str]]:
-    """``(module, name, alias)`` for every top-level ``from module import name as alias``."""
+    """``(module, name, alias)`` for every top-level ``from module import name as alias``
+    (``(module, "*", "*")`` for ``from module import *``)."""
     for node in _walk_toplevel(body):
         if isinstance(node, ast.ImportFrom):
             base = resolve_from(node, package)
             if base is None:
                 continue
             for a in node.names:
-                if a.name != "*":
-                    yield base, a.name, a.asname or a.name
+                yield base, a.name, a.asname or a.name
 
 
 def resolve_from(node: ast.ImportFrom, package: str) -> str | None:

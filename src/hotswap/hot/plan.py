@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hotswap.hot.heap import HeapIndex
+from hotswap.hot.names import first_line
 from hotswap.hot.tree import PathMap
 from hotswap.hot.verdict import Reason
 
 if TYPE_CHECKING:
     from hotswap.hot.check import Analysis
+    from hotswap.hot.codeobjects import CodeMap
     from hotswap.hot.fragment import Capture
 
 Def = ast.FunctionDef | ast.AsyncFunctionDef
@@ -42,12 +44,17 @@ class PatchDef:
 
     node: Def  # the new statement
     qualname: str
-    old_firstlineno: int  # co_firstlineno of the live (old) code
+    old_node: Def  # the old statement
     why: str = "changed"  # or "defaults" (unchanged text, defaults read a rebound name)
 
     @property
     def lineno(self) -> int:
         return self.node.lineno
+
+    @property
+    def old_firstlineno(self) -> int:
+        """``co_firstlineno`` of the old code."""
+        return first_line(self.old_node)
 
 
 @dataclass
@@ -56,7 +63,8 @@ class Exec:
 
     node: ast.stmt
     names: frozenset[str]  # names it binds
-    why: str  # "added" | "changed" | "redecorated"
+    why: str  # "added" | "changed" | "redecorated" | "annotation" | "derived"
+    keep: frozenset[str] = frozenset()  # names it binds that a later, unchanged statement binds
 
     @property
     def lineno(self) -> int:
@@ -91,6 +99,9 @@ class BodyPlan:
     annotations: tuple[str, ...] | None = None  # new order of annotated names, if it changed
     defined: frozenset[str] = frozenset()  # names bound by the new body (all units)
     same: list[tuple[ast.stmt, ast.stmt]] = field(default_factory=list, repr=False)  # unchanged
+    fields_changed: bool = False  # annotated names or their values changed (not only types)
+    first_bound: dict[str, int] = field(default_factory=dict, repr=False)  # name -> first line
+    state_shape: tuple[str, ...] = ()  # how changed methods now shape instance state
 
     def is_empty(self) -> bool:
         return not self.ops and not self.removed and not self.doc[0] and self.annotations is None
@@ -171,10 +182,10 @@ class ModulePlan:
     new_file: Path
     old_hash: str
     new_hash: str
-    old_keys: dict[tuple[str, int], int]  # (qualname, firstlineno) in the old file -> rank
-    new_codes: dict[tuple[str, int], types.CodeType]  # (qualname, rank) in the new file
+    codes: CodeMap  # which new code each old definition becomes
     steps: list[Step] = field(default_factory=list)
     migrate_classes: list[type] = field(default_factory=list)
+    state_guards: list[tuple[type, str]] = field(default_factory=list)  # (class, why)
 
 
 @dataclass
@@ -190,6 +201,9 @@ class Prepared:
     index: HeapIndex
     warnings: list[str]
     importers: dict[tuple[str, str], list[tuple[types.ModuleType, str]]]
+    guards: list[tuple[type, str]] = field(default_factory=list)  # no live instance may exist
+    data_hooks: list[tuple[types.ModuleType, tuple[str, ...]]] = field(default_factory=list)
+    unplanned: frozenset[str] = frozenset()  # changed modules not imported when prepared
     prepare_ms: float = 0.0
 
     def release(self) -> None:

@@ -22,6 +22,7 @@ Any refusal raises ``ChildError("hot_upgrade_refused")`` and nothing has been to
 from __future__ import annotations
 
 import abc
+import ast
 import contextlib
 import sys
 import types
@@ -29,14 +30,14 @@ import types
 from hotswap.errors import ChildError
 from hotswap.hot.check import Analysis
 from hotswap.hot.codeobjects import (
+    CodeMap,
     closure_for,
     function_patches,
     load_code,
-    ranked,
-    ranks,
     resolve,
     source_vsn,
 )
+from hotswap.hot.datafiles import data_changes
 from hotswap.hot.fragment import Capture, NameAllocator, compile_statements, fragment, stripped
 from hotswap.hot.heap import HeapIndex
 from hotswap.hot.importers import dependency_order, find_importers
@@ -102,6 +103,9 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
         if plan is not None:
             plans.append(plan)
             migrate.extend(plan.migrate_classes)
+            migrate.extend(cls for cls, _why in plan.state_guards)
+            _check_entry(analysis, plan, reasons)
+    data_hooks = data_changes(analysis, loaded, reasons)
     if reasons:
         raise refuse(reasons, warnings)
     plans = dependency_order(plans)
@@ -121,9 +125,11 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
         index.walk_module(p.module)
     if plans:
         index.scan()
+    guards = [g for p in plans for g in p.state_guards]
     try:
         for p in plans:
             _check_closures(p, index, reasons)
+        reasons += live_instance_refusals(guards, index)
         if reasons:
             raise refuse(reasons, warnings)
         importers = find_importers(plans, loaded)
@@ -135,7 +141,62 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
             f"gc.freeze() hides {index.frozen} objects from the heap walk: closures and "
             "instances among them are not updated (module and class functions still are)"
         )
-    return Prepared(analysis, plans, paths, loaded, packages, removed, index, warnings, importers)
+    planned = {p.name for p in plans}
+    return Prepared(
+        analysis,
+        plans,
+        paths,
+        loaded,
+        packages,
+        removed,
+        index,
+        warnings,
+        importers,
+        guards=guards,
+        data_hooks=data_hooks,
+        unplanned=frozenset(
+            n for n, rel in changed.items() if rel[len("lib/") :] not in loaded and n not in planned
+        ),
+    )
+
+
+def live_instance_refusals(guards: list[tuple[type, str]], index: HeapIndex) -> list[Reason]:
+    """``instance_state`` for each class whose changed methods shape instance state anew while
+    instances made by the old code are alive (and the class defines no ``__code_change__``)."""
+    out: list[Reason] = []
+    for cls, why in guards:
+        n = sum(len(objs) for t, objs in index.instances.items() if issubclass(t, cls))
+        if n:
+            where = f"{cls.__module__}.{cls.__qualname__}"
+            out.append(
+                Reason(
+                    "instance_state",
+                    f"{where}: {why}, and {n} live instance(s) hold the old state; define "
+                    "__code_change__(self, old_vsn, extra) in the class to migrate them",
+                    subject=where,
+                )
+            )
+    return out
+
+
+def _check_entry(a: Analysis, plan: ModulePlan, reasons: list[Reason]) -> None:
+    """The server holds the ``app.entry`` object: a statement that rebinds it is refused."""
+    entry = str(a.new.app.get("entry") or "")
+    module, _, attr = entry.partition(":")
+    root = attr.split(".")[0].split("(")[0]
+    if module != plan.name or not root:
+        return
+    for op in plan.diff.plan.ops:
+        if isinstance(op, Exec) and root in op.names - op.keep:
+            what = ast.unparse(op.node).splitlines()[0][:80]
+            reasons.append(
+                Reason(
+                    "wiring",
+                    f"{plan.name} line {op.lineno}: `{what}` rebinds {root}, the app.entry object "
+                    f"({entry}) the server holds; it would keep serving the old one",
+                    subject=f"app.entry:{entry}",
+                )
+            )
 
 
 # -- one module ------------------------------------------------------------------------------
@@ -158,8 +219,7 @@ def _plan_module(
         new_file=new_path,
         old_hash=source_vsn(old_bytes),
         new_hash=source_vsn(new_bytes),
-        old_keys=ranks(old_code),
-        new_codes={(q, r): c for (q, _line), (r, c) in ranked(new_code).items()},
+        codes=CodeMap(old_code, new_code, md.plan),
     )
     filename = str(new_path)
     flags = md.future_flags
@@ -188,6 +248,9 @@ def _plan_module(
             for cs in step.walk():
                 if cs.added_fields:
                     plan.migrate_classes.append(cs.cls)
+                shape = cs.op.body.state_shape
+                if shape and cs.op.qualname not in md.code_change_classes:
+                    plan.state_guards.append((cs.cls, "; ".join(shape)))
     return plan
 
 
@@ -214,7 +277,11 @@ def _class_step(
             child = _class_step(mod, sub, cls.__dict__.get(sub.name), names, reasons, md)
             if child is not None:
                 children.append(child)
-    capture = Capture(cls, {f"__hotswap_capture_{c.op.name}__": c.capture for c in children})
+    capture = Capture(
+        cls,
+        {f"__hotswap_capture_{c.op.name}__": c.capture for c in children},
+        op.body.first_bound,
+    )
     step = ClassStep(op, cls, capture, defs, children)
     step.abstract = isinstance(cls, abc.ABCMeta)
     classify(step, md, reasons, where)

@@ -36,6 +36,8 @@ class HotUpgradeStats:
     heap_objects_scanned: int
     young_objects_scanned: int
     warnings: tuple[str, ...] = ()
+    data_hooks_run: int = 0  # packages whose __data_change__ reloaded changed data files
+    replans: int = 0  # times the plan was made again (modules imported while preparing)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -1,0 +1,426 @@
+"""Promise 12: an accepted hot upgrade is a fresh import of the new release, or it is refused.
+
+One test per class of wrong result found on real patch releases of widely used libraries
+(reviews/hot-fidelity: F1-F11), each distilled to a few lines, plus variations. Each holds what a
+live process holds (references taken before, runtime registrations, live instances) and checks
+the result against what a fresh interpreter importing the new release computes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hotswap.errors import ChildError
+from hotswap.hot import HotUpgrade
+from tests.hot import snapshot
+from tests.hot.conftest import Hot
+
+
+def fresh(hot: Hot, root: Path, module: str, expr: str) -> str:
+    """``repr(expr)`` evaluated with ``m`` = ``module`` imported fresh from release ``root``."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(root / 'lib')!r}); import importlib; "
+        f"m = importlib.import_module({f'{hot.pkg}.{module}'!r}); print(repr({expr}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def refused(hot: Hot, r2: Path) -> set[str]:
+    before = snapshot.take(hot.pkg)
+    with pytest.raises(ChildError) as err:
+        hot.upgrade(r2)
+    assert err.value.code == "hot_upgrade_refused", err.value
+    assert snapshot.take(hot.pkg) == before
+    return {r["code"] for r in err.value.details["reasons"]}
+
+
+# -- F11: definitions matched by identity, never by rank --------------------------------------
+
+
+def test_an_unchanged_lambda_keeps_its_code_when_a_lambda_is_added_above_it(hot: Hot) -> None:
+    v1 = {"m.py": 'HANDLERS = {"a": lambda: "handler a"}\n'}
+    v2 = {"m.py": 'EXTRA = lambda: "a brand-new lambda"\nHANDLERS = {"a": lambda: "handler a"}\n'}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    handler = m.HANDLERS["a"]
+    hot.upgrade(r2)
+    assert handler() == m.HANDLERS["a"]() == "handler a"
+    assert m.EXTRA() == "a brand-new lambda"
+
+
+def test_an_added_overload_leaves_the_live_implementation_alone(hot: Hot) -> None:
+    head = "from typing import overload\n@overload\ndef parse(x: int) -> int: ...\n"
+    head += "@overload\ndef parse(x: str) -> str: ...\n"
+    tail = "def parse(x):\n    return ('parsed', x)\nREGISTRY = [parse]\n"
+    v1 = {"m.py": head + tail}
+    v2 = {"m.py": head + "@overload\ndef parse(x: bytes) -> bytes: ...\n" + tail}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    registered = m.REGISTRY[0]
+    hot.upgrade(r2)
+    assert registered(1) == m.parse(1) == ("parsed", 1)
+    assert m.parse is registered
+
+
+def test_a_changed_lambda_among_same_named_ones_gets_its_own_new_code(hot: Hot) -> None:
+    v1 = {"m.py": "A = lambda: 'a1'\nB = lambda: 'b1'\ndef keep():\n    return (A, B)\n"}
+    v2 = {"m.py": "A = lambda: 'a1'\nB = lambda: 'b2'\ndef keep():\n    return (A, B)\n"}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    a, b = m.A, m.B
+    hot.upgrade(r2)
+    assert a() == "a1" and m.A() == "a1" and m.B() == "b2"
+    assert b() == "b1"  # the old object of a re-run statement keeps its own code, whole
+
+
+# -- F2: a re-decorated def never gives the old object code of another shape ----------------
+
+
+def test_a_method_becoming_staticmethod_leaves_old_bound_methods_working(hot: Hot) -> None:
+    v1 = {"m.py": "class Shell:\n    def check(self):\n        return 'checked (v1)'\n"}
+    v2 = {
+        "m.py": "class Shell:\n    @staticmethod\n    def check():\n        return 'checked (v2)'\n"
+    }
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    bound = m.Shell().check
+    hot.upgrade(r2)
+    assert bound() == "checked (v1)"  # the old object, whole
+    assert m.Shell().check() == m.Shell.check() == "checked (v2)"
+
+
+def test_a_function_gaining_a_cache_decorator_keeps_old_references_whole(hot: Hot) -> None:
+    v1 = {"m.py": "def area(r):\n    return 3 * r * r\n"}
+    v2 = {"m.py": "import functools\n@functools.cache\ndef area(r):\n    return 3 * r * r + 0\n"}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    old = m.area
+    hot.upgrade(r2)
+    assert old(2) == 12 and old.__code__.co_argcount == 1
+    assert m.area(2) == 12 and hasattr(m.area, "cache_info")
+
+
+# -- F5a: code objects that only moved keep their identity --------------------------------------
+
+
+def test_a_registry_of_code_objects_stays_valid_when_lines_move(hot: Hot) -> None:
+    v1 = {
+        "m.py": """
+            INTERNAL = set()
+            def internal(f):
+                INTERNAL.add(f.__code__)
+                return f
+            @internal
+            def call(x):
+                return x
+            def changed():
+                return 1
+        """
+    }
+    moved = v1["m.py"].replace(
+        "\n            INTERNAL", "\n            # a new line\n            INTERNAL"
+    )
+    v2 = {"m.py": moved.replace("return 1", "return 2")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    code = m.call.__code__
+    hot.upgrade(r2)
+    assert m.call.__code__ is code and m.call.__code__ in m.INTERNAL
+    assert m.changed() == 2
+
+
+def test_functions_that_only_moved_are_found_again_by_the_next_upgrade(hot: Hot) -> None:
+    body = "def f():\n    return 'f'\ndef g():\n    return {}\n"
+    r1 = hot.release({"m.py": body})
+    r2 = hot.release({"m.py": "\n\n" + body + "X = 1\n"})
+    r3 = hot.release({"m.py": "\n\n\n" + body.replace("'f'", "'f3'") + "X = 1\n"})
+    (m,) = hot.start(r1, "m")
+    f = m.f
+    hot.upgrade(r2)
+    hot.upgrade(r3)
+    assert f() == "f3" and m.g() == {}
+
+
+# -- F10: star re-exports -----------------------------------------------------------------------
+
+
+def test_star_reexports_are_rebound(hot: Hot) -> None:
+    v1 = {
+        "__init__.py": "from .m import *\n",
+        "m.py": "__all__ = ['DEFAULTS', 'make']\nDEFAULTS = {'timeout': 1}\n"
+        "def make():\n    return 1\n",
+    }
+    v2 = {**v1, "m.py": v1["m.py"].replace("'timeout': 1", "'timeout': 5")}
+    _, r2, (pkg, m) = hot.v1_v2(v1, v2, "", "m")
+    hot.upgrade(r2)
+    assert pkg.DEFAULTS is m.DEFAULTS and pkg.DEFAULTS == {"timeout": 5}
+    assert pkg.make is m.make
+
+
+def test_star_reexport_skips_private_names_without_all(hot: Hot) -> None:
+    v1 = {"__init__.py": "from .m import *\n_P = 'pkg'\n", "m.py": "X = 1\n_P = 1\n"}
+    v2 = {**v1, "m.py": "X = 2\n_P = 2\n"}
+    _, r2, (pkg, _m) = hot.v1_v2(v1, v2, "", "m")
+    hot.upgrade(r2)
+    assert pkg.X == 2 and pkg._P == "pkg"
+
+
+# -- F4: annotation-only changes ----------------------------------------------------------------
+
+
+def test_annotation_only_change_keeps_the_live_value_and_its_registrations(hot: Hot) -> None:
+    v1 = {
+        "conv.py": """
+            import typing
+            CONVERTORS: typing.Dict[str, str] = {"int": "[0-9]+"}
+            def register(name, regex):
+                CONVERTORS[name] = regex
+        """,
+        "routing.py": "from .conv import CONVERTORS\ndef compile(t):\n    return CONVERTORS[t]\n",
+    }
+    v2 = {**v1, "conv.py": v1["conv.py"].replace("typing.Dict[str, str]", "dict[str, str]")}
+    _, r2, (conv, routing) = hot.v1_v2(v1, v2, "conv", "routing")
+    registry = conv.CONVERTORS
+    conv.register("hex", "[0-9a-f]+")
+    hot.upgrade(r2)
+    assert routing.compile("hex") == "[0-9a-f]+" and conv.CONVERTORS is registry
+    assert conv.__annotations__["CONVERTORS"] == dict[str, str]
+
+
+def test_namedtuple_annotation_only_change_is_applied(hot: Hot) -> None:
+    v1 = {"m.py": "import typing\nclass Pair(typing.NamedTuple):\n    key: typing.List\n"}
+    v1["m.py"] += "    value: typing.Any = None\n"
+    v2 = {"m.py": v1["m.py"].replace("key: typing.List", "key: typing.List[typing.Any]")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    live = m.Pair([1], 2)
+    hot.upgrade(r2)
+    assert m.Pair.__annotations__ == {"key": m.typing.List[m.typing.Any], "value": m.typing.Any}
+    assert live == m.Pair([1], 2) and m.Pair._fields == ("key", "value")
+
+
+def test_namedtuple_field_renamed_is_still_refused(hot: Hot) -> None:
+    v1 = {"m.py": "import typing\nclass Pair(typing.NamedTuple):\n    key: int\n"}
+    v2 = {"m.py": "import typing\nclass Pair(typing.NamedTuple):\n    name: int\n"}
+    _, r2, _mods = hot.v1_v2(v1, v2, "m")
+    assert refused(hot, r2) == {"class_layout"}
+
+
+def test_typeddict_annotation_only_change_is_applied(hot: Hot) -> None:
+    v1 = {
+        "m.py": "import typing\nclass Raw(typing.TypedDict, total=False):\n"
+        "    a: typing.List[str]\n"
+    }
+    v2 = {"m.py": v1["m.py"].replace("typing.List[str]", "list[str]")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    assert m.Raw.__annotations__ == {"a": list[str]}
+
+
+# -- F7: modules imported after the snapshot --------------------------------------------------
+
+
+def test_a_module_imported_between_prepare_and_commit_is_upgraded_too(hot: Hot) -> None:
+    v1 = {
+        "core.py": "def api():\n    return 'core v1'\n",
+        "lazy.py": "def helper():\n    return 'lazy v1'\n",
+    }
+    v2 = {
+        "core.py": "def api():\n    return 'core v2'\n",
+        "lazy.py": "def helper():\n    return 'lazy v2'\n",
+    }
+    r1, r2, (core,) = hot.v1_v2(v1, v2, "core")
+    up = HotUpgrade(r1, r2)
+    up.prepare()
+    lazy = hot.imp("lazy")  # a request imports a module lazily while the upgrade is prepared
+    stats = up.commit()
+    assert core.api() == "core v2" and lazy.helper() == "lazy v2"
+    assert f"{hot.pkg}.lazy" in stats.modules_changed
+
+
+# -- F5b, F6, F1: values derived from what changed ------------------------------------------------
+
+
+def test_a_method_default_reading_a_changed_class_constant_is_re_evaluated(hot: Hot) -> None:
+    v1 = {
+        "retry.py": """
+            class Retry:
+                REMOVE_ON_REDIRECT = frozenset(["Cookie", "Authorization"])
+                def __init__(self, remove=REMOVE_ON_REDIRECT):
+                    self.remove = frozenset(h.lower() for h in remove)
+        """
+    }
+    v2 = {
+        "retry.py": v1["retry.py"].replace(
+            '"Authorization"]', '"Authorization", "Proxy-Authorization"]'
+        )
+    }
+    _, r2, (m,) = hot.v1_v2(v1, v2, "retry")
+    hot.upgrade(r2)
+    assert "proxy-authorization" in m.Retry().remove
+    assert fresh(hot, r2, "retry", "sorted(m.Retry().remove)") == repr(sorted(m.Retry().remove))
+
+
+def test_a_re_evaluated_default_sees_the_scope_the_class_body_had(hot: Hot) -> None:
+    v1 = {
+        "m.py": """
+            LIMIT = 10
+            class Pager:
+                def page(self, n=LIMIT):
+                    return n
+                LIMIT = 99
+        """
+    }
+    v2 = {
+        "m.py": v1["m.py"]
+        .replace("return n\n", "return n + 0\n")
+        .replace("LIMIT = 10", "LIMIT = 11")
+    }
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    assert m.Pager().page() == 11 == int(fresh(hot, r2, "m", "m.Pager().page()"))
+
+
+def test_a_class_attribute_copied_from_a_changed_module_constant_follows_it(hot: Hot) -> None:
+    v1 = {
+        "m.py": """
+            _TEMPLATE = "<p>{}</p>"
+            class Page:
+                template = _TEMPLATE
+                def render(self, x):
+                    return self.template.format(x)
+            class Other:
+                pass
+            Other.template = _TEMPLATE
+            DERIVED = _TEMPLATE.upper()
+        """
+    }
+    v2 = {"m.py": v1["m.py"].replace("<p>{}</p>", "<div>{}</div>")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    page, page_cls = m.Page(), m.Page
+    hot.upgrade(r2)
+    assert page.render(1) == "<div>1</div>" and m.Page is page_cls
+    assert m.Other.template == "<div>{}</div>" and m.DERIVED == "<DIV>{}</DIV>"
+
+
+def test_a_module_function_default_reading_a_changed_constant_is_re_evaluated(hot: Hot) -> None:
+    v1 = {"m.py": "TIMEOUT = 1\ndef get(timeout=TIMEOUT):\n    return timeout\n"}
+    v2 = {"m.py": "TIMEOUT = 5\ndef get(timeout=TIMEOUT):\n    return timeout\n"}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    get = m.get
+    hot.upgrade(r2)
+    assert get() == 5
+
+
+def test_an_unchanged_call_statement_reading_a_changed_constant_is_refused(hot: Hot) -> None:
+    v1 = {"m.py": "SEEN = []\nLIMIT = 1\nSEEN.append(LIMIT)\ndef f():\n    return SEEN\n"}
+    v2 = {"m.py": v1["m.py"].replace("LIMIT = 1", "LIMIT = 2")}
+    _, r2, _mods = hot.v1_v2(v1, v2, "m")
+    assert refused(hot, r2) == {"derived_state"}
+
+
+# -- F3: live instances under a changed state shape -------------------------------------------
+
+_READER_V1 = """
+    class Reader:
+        def __init__(self):
+            self.to_discard = 0
+        def feed(self, data):
+            if self.to_discard > 0:
+                data = data[self.to_discard:]
+                self.to_discard = 0
+            return data
+"""
+_READER_V2 = """
+    class Reader:
+        def __init__(self):
+            self.to_discard = b""
+        def feed(self, data):
+            if self.to_discard:
+                data = data[len(self.to_discard):]
+                self.to_discard = b""
+            return data
+"""
+
+
+def test_a_changed_instance_state_shape_with_live_instances_is_refused(hot: Hot) -> None:
+    _, r2, (m,) = hot.v1_v2({"r.py": _READER_V1}, {"r.py": _READER_V2}, "r")
+    live = m.Reader()
+    live.to_discard = 2
+    assert refused(hot, r2) == {"instance_state"}
+    assert live.feed(b"\r\nabc") == b"abc"
+
+
+def test_a_changed_instance_state_shape_with_no_live_instance_is_applied(hot: Hot) -> None:
+    _, r2, (m,) = hot.v1_v2({"r.py": _READER_V1}, {"r.py": _READER_V2}, "r")
+    hot.upgrade(r2)
+    assert m.Reader().to_discard == b""
+
+
+def test_a_changed_instance_state_shape_with_a_code_change_is_migrated(hot: Hot) -> None:
+    v2 = (
+        _READER_V2
+        + """
+        def __code_change__(self, old_vsn, extra):
+            self.to_discard = b"\\r\\n" if self.to_discard else b""
+    """
+    )
+    _, r2, (m,) = hot.v1_v2({"r.py": _READER_V1}, {"r.py": v2}, "r")
+    live = m.Reader()
+    live.to_discard = 2
+    hot.upgrade(r2)
+    assert live.feed(b"\r\nabc") == b"abc"
+
+
+def test_a_changed_method_that_keeps_the_state_shape_is_applied(hot: Hot) -> None:
+    v2 = _READER_V1.replace("return data", "return bytes(data)")
+    _, r2, (m,) = hot.v1_v2({"r.py": _READER_V1}, {"r.py": v2}, "r")
+    live = m.Reader()
+    hot.upgrade(r2)
+    assert live.feed(bytearray(b"x")) == b"x"
+
+
+# -- the entry object and what the server holds ----------------------------------------------
+
+
+def test_rebinding_the_entry_object_is_refused_as_wiring(hot: Hot) -> None:
+    app = {"distribution": "app", "entry": f"{hot.pkg}.web:app", "server": "callable"}
+    v1 = {
+        "web.py": "ROUTES = ['/a']\nclass App:\n    def __init__(self, routes):\n"
+        "        self.routes = routes\napp = App(ROUTES)\n"
+    }
+    v2 = {"web.py": v1["web.py"].replace("['/a']", "['/a', '/b']")}
+    r1, r2 = hot.release(v1, app=app), hot.release(v2, app=app)
+    hot.start(r1, "web")
+    assert refused(hot, r2) == {"wiring"}
+
+
+# -- F8: data files -----------------------------------------------------------------------------
+
+
+def test_a_changed_data_file_is_refused_without_a_hook(hot: Hot) -> None:
+    v1 = {"__init__.py": "", "page.html": "<p>v1</p>", "m.py": "def f():\n    return 1\n"}
+    v2 = {**v1, "page.html": "<p>v2</p>"}
+    _, r2, _mods = hot.v1_v2(v1, v2, "", "m")
+    assert refused(hot, r2) == {"data_files"}
+
+
+def test_a_changed_data_file_is_handed_to_the_package_hook(hot: Hot) -> None:
+    hook = """
+        from pathlib import Path
+        PAGE = (Path(__file__).parent / "page.html").read_text()
+        def __data_change__(files, extra):
+            global PAGE
+            PAGE = (Path(__file__).parent / "page.html").read_text()
+    """
+    v1 = {"__init__.py": hook, "page.html": "<p>v1</p>"}
+    v2 = {**v1, "page.html": "<p>v2</p>"}
+    _, r2, (pkg,) = hot.v1_v2(v1, v2, "")
+    hot.upgrade(r2)
+    assert pkg.PAGE == "<p>v2</p>"
+
+
+def test_fresh_helper_imports_the_release(hot: Hot) -> None:
+    r1 = hot.release({"m.py": "X = 41 + 1\n"})
+    assert fresh(hot, r1, "m", "m.X") == "42"
+    assert importlib.util.find_spec("tests.hot.snapshot") is not None
