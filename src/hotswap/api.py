@@ -121,12 +121,15 @@ def hot_upgrade_generation(
     state_dir: StateDir = None,
     suspend_timeout: float = 3.0,
     allow_dependency_changes: bool = False,
+    no_quiesce: bool = False,
     timeout: float | None = None,
 ) -> dict[str, Any]:
     """Hot-upgrade the supervisor's active generation in place to ``release`` (a tarball path
     or a release id in the store), all or nothing; on success the release becomes current.
     Returns the record (``generation``, ``pid``, ``total_ms``, ``stats``) or raises the error
     with its code (``hot_upgrade_refused``, ``hot_upgrade_failed``, ``not_running``, ...).
+    A generation that registered no quiescence (a ``callable`` server without an
+    ``UpgradeGate``) is refused (``no_quiescence``) unless ``no_quiesce``.
     In-process, without a supervisor, use :func:`hotswap.hot_upgrade`."""
     ref, sha256 = local_release(release, sha256, state_dir=state_dir)
     result: dict[str, Any] = client.call(
@@ -137,6 +140,7 @@ def hot_upgrade_generation(
         sha256=sha256,
         suspend_timeout=suspend_timeout,
         allow_dependency_changes=allow_dependency_changes,
+        no_quiesce=no_quiesce,
     )
     return result
 

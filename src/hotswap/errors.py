@@ -86,6 +86,31 @@ RESOURCE_CODES = frozenset(
 )
 ALL_CODES = USAGE_CODES | RELEASE_CODES | CHILD_CODES | RESOURCE_CODES
 
+# Why a hot upgrade is refused: the ``code`` of each reason of a ``hot_upgrade_refused`` error
+# (``details["reasons"]``) and of ``hotswap check``'s verdict (docs/hot-upgrade.md has the table).
+HOT_REFUSAL_CODES = frozenset(
+    {
+        "different_app",  # the releases are of different applications
+        "interpreter",  # built for another interpreter
+        "native_extension",  # a compiled extension was added, changed or removed
+        "dependencies",  # the set or the versions of bundled distributions changed
+        "wiring",  # entry/server/listeners/services changed, or the entry object is rebound
+        "class_layout",  # bases, metaclass, class decorators, __slots__, NamedTuple fields
+        "enum_members",  # an enum member was removed or changed value (or a Flag changed)
+        "dataclass_fields",  # a dataclass field live instances cannot be given a value for
+        "stale_registration",  # unchanged decorators registered on an object that is rebound
+        "derived_state",  # an unchanged statement computed from a rebound name; not re-runnable
+        "instance_state",  # changed methods shape instance state anew; live instances, no hook
+        "data_files",  # changed data files in an imported package without __data_change__
+        "module_layout",  # an imported module became a package, or a package a module
+        "no_quiescence",  # no event loop or UpgradeGate registered, and no no_quiesce
+        "syntax_error",  # a changed module does not compile
+        "closure",  # live closures would need a value for a new free variable
+        "not_found",  # the running process does not hold what the old release defines
+        "metaclass_state",  # a class whose metaclass derives state at creation changed
+    }
+)
+
 
 class HotswapError(Exception):
     """Base of every hotswap error: ``code`` (stable), message, ``details``."""

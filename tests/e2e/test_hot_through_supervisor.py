@@ -67,3 +67,22 @@ def test_hot_upgrade_refused_changes_nothing(
         assert sup.status()["current"] == release_v1.manifest.release_id
         verdict = sup.cli("check", str(release_v1.tarball), str(other_server.tarball))
         assert verdict.returncode == 4 and "blue-green" in verdict.stdout
+
+
+TCP_APP = Path(__file__).parents[1] / "fixtures" / "tcpapp"
+
+
+def test_a_callable_server_without_quiescence_is_refused_unless_no_quiesce(
+    tmp_path: Path, build_release: BuildRelease
+) -> None:
+    v1 = build_release("1.0.0", source=TCP_APP)
+    v2 = build_release("2.0.0", source=TCP_APP)
+    with supervisor(v1.tarball, tmp_path) as sup:
+        pid = sup.get_json()["pid"]
+        refused = sup.cli("hot-upgrade", str(v2.tarball), "--json")
+        assert refused.returncode != 0 and "no_quiescence" in refused.stdout, refused.stdout
+        assert sup.get_json()["version"] == "1.0.0"
+        done = sup.cli("hot-upgrade", str(v2.tarball), "--no-quiesce", "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        info = sup.get_json()
+        assert info["version"] == "2.0.0" and info["pid"] == pid

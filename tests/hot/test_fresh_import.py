@@ -102,7 +102,7 @@ def test_a_function_gaining_a_cache_decorator_keeps_old_references_whole(hot: Ho
     assert m.area(2) == 12 and hasattr(m.area, "cache_info")
 
 
-# -- F5a: code objects that only moved keep their identity --------------------------------------
+# -- F5a: registries of code objects follow code that moved -----------------------------------------
 
 
 def test_a_registry_of_code_objects_stays_valid_when_lines_move(hot: Hot) -> None:
@@ -126,7 +126,8 @@ def test_a_registry_of_code_objects_stays_valid_when_lines_move(hot: Hot) -> Non
     _, r2, (m,) = hot.v1_v2(v1, v2, "m")
     code = m.call.__code__
     hot.upgrade(r2)
-    assert m.call.__code__ is code and m.call.__code__ in m.INTERNAL
+    assert m.call.__code__ in m.INTERNAL and code not in m.INTERNAL  # the registry followed
+    assert m.call.__code__.co_firstlineno == code.co_firstlineno + 1  # new lines, as fresh
     assert m.changed() == 2
 
 
@@ -156,6 +157,15 @@ def test_star_reexports_are_rebound(hot: Hot) -> None:
     hot.upgrade(r2)
     assert pkg.DEFAULTS is m.DEFAULTS and pkg.DEFAULTS == {"timeout": 5}
     assert pkg.make is m.make
+
+
+def test_star_reexport_gains_new_names_and_loses_removed_ones(hot: Hot) -> None:
+    v1 = {"__init__.py": "from .m import *\n", "m.py": "def old():\n    return 1\nKEEP = 1\n"}
+    v2 = {**v1, "m.py": "def new():\n    return 2\nKEEP = 1\n"}
+    _, r2, (pkg, m) = hot.v1_v2(v1, v2, "", "m")
+    hot.upgrade(r2)
+    assert pkg.new is m.new and pkg.new() == 2
+    assert not hasattr(pkg, "old") and pkg.KEEP == 1
 
 
 def test_star_reexport_skips_private_names_without_all(hot: Hot) -> None:
@@ -424,3 +434,10 @@ def test_fresh_helper_imports_the_release(hot: Hot) -> None:
     r1 = hot.release({"m.py": "X = 41 + 1\n"})
     assert fresh(hot, r1, "m", "m.X") == "42"
     assert importlib.util.find_spec("tests.hot.snapshot") is not None
+
+
+def test_a_module_becoming_a_package_is_refused(hot: Hot) -> None:
+    r1 = hot.release({"tab.py": "def f():\n    return 1\n"})
+    r2 = hot.release({"tab/__init__.py": "def f():\n    return 2\n", "tab/version.py": ""})
+    hot.start(r1, "tab")
+    assert refused(hot, r2) == {"module_layout"}

@@ -171,6 +171,7 @@ class ChildRuntime:
             current=self.release_root,
             suspend_timeout=float(args.get("suspend_timeout", 3.0)),
             allow_dependency_changes=bool(args.get("allow_dependency_changes", False)),
+            no_quiesce=bool(args.get("no_quiesce", False)),
         )
         self.release_root = Path(root)
         self.release_id = str(args.get("release_id", self.release_id))

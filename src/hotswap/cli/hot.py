@@ -51,6 +51,12 @@ def _register_hot_upgrade(sub: Subparsers) -> None:
         action="store_true",
         help="allow pure-Python dependencies to change version",
     )
+    p.add_argument(
+        "--no-quiesce",
+        action="store_true",
+        help="patch even if the process registered no quiescence (no event loop, no"
+        " UpgradeGate): only when nothing runs concurrently",
+    )
     add_common(p)
 
 
@@ -64,6 +70,7 @@ def cmd_hot_upgrade(args: argparse.Namespace) -> dict[str, Any]:
         state_dir=args.state_dir,
         suspend_timeout=args.suspend_timeout,
         allow_dependency_changes=args.allow_dependency_changes,
+        no_quiesce=args.no_quiesce,
     )
 
 

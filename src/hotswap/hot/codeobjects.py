@@ -182,18 +182,15 @@ class CodeMap:
 def function_patches(
     plan: ModulePlan, index: HeapIndex
 ) -> Iterator[tuple[types.FunctionType, types.CodeType]]:
-    """Every live function of the module with the new code compiled from the same def. A
-    function whose definition only moved keeps its code object (registries keyed by code
-    objects stay valid; tracebacks read the file it was loaded from, which still exists)."""
+    """Every live function of the module with the new code compiled from the same def (also
+    when the def only moved: its line numbers and file are the new release's, as after a fresh
+    import; registries holding the old code object are updated by the commit)."""
     codes = plan.codes
     for qualname in codes.pairs:
         for fn in index.functions_of(plan.module, qualname):
             got = codes.match(fn)
-            if got is None:
-                continue
-            new = got[1]
-            if codes.shape_of(new) != codes.shape_of(fn.__code__):
-                yield fn, new
+            if got is not None and fn.__code__ is not got[1]:
+                yield fn, got[1]
 
 
 def functions_of_def(

@@ -230,8 +230,27 @@ class Commit:
             if isinstance(cells, str):
                 raise ChildError("hot_upgrade_failed", f"{plan.name}: {cells}", step="code")
             self.j.snapshot_function(fn)
+            old = fn.__code__
             closure.set_closure(fn, cells, code)
             self.counts.functions_patched += 1
+            for holder in self.p.code_registries.get(id(old), ()):
+                self._swap_code(holder, old, code)
+
+    def _swap_code(self, holder: object, old: types.CodeType, new: types.CodeType) -> None:
+        """A registry of code objects (``INTERNAL.add(f.__code__)``) follows the function."""
+        self.j.snapshot_container(holder)
+        if isinstance(holder, set):
+            if old in holder:
+                holder.discard(old)
+                holder.add(new)
+        elif isinstance(holder, dict):
+            if old in holder:
+                holder[new] = holder.pop(old)
+            for key, value in holder.items():
+                if value is old:
+                    holder[key] = new
+        elif isinstance(holder, list):
+            holder[:] = [new if x is old else x for x in holder]
 
     def _copy_def(self, plan: ModulePlan, op: PatchDef, new: object) -> None:
         if not isinstance(new, types.FunctionType):
@@ -251,7 +270,8 @@ class Commit:
     def _apply_module(self, plan: ModulePlan) -> None:
         d = plan.module.__dict__
         body = plan.diff.plan
-        before = dict(d) if plan.diff.rebound else {}
+        stars = self.p.star_importers.get(plan.name, [])
+        before = dict(d) if plan.diff.rebound or stars else {}
         for item in plan.steps:
             if isinstance(item, ExecStep):
                 self.step(f"exec:{plan.name}:{item.op.lineno}")
@@ -281,6 +301,26 @@ class Commit:
         if plan.diff.rebound:
             self.step(f"rebind:{plan.name}")
             self._rebind(plan, before)
+        if stars:
+            self._star_exports(d, before, stars)
+
+    def _star_exports(
+        self, d: dict[str, Any], before: dict[str, Any], importers: list[types.ModuleType]
+    ) -> None:
+        """``from m import *`` importers get what ``m`` now exports, lose what it no longer
+        does (where they still hold the old object); rebound names went through _rebind."""
+        now, was = _exported(d), _exported(before)
+        for importer in importers:
+            idict = importer.__dict__
+            for name in now:
+                if name not in idict and name in d:
+                    self.j.snapshot_namespace(idict)
+                    idict[name] = d[name]
+                    self.counts.importers_rebound += 1
+            for name in was - now:
+                if name in idict and idict[name] is before.get(name, MISSING):
+                    self.j.snapshot_namespace(idict)
+                    del idict[name]
 
     def _apply_class(self, plan: ModulePlan, cs: ClassStep) -> None:
         ns = cs.capture.ns
@@ -474,6 +514,14 @@ class Commit:
                 self.j.snapshot_instance(obj)
                 object.__setattr__(obj, name, value)
                 self.counts.fields_filled += 1
+
+
+def _exported(d: dict[str, Any]) -> set[str]:
+    """The names ``from m import *`` takes from a module namespace."""
+    names = d.get("__all__")
+    if isinstance(names, list | tuple):
+        return {n for n in names if isinstance(n, str)}
+    return {n for n in d if not n.startswith("_")}
 
 
 # -- enums ------------------------------------------------------------------------------------

@@ -95,3 +95,33 @@ def find_importers(
                         wanted.add(key)
                         frontier.add(key)
     return edges
+
+
+def star_importers(
+    plans: list[ModulePlan], loaded: dict[str, types.ModuleType]
+) -> dict[str, list[types.ModuleType]]:
+    """``{module: [importer]}``: the loaded modules that run ``from module import *`` at their
+    top level, for the changed modules (the commit gives them the names the module now
+    exports and takes away the ones it no longer does)."""
+    changed = {p.name for p in plans}
+    out: dict[str, list[types.ModuleType]] = {}
+    if not changed:
+        return out
+    for rel, mod in loaded.items():
+        if not rel.endswith(".py"):
+            continue
+        try:
+            text = Path(mod.__file__ or "").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "import *" not in text:
+            continue
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        pkg = mod.__name__ if rel.endswith("__init__.py") else mod.__name__.rpartition(".")[0]
+        for src_mod, name, _alias in from_imports(tree.body, pkg):
+            if name == "*" and src_mod in changed and mod not in out.get(src_mod, []):
+                out.setdefault(src_mod, []).append(mod)
+    return out

@@ -204,6 +204,8 @@ class Prepared:
     guards: list[tuple[type, str]] = field(default_factory=list)  # no live instance may exist
     data_hooks: list[tuple[types.ModuleType, tuple[str, ...]]] = field(default_factory=list)
     unplanned: frozenset[str] = frozenset()  # changed modules not imported when prepared
+    code_registries: dict[int, list[object]] = field(default_factory=dict)  # id(code) -> holders
+    star_importers: dict[str, list[types.ModuleType]] = field(default_factory=dict)
     prepare_ms: float = 0.0
 
     def release(self) -> None:

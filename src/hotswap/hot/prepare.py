@@ -40,7 +40,7 @@ from hotswap.hot.codeobjects import (
 from hotswap.hot.datafiles import data_changes
 from hotswap.hot.fragment import Capture, NameAllocator, compile_statements, fragment, stripped
 from hotswap.hot.heap import HeapIndex
-from hotswap.hot.importers import dependency_order, find_importers
+from hotswap.hot.importers import dependency_order, find_importers, star_importers
 from hotswap.hot.layout import classify
 from hotswap.hot.plan import (
     ClassStep,
@@ -106,6 +106,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
             migrate.extend(cls for cls, _why in plan.state_guards)
             _check_entry(analysis, plan, reasons)
     data_hooks = data_changes(analysis, loaded, reasons)
+    _check_module_layout(analysis, loaded, reasons)
     if reasons:
         raise refuse(reasons, warnings)
     plans = dependency_order(plans)
@@ -154,10 +155,33 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
         importers,
         guards=guards,
         data_hooks=data_hooks,
+        code_registries=code_registries(loaded),
+        star_importers=star_importers(plans, loaded),
         unplanned=frozenset(
             n for n, rel in changed.items() if rel[len("lib/") :] not in loaded and n not in planned
         ),
     )
+
+
+def code_registries(loaded: dict[str, types.ModuleType]) -> dict[int, list[object]]:
+    """Module-level sets, dicts and lists of the app that hold code objects (jinja2 keeps
+    ``f.__code__`` of its internal functions in a set): ``{id(code): [container]}``."""
+    out: dict[int, list[object]] = {}
+    code_type = types.CodeType
+    for mod in loaded.values():
+        for value in list(vars(mod).values()):
+            if type(value) in (set, list):
+                items = list(value)
+            elif type(value) is dict:
+                items = [*value, *value.values()]
+            else:
+                continue
+            for item in items:
+                if type(item) is code_type:
+                    holders = out.setdefault(id(item), [])
+                    if not any(h is value for h in holders):
+                        holders.append(value)
+    return out
 
 
 def live_instance_refusals(guards: list[tuple[type, str]], index: HeapIndex) -> list[Reason]:
@@ -177,6 +201,23 @@ def live_instance_refusals(guards: list[tuple[type, str]], index: HeapIndex) -> 
                 )
             )
     return out
+
+
+def _check_module_layout(
+    a: Analysis, loaded: dict[str, types.ModuleType], reasons: list[Reason]
+) -> None:
+    """A loaded module that becomes a package (``m.py`` → ``m/__init__.py``) or the reverse."""
+    added, removed = a.diff.modules("added"), a.diff.modules("removed")
+    for name in sorted(added.keys() & removed.keys()):
+        if removed[name][len("lib/") :] in loaded:
+            reasons.append(
+                Reason(
+                    "module_layout",
+                    f"{name}: {removed[name]} became {added[name]} (a module and a package "
+                    "are different objects)",
+                    subject=name,
+                )
+            )
 
 
 def _check_entry(a: Analysis, plan: ModulePlan, reasons: list[Reason]) -> None:

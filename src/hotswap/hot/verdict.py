@@ -1,7 +1,7 @@
 """What ``hotswap check OLD NEW`` answers: can this change be applied in place, and if not, why.
 
 A :class:`Verdict` is plain data (JSON-able through :meth:`Verdict.to_json`). Each refusal is a
-:class:`Reason` with a stable ``code``:
+:class:`Reason` with a stable ``code`` (one of :data:`hotswap.errors.HOT_REFUSAL_CODES`):
 
 =====================  ====================================================================
 code                   meaning
@@ -10,11 +10,17 @@ code                   meaning
 ``interpreter``        built for another interpreter (implementation, version, ABI, magic)
 ``native_extension``   a compiled extension was added, changed or removed
 ``dependencies``       the set or the versions of bundled distributions changed
-``wiring``             the entry point, server or listeners changed
+``wiring``             the entry point, server or listeners changed, or a statement rebinds
+                       the entry object the server holds
 ``class_layout``       a class changed bases, metaclass, class decorators or ``__slots__``
 ``enum_members``       an enum member was removed or changed value (or a Flag changed)
 ``dataclass_fields``   a dataclass gained a field old instances cannot be given a value for
 ``stale_registration`` unchanged decorators registered on an object the upgrade rebinds
+``derived_state``      an unchanged statement computed from a rebound name cannot be re-run
+``instance_state``     changed methods shape instance state anew and live instances exist
+``data_files``         data files of an imported package changed and it has no hook
+``module_layout``      an imported module became a package, or the reverse
+``no_quiescence``      the process registered no event loop or gate (and no ``no_quiesce``)
 ``syntax_error``       a changed module does not compile
 ``closure``            live closures would need a value for a new free variable
 ``not_found``          the running process does not hold what the old release defines
@@ -27,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hotswap.errors import HOT_REFUSAL_CODES
+
 BLUE_GREEN = "use a blue-green upgrade"
 
 
@@ -37,6 +45,10 @@ class Reason:
     code: str
     message: str
     subject: str = ""
+
+    def __post_init__(self) -> None:
+        if self.code not in HOT_REFUSAL_CODES:
+            raise ValueError(f"unknown hot refusal code {self.code!r}")
 
     def to_json(self) -> dict[str, str]:
         out = {"code": self.code, "message": self.message}
