@@ -535,9 +535,7 @@ def parse_wrk(text: str) -> WrkResult:
         result.rps = float(match.group(1))
     for pct, value in re.findall(r"^\s+(\d+)%\s+([\d.]+(?:us|ms|s|m))\s*$", text, flags=re.M):
         result.latency_ms[f"p{pct}"] = _ms(value)
-    match = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
-    )
+    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     if match:
         result.socket_errors = dict(
             zip(("connect", "read", "write", "timeout"), map(int, match.groups()), strict=True)
@@ -634,8 +632,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 1
     cells = [[fmt(c, digits) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
               for i, h in enumerate(headers)]  # fmt: skip
+
     def line(parts: Sequence[str]) -> str:
         return "| " + " | ".join(p.ljust(w) for p, w in zip(parts, widths, strict=True)) + " |"
+
     out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(r) for r in cells]
     return "\n".join(out)

@@ -108,8 +108,16 @@ class Ballast:
         self.a = a
 
 
-def worker(heap: int, reps: int, budget: float, max_cell: float) -> dict[str, Any]:
-    from IPython.extensions.autoreload import superreload
+def worker(
+    heap: int,
+    reps: int,
+    budget: float,
+    max_cell: float,
+    tools: tuple[str, ...],
+    ks: tuple[int, ...],
+) -> dict[str, Any]:
+    if "superreload" in tools:
+        from IPython.extensions.autoreload import superreload
 
     from hotswap.hot import HotUpgrade
     from hotswap.hot.testing import write_release
@@ -117,7 +125,7 @@ def worker(heap: int, reps: int, budget: float, max_cell: float) -> dict[str, An
     tmp = Path(tempfile.mkdtemp(prefix="bench-hot-"))
     rel: dict[int, Path] = {}
     plain: dict[int, Path] = {}
-    for k in (0, *CHANGED):
+    for k in (0, *ks):
         rel[k] = write_release(tmp / f"rel{k}", package_files(PKG["hotswap"], k), version=str(k))
         compileall.compile_dir(str(rel[k] / "lib"), quiet=2)
         files = {
@@ -128,11 +136,14 @@ def worker(heap: int, reps: int, budget: float, max_cell: float) -> dict[str, An
     sys.path[:0] = [str(rel[0] / "lib"), str(plain[0])]
     mods: dict[str, list[Any]] = {}
     for tool, pkg in PKG.items():
+        if tool not in tools:
+            continue
         mods[tool] = [importlib.import_module(f"{pkg}.mod{i:03d}") for i in range(MODULES)]
     ballast = [Ballast(i) if i % 2 else [i] for i in range(heap)]
     gc.collect()
     tracked = len(gc.get_objects())
     cur = dict.fromkeys(TOOLS, 0)  # the tree each package runs: 0 = A, k = B_k
+    ran: list[int] = []  # top-level statements the hotswap commits ran in their window
 
     def switch(tool: str, target: int, changed: list[Any]) -> tuple[float, float]:
         """Move ``tool``'s package to tree ``target``; returns (window ms, total ms)."""
@@ -142,6 +153,7 @@ def worker(heap: int, reps: int, budget: float, max_cell: float) -> dict[str, An
             up.prepare()
             stats = up.commit()
             cur[tool] = target
+            ran.append(stats.statements_run)
             return stats.window_ms, stats.total_ms
         pkg = sys.modules[PKG[tool]]
         pkg.__path__[:] = [str(plain[target] / PKG[tool])]
@@ -159,8 +171,8 @@ def worker(heap: int, reps: int, budget: float, max_cell: float) -> dict[str, An
 
     results: list[dict[str, Any]] = []
     per_module: dict[str, float] = {}  # ms per changed module in the last cell, for estimates
-    for k in CHANGED:
-        for tool in TOOLS:
+    for k in ks:
+        for tool in tools:
             row: dict[str, Any] = {"heap": heap, "tracked": tracked, "changed": k, "tool": tool}
             estimate = per_module.get(tool, 0.0) * k
             if estimate / 1000 > max_cell:
@@ -199,8 +211,10 @@ def worker(heap: int, reps: int, budget: float, max_cell: float) -> dict[str, An
                     "total_ms": statistics.median(ts),
                     "n": len(ws),
                     "old_refs_updated": fresh,
+                    "statements_run": max(ran) if tool == "hotswap" and ran else None,
                 }
             )
+            ran.clear()
     del ballast
     import shutil
 
@@ -227,31 +241,32 @@ def machine() -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
         "| live objects (gc-tracked) | changed modules | tool | window ms | total ms | n "
-        "| old refs run new code |",
-        "|---|---|---|---|---|---|---|",
+        "| old refs run new code | statements run in the window |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         heap = f"10^{len(str(r['heap'])) - 1} ({r['tracked']:,})"
         if r["n"] == 0:
             est = f"~{r['window_ms'] / 1000:.0f} s (est.)"
-            out.append(f"| {heap} | {r['changed']} | {r['tool']} | {est} | {est} | skipped | |")
+            out.append(f"| {heap} | {r['changed']} | {r['tool']} | {est} | {est} | skipped | | |")
             continue
         refs = "yes" if r["old_refs_updated"] else "no"
         out.append(
             f"| {heap} | {r['changed']} | {r['tool']} "
-            f"| {r['window_ms']:.2f} | {r['total_ms']:.1f} | {r['n']} | {refs} |"
+            f"| {r['window_ms']:.2f} | {r['total_ms']:.1f} | {r['n']} | {refs} "
+            f"| {'' if r.get('statements_run') is None else r['statements_run']} |"
         )
     return "\n".join(out)
 
 
-def ratios(rows: list[dict[str, Any]]) -> str:
+def ratios(rows: list[dict[str, Any]], ks: tuple[int, ...]) -> str:
     by = {(r["heap"], r["changed"], r["tool"]): r for r in rows}
     out = [
         "| live objects | changed | superreload / hotswap window | reload / hotswap window |",
         "|---|---|---|---|",
     ]
     for heap in sorted({r["heap"] for r in rows}):
-        for k in CHANGED:
+        for k in ks:
             hs = by.get((heap, k, "hotswap"))
             if not hs:
                 continue
@@ -264,7 +279,7 @@ def ratios(rows: list[dict[str, Any]]) -> str:
     if len(heaps) > 1:
         out += ["", "| changed | hotswap window at 10^6 / at 10^4 | superreload at 10^6 / 10^4 |"]
         out.append("|---|---|---|")
-        for k in CHANGED:
+        for k in ks:
             small, big = by[(heaps[0], k, "hotswap")], by[(heaps[-1], k, "hotswap")]
             ips, ipb = by[(heaps[0], k, "superreload")], by[(heaps[-1], k, "superreload")]
             out.append(
@@ -286,12 +301,20 @@ def main() -> None:
         help="skip a cell whose first sample is estimated to take longer (seconds)",
     )
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON")
+    ap.add_argument(
+        "--changed", default=",".join(map(str, CHANGED)), help="changed-module counts (1,10,100)"
+    )
+    ap.add_argument("--tools", default=",".join(TOOLS), help="which tools to time")
+    ap.add_argument("--heaps", default=",".join(map(str, HEAPS)), help="live objects per worker")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    tools = tuple(t for t in TOOLS if t in args.tools.split(","))
+    ks = tuple(int(k) for k in args.changed.split(","))
     if args.worker is not None:
-        print(json.dumps(worker(args.worker, args.reps, args.budget, args.max_cell)))
+        result = worker(args.worker, args.reps, args.budget, args.max_cell, tools, ks)
+        print(json.dumps(result))
         return
-    heaps = HEAPS[:1] if args.quick else HEAPS
+    heaps = HEAPS[:1] if args.quick else tuple(int(h) for h in args.heaps.split(","))
     reps = 1 if args.quick else args.reps
     rows: list[dict[str, Any]] = []
     env = {
@@ -311,6 +334,10 @@ def main() -> None:
             str(args.budget),
             "--max-cell",
             str(args.max_cell),
+            "--changed",
+            args.changed,
+            "--tools",
+            args.tools,
         ]
         out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
         rows += json.loads(out.stdout.strip().splitlines()[-1])["results"]
@@ -318,8 +345,9 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
     print(f"machine: {machine()}")
     print(table(rows))
-    print()
-    print(ratios(rows))
+    if len(tools) == len(TOOLS):
+        print()
+        print(ratios(rows, ks))
 
 
 if __name__ == "__main__":

@@ -153,10 +153,7 @@ def throughput(
         )
         rounds.append(row)
     summary = {
-        name: {
-            key: median(x[name][key] for x in rounds)
-            for key in ("rps", "p50", "p99", "cpu_us")
-        }
+        name: {key: median(x[name][key] for x in rounds) for key in ("rps", "p50", "p99", "cpu_us")}
         | {"errors": sum(x[name]["errors"] for x in rounds)}
         for name in names
     }
@@ -361,8 +358,10 @@ def import_baseline() -> dict[str, int]:
 
 def phase_rows(label: str, records: list[dict[str, Any]]) -> list[list[Any]]:
     rows = []
-    stats = (("median", median), ("min", min), ("max", max)) if len(records) > 1 else (
-        ("value", median),
+    stats = (
+        (("median", median), ("min", min), ("max", max))
+        if len(records) > 1
+        else (("value", median),)
     )
     for stat, fn in stats:
         row: list[Any] = [label if stat in ("median", "value") else "", len(records), stat]
@@ -533,9 +532,7 @@ def main() -> int:
             x = t["summary"][n]
             rows.append([n, x["rps"], x["p50"], x["p99"], x["cpu_us"], int(x["errors"])])
         print(
-            table(
-                ["target", "req/s", "p50 ms", "p99 ms", "CPU us/req", "errors"], rows, digits=2
-            )
+            table(["target", "req/s", "p50 ms", "p99 ms", "CPU us/req", "errors"], rows, digits=2)
         )
         verdict = "met" if t["ratio"] >= TARGET_RATIO else "NOT met"
         print(
@@ -566,9 +563,7 @@ def main() -> int:
             ["median", *(median(r[n] for r in c["rounds"]) for n in names),
              c["paired_ratio"], c["paired_ratio_bare"]]
         )  # fmt: skip
-        print(
-            table(["round", *names, f"{SUP} / {DIRECT}", f"{SUP} / {BARE}"], rows, digits=2)
-        )
+        print(table(["round", *names, f"{SUP} / {DIRECT}", f"{SUP} / {BARE}"], rows, digits=2))
 
     if "wrapper" in out:
         w = out["wrapper"]

@@ -92,6 +92,17 @@ def test_a_method_becoming_staticmethod_leaves_old_bound_methods_working(hot: Ho
     assert m.Shell().check() == m.Shell.check() == "checked (v2)"
 
 
+def test_re_run_functions_get_the_bytecode_of_a_fresh_import(hot: Hot) -> None:
+    v1 = {"m.py": "import re\nclass Shell:\n    def check(self):\n        return 1\n"}
+    v2 = {"m.py": "import re\nclass Shell:\n    @staticmethod\n    def check():\n"}
+    v2["m.py"] += "        return re.search('a', 'a').group()\n"
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    code = m.Shell.__dict__["check"].__func__.__code__
+    expr = "m.Shell.__dict__['check'].__func__.__code__.co_code.hex()"
+    assert fresh(hot, r2, "m", expr) == repr(code.co_code.hex())
+
+
 def test_a_function_gaining_a_cache_decorator_keeps_old_references_whole(hot: Hot) -> None:
     v1 = {"m.py": "def area(r):\n    return 3 * r * r\n"}
     v2 = {"m.py": "import functools\n@functools.cache\ndef area(r):\n    return 3 * r * r + 0\n"}
@@ -102,7 +113,7 @@ def test_a_function_gaining_a_cache_decorator_keeps_old_references_whole(hot: Ho
     assert m.area(2) == 12 and hasattr(m.area, "cache_info")
 
 
-# -- F5a: registries of code objects follow code that moved -----------------------------------------
+# -- F5a: registries of code objects follow code that moved ------------------------------
 
 
 def test_a_registry_of_code_objects_stays_valid_when_lines_move(hot: Hot) -> None:
@@ -441,3 +452,41 @@ def test_a_module_becoming_a_package_is_refused(hot: Hot) -> None:
     r2 = hot.release({"tab/__init__.py": "def f():\n    return 2\n", "tab/version.py": ""})
     hot.start(r1, "tab")
     assert refused(hot, r2) == {"module_layout"}
+
+
+# -- variations found on real releases ------------------------------------------------------
+
+
+def test_wrappers_made_with_functools_wraps_follow_annotations_and_doc(hot: Hot) -> None:
+    v1 = {
+        "m.py": """
+            import functools
+            def deco(f):
+                @functools.wraps(f)
+                def wrapper(*a):
+                    return f(*a)
+                return wrapper
+            def sync(x: list) -> list:
+                "v1 doc"
+                return x
+            wrapped = deco(sync)
+        """
+    }
+    v2 = {"m.py": v1["m.py"].replace("x: list", "x: list[int]").replace("v1 doc", "v2 doc")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    expr = "(m.wrapped.__annotations__ == m.sync.__annotations__, m.wrapped.__doc__)"
+    assert fresh(hot, r2, "m", expr) == repr((True, "v2 doc"))
+    assert m.wrapped.__annotations__ == {"x": list[int], "return": list}
+    assert m.wrapped.__doc__ == "v2 doc"
+
+
+def test_names_now_set_through_global_by_a_new_call_survive_the_removal(hot: Hot) -> None:
+    v1 = {"m.py": "STATE = None\ndef get():\n    return STATE\n"}
+    v2 = {
+        "m.py": "def reset():\n    global STATE\n    STATE = 0\n"
+        "def get():\n    return STATE\nreset()\n"
+    }
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    assert m.get() == 0 == int(fresh(hot, r2, "m", "m.get()"))

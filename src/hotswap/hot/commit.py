@@ -259,11 +259,25 @@ class Commit:
             )
         for fn in functions_of_def(plan, self.p.index, op.qualname, op.old_firstlineno):
             self.j.snapshot_function(fn)
+            old_doc, old_ann = fn.__doc__, dict(fn.__annotations__)
             fn.__defaults__ = new.__defaults__
             fn.__kwdefaults__ = new.__kwdefaults__
-            fn.__annotations__ = new.__annotations__
+            # in place: functools.wraps shares this dict with the wrappers made from fn
+            self.j.snapshot_dict(fn.__annotations__)
+            fn.__annotations__.clear()
+            fn.__annotations__.update(new.__annotations__)
             fn.__doc__ = new.__doc__
             fn.__dict__.update(new.__dict__)
+            for wrapper in self.p.index.wrappers.get(id(fn), ()):
+                # what functools.wraps copied when it made the wrapper, it copies again
+                if getattr(wrapper, "__doc__", None) == old_doc and old_doc != new.__doc__:
+                    with contextlib.suppress(AttributeError, TypeError):
+                        self.j.setattr(wrapper, "__doc__", new.__doc__)
+                ann = getattr(wrapper, "__annotations__", None)
+                if isinstance(ann, dict) and ann is not fn.__annotations__ and ann == old_ann:
+                    self.j.snapshot_dict(ann)
+                    ann.clear()
+                    ann.update(new.__annotations__)
 
     # -- statements and classes -----------------------------------------------------------------
 
@@ -272,6 +286,13 @@ class Commit:
         body = plan.diff.plan
         stars = self.p.star_importers.get(plan.name, [])
         before = dict(d) if plan.diff.rebound or stars else {}
+        # Names the new release no longer binds go first, as they would not exist in a fresh
+        # import: a new statement may bind them again (a call setting them through ``global``).
+        self.step(f"remove:{plan.name}")
+        for name in body.removed:
+            if name in d and not (name.startswith("__") and name.endswith("__")):
+                del d[name]
+                self.counts.names_removed += 1
         for item in plan.steps:
             if isinstance(item, ExecStep):
                 self.step(f"exec:{plan.name}:{item.op.lineno}")
@@ -290,11 +311,6 @@ class Commit:
                 self.step(f"class:{plan.name}:{item.op.qualname}")
                 exec(item.code, d, {"__hotswap_capture__": item.capture})
                 self._apply_class(plan, item)
-        self.step(f"remove:{plan.name}")
-        for name in body.removed:
-            if name in d and not (name.startswith("__") and name.endswith("__")):
-                del d[name]
-                self.counts.names_removed += 1
         changed_doc, doc = body.doc
         if changed_doc:
             d["__doc__"] = doc

@@ -49,6 +49,7 @@ from hotswap.hot.names import (
     iter_classes,
     parse,
     runtime_names,
+    toplevel_imports,
 )
 from hotswap.hot.plan import CODE_CHANGE, BodyPlan, Exec, ModuleDiff, Op, PatchClass, PatchDef
 from hotswap.hot.verdict import Reason
@@ -115,6 +116,7 @@ def diff_module(
         code_change_classes=tuple(cc_classes),
         refusals=refusals,
         warnings=warnings,
+        import_nodes=tuple(toplevel_imports(new.body)),
     )
 
 

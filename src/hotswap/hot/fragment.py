@@ -131,8 +131,17 @@ def stripped(node: Def, temp: str) -> ast.stmt:
     return new
 
 
-def compile_statements(nodes: list[ast.stmt], filename: str, flags: int) -> types.CodeType:
-    """Compile statements of the parsed file (they keep their line numbers)."""
-    tree = ast.Module(body=nodes, type_ignores=[])
+def compile_statements(
+    nodes: list[ast.stmt], filename: str, flags: int, imports: tuple[ast.stmt, ...] = ()
+) -> types.CodeType:
+    """Compile statements of the parsed file (they keep their line numbers). ``imports`` are
+    the module's top-level imports, put in a branch that never runs: the compiler emits other
+    bytecode for ``mod.f()`` when ``mod`` is a module-level import (``LOAD_ATTR`` rather than
+    ``LOAD_METHOD``), so functions compiled here get the code a fresh import gives them."""
+    prefix: list[ast.stmt] = []
+    if imports:
+        never = ast.If(test=ast.Constant(False), body=list(imports), orelse=[])
+        prefix.append(ast.fix_missing_locations(ast.copy_location(never, imports[0])))
+    tree = ast.Module(body=prefix + nodes, type_ignores=[])
     code: types.CodeType = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
     return code

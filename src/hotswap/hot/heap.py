@@ -40,6 +40,7 @@ class HeapIndex:
         self._types = set(classes)
         self.functions: dict[FunctionKey, list[types.FunctionType]] = {}
         self.instances: dict[type, list[object]] = {}
+        self.wrappers: dict[int, list[object]] = {}  # id(function) -> objects wrapping it
         self._seen: set[int] = set()
         self._gc_was_enabled = False
         self._holding = False
@@ -97,6 +98,9 @@ class HeapIndex:
             wrapped = _own_wrapped(obj)
             if wrapped is not None:
                 children.append(wrapped)
+                holders = self.wrappers.setdefault(id(wrapped), [])
+                if not any(h is obj for h in holders):
+                    holders.append(obj)
             stack.extend((child, depth + 1) for child in children)
 
     # -- window -----------------------------------------------------------------------------
@@ -124,6 +128,7 @@ class HeapIndex:
                 gc.enable()
         self.functions.clear()
         self.instances.clear()
+        self.wrappers.clear()
         self._seen.clear()
 
     # -- internals --------------------------------------------------------------------------

@@ -221,3 +221,13 @@ def _walk_toplevel(body: list[ast.stmt]) -> Iterator[ast.stmt]:
                 yield from _walk_toplevel([child])
             elif isinstance(child, ast.ExceptHandler | ast.match_case):
                 yield from _walk_toplevel(child.body)
+
+
+def toplevel_imports(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The ``import`` statements a module body runs at its top level (not ``__future__``)."""
+    return [
+        node
+        for node in _walk_toplevel(body)
+        if isinstance(node, ast.Import)
+        or (isinstance(node, ast.ImportFrom) and node.module != "__future__")
+    ]

@@ -127,6 +127,7 @@ class ModuleDiff:
     code_change_classes: tuple[str, ...]  # qualnames of new classes defining __code_change__
     refusals: list[Reason] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    import_nodes: tuple[ast.stmt, ...] = field(default=(), repr=False)  # top-level imports (new)
 
 
 # -- steps: the ops compiled against the live process ----------------------------------------------

@@ -267,10 +267,12 @@ def _plan_module(
     names = NameAllocator()
     for op in md.plan.ops:
         if isinstance(op, Exec):
-            plan.steps.append(ExecStep(op, compile_statements([op.node], filename, flags)))
+            plan.steps.append(
+                ExecStep(op, compile_statements([op.node], filename, flags, md.import_nodes))
+            )
         elif isinstance(op, PatchDef):
             temp = names.next()
-            code = compile_statements([stripped(op.node, temp)], filename, flags)
+            code = compile_statements([stripped(op.node, temp)], filename, flags, md.import_nodes)
             plan.steps.append(DefStep(op, temp, code))
         else:
             cls = mod.__dict__.get(op.name)
@@ -278,7 +280,7 @@ def _plan_module(
             if cstep is None:
                 continue
             frag = fragment(cstep, capture_name="__hotswap_capture__")
-            cstep.code = compile_statements([frag], filename, flags)
+            cstep.code = compile_statements([frag], filename, flags, md.import_nodes)
             plan.steps.append(cstep)
     for qualname in md.code_change_classes:
         cls = resolve(mod, qualname)
