@@ -3,9 +3,14 @@
 Example, in the app's ``pyproject.toml``::
 
     [tool.hotswap]
-    entry = "myapp.main:app"        # module:attr, required
-    server = "uvicorn"              # uvicorn | callable
+    entry = "myapp.main:app"        # module:attr, required: an ASGI app, a WSGI app, or a
+                                    # function taking a hotswap.Serve (server = "callable")
+    server = "uvicorn"              # uvicorn | hypercorn | callable
+    interface = "auto"              # auto | asgi | wsgi (auto: detected from the entry)
+    threads = 8                     # WSGI: requests run in a pool of this many threads
     health_path = "/health"         # HTTP GET on the private probe socket; omit for none
+    health_host = "localhost"       # the probe's Host header (Django's ALLOWED_HOSTS)
+    ws_drain_grace = 1.0            # at drain, open WebSockets get close 1012 after this
     before_cutover = "myapp.hooks:before"   # runs in the old generation
     after_cutover = "myapp.hooks:after"     # runs in the new generation
     boot_timeout = 60
@@ -13,6 +18,13 @@ Example, in the app's ``pyproject.toml``::
     shutdown_timeout = 30
     listeners = ["http"]
     services = [{ name = "deployer", entry = "myapp.deployer:Deployer" }]
+
+    [tool.hotswap.uvicorn]          # passed to uvicorn.Config (hotswap.child.adapters.settings)
+    proxy_headers = true
+    forwarded_allow_ips = "10.0.0.1"
+
+    [tool.hotswap.env]              # non-secret defaults baked into the release; the state
+    LOG_FORMAT = "json"             # dir's environment file (hotswap env set) wins over them
 
 An unknown key is an error that names it: a typo must not silently fall back to a default.
 The validated table is baked into the release manifest under ``app``.
@@ -24,9 +36,14 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hotswap.child.adapters.settings import check_server_settings
 from hotswap.errors import UsageError
 
-SERVERS = ("uvicorn", "callable")
+SERVERS = ("uvicorn", "hypercorn", "callable")
+INTERFACES = ("auto", "asgi", "wsgi")
+DEFAULT_THREADS = 8
+DEFAULT_WS_DRAIN_GRACE = 1.0
+DEFAULT_HEALTH_HOST = "localhost"
 
 DEFAULT_BOOT_TIMEOUT = 60.0
 DEFAULT_HEALTH_TIMEOUT = 5.0
@@ -34,6 +51,10 @@ DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
 _TARGET = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_HOST = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,255}$")
+# set by the supervisor for every generation: a release may not override them
+RESERVED_ENV_PREFIXES = ("HOTSWAP", "LISTEN_", "NOTIFY_SOCKET")
 
 
 @dataclass(frozen=True)
@@ -49,7 +70,11 @@ class AppConfig:
     distribution: str
     entry: str
     server: str = "uvicorn"
+    interface: str = "auto"
+    threads: int = DEFAULT_THREADS
     health_path: str | None = None
+    health_host: str = DEFAULT_HEALTH_HOST
+    ws_drain_grace: float = DEFAULT_WS_DRAIN_GRACE
     before_cutover: str | None = None
     after_cutover: str | None = None
     boot_timeout: float = DEFAULT_BOOT_TIMEOUT
@@ -57,12 +82,19 @@ class AppConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     listeners: tuple[str, ...] = ("http",)
     services: tuple[ServiceSpec, ...] = field(default=())
+    uvicorn: dict[str, Any] = field(default_factory=dict)
+    hypercorn: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["listeners"] = list(self.listeners)
         out["services"] = [asdict(s) for s in self.services]
         return out
+
+    def server_settings(self) -> dict[str, Any]:
+        """The ``[tool.hotswap.<server>]`` table of the configured server."""
+        return dict(self.hypercorn if self.server == "hypercorn" else self.uvicorn)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AppConfig:
@@ -100,6 +132,36 @@ def _seconds(table: dict[str, Any], key: str, default: float, where: str) -> flo
     return float(value)
 
 
+def _choice(table: dict[str, Any], key: str, choices: tuple[str, ...], where: str) -> str:
+    value = table.get(key, choices[0])
+    if value not in choices:
+        raise UsageError(
+            "bad_config",
+            f"{where}.{key} must be one of {', '.join(choices)}, got {value!r}",
+            key=key,
+        )
+    return str(value)
+
+
+def _env(table: dict[str, Any], where: str) -> dict[str, str]:
+    env = table.get("env", {})
+    if not isinstance(env, dict):
+        raise UsageError("bad_config", f"{where}.env must be a table of strings", key="env")
+    for name, value in env.items():
+        if not _ENV_NAME.match(name) or name.startswith(RESERVED_ENV_PREFIXES):
+            raise UsageError(
+                "bad_config",
+                f"{where}.env: {name!r} is not a usable variable name (names starting with "
+                f"{', '.join(RESERVED_ENV_PREFIXES)} are set by hotswap)",
+                key="env",
+            )
+        if not isinstance(value, str) or "\0" in value:
+            raise UsageError(
+                "bad_config", f"{where}.env.{name} must be a string, got {value!r}", key="env"
+            )
+    return dict(env)
+
+
 def parse_table(table: dict[str, Any], *, distribution: str, where: str) -> AppConfig:
     """Validate a ``[tool.hotswap]`` table. Raises :class:`UsageError` naming the key."""
     if not isinstance(table, dict):
@@ -114,13 +176,32 @@ def parse_table(table: dict[str, Any], *, distribution: str, where: str) -> AppC
         )
     entry = _target(table, "entry", where, required=True)
     assert entry is not None
-    server = table.get("server", "uvicorn")
-    if server not in SERVERS:
+    server = _choice(table, "server", SERVERS, where)
+    interface = _choice(table, "interface", INTERFACES, where)
+    threads = table.get("threads", DEFAULT_THREADS)
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+        raise UsageError(
+            "bad_config", f"{where}.threads must be an integer in [1, 1024]", key="threads"
+        )
+    health_host = table.get("health_host", DEFAULT_HEALTH_HOST)
+    if not isinstance(health_host, str) or not _HOST.match(health_host):
         raise UsageError(
             "bad_config",
-            f"{where}.server must be one of {', '.join(SERVERS)}, got {server!r}",
-            key="server",
+            f"{where}.health_host must be a host name (the probe's Host header), "
+            f"got {health_host!r}",
+            key="health_host",
         )
+    grace = table.get("ws_drain_grace", DEFAULT_WS_DRAIN_GRACE)
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 3600:
+        raise UsageError(
+            "bad_config",
+            f"{where}.ws_drain_grace must be a number of seconds in [0, 3600]",
+            key="ws_drain_grace",
+        )
+    settings = {
+        name: check_server_settings(name, table.get(name, {}), f"{where}.{name}")
+        for name in ("uvicorn", "hypercorn")
+    }
     health_path = table.get("health_path")
     if health_path is not None and (
         not isinstance(health_path, str) or not health_path.startswith("/")
@@ -162,7 +243,11 @@ def parse_table(table: dict[str, Any], *, distribution: str, where: str) -> AppC
         distribution=distribution,
         entry=entry,
         server=server,
+        interface=interface,
+        threads=threads,
         health_path=health_path,
+        health_host=health_host,
+        ws_drain_grace=float(grace),
         before_cutover=_target(table, "before_cutover", where),
         after_cutover=_target(table, "after_cutover", where),
         boot_timeout=_seconds(table, "boot_timeout", DEFAULT_BOOT_TIMEOUT, where),
@@ -170,4 +255,7 @@ def parse_table(table: dict[str, Any], *, distribution: str, where: str) -> AppC
         shutdown_timeout=_seconds(table, "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT, where),
         listeners=tuple(listeners),
         services=tuple(services),
+        uvicorn=settings["uvicorn"],
+        hypercorn=settings["hypercorn"],
+        env=_env(table, where),
     )
