@@ -42,6 +42,7 @@ _API = (
     "call_service",
     "delete_handoff",
     "draining",
+    "draining_event",
     "enabled",
     "generation",
     "get_all_handoff",
@@ -57,6 +58,7 @@ _API = (
     "status",
     "upgrade",
     "upgrading",
+    "wait_draining",
 )
 
 __all__ = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -219,6 +220,32 @@ def draining() -> bool:
 
     runtime = current()
     return runtime.draining if runtime is not None else False
+
+
+_NEVER = threading.Event()  # outside a generation nothing ever drains
+
+
+def draining_event() -> threading.Event:
+    """Inside a generation: a thread-safe event set when it drains (WSGI views, threads,
+    ``callable`` servers: ``hotswap.draining_event().wait()``). Outside one: an event that
+    is never set."""
+    from hotswap.child.runtime import current
+
+    runtime = current()
+    return runtime.drain if runtime is not None else _NEVER
+
+
+async def wait_draining() -> None:
+    """Return once this generation drains, without polling: a WebSocket or stream handler
+    awaits it to say its own goodbye before the adapter closes what is left (uvicorn: close
+    code 1012 after ``ws_drain_grace``). Outside a generation it never returns."""
+    from hotswap.child.runtime import current
+
+    runtime = current()
+    if runtime is None:
+        await asyncio.Event().wait()
+        return
+    await runtime.wait_draining()
 
 
 def release_id() -> str | None:

@@ -12,6 +12,7 @@ event loop notices at once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import os
@@ -74,8 +75,25 @@ class ChildRuntime:
         self._wakers.append(waker)
 
     def _wake(self) -> None:
-        for waker in self._wakers:
+        for waker in list(self._wakers):
             waker()
+
+    async def wait_draining(self) -> None:
+        """Return once this generation drains; any event loop, no polling."""
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+
+        def waker() -> None:
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                loop.call_soon_threadsafe(event.set)
+
+        self._wakers.append(waker)
+        try:
+            while not self.draining:
+                await event.wait()
+                event.clear()
+        finally:
+            self._wakers.remove(waker)
 
     # -- from the adapter ----------------------------------------------------------------
 

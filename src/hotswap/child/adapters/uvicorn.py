@@ -6,16 +6,23 @@ its parts ourselves:
 
 1. ``Server.startup(sockets=[probe])``: ASGI lifespan start-up, then serve the private probe
    socket only; report ready.
-2. On ``go``: serve the public listeners with the same protocol factory.
+2. On ``go``: serve the public listeners with a protocol factory made as ``startup()``
+   makes its own (public attributes only: ``Config.http_protocol_class``,
+   ``Server.server_state``, ``lifespan.state``), so any loop (asyncio, uvloop) and any
+   protocol (h11, httptools) works the same.
 3. On ``drain``: every response from now on carries ``Connection: close`` (a small ASGI
    wrapper: uvicorn's h11 path only adds it when the request asked); close (never
    ``shutdown()``) our copies of the listeners, so queued connections wait for the next
-   generation; busy connections close after their current response; an idle keep-alive
+   generation; a busy connection finishes its response and closes after the next one (which
+   says ``Connection: close``), or on the keep-alive timer if none comes; an idle keep-alive
    connection is left to uvicorn's keep-alive timer, counted from its last response as in
    steady state (a client pausing between requests sends its next one on it and gets
    ``Connection: close``; closing idle connections early resets clients that pause); a
    connection that never sent a request gets the same ``timeout_keep_alive``; wait for
-   in-flight tasks; lifespan shutdown.
+   in-flight tasks; lifespan shutdown. An open WebSocket gets ``ws_drain_grace`` seconds (the
+   app may say goodbye itself: ``await hotswap.wait_draining()``), then uvicorn's own
+   ``shutdown()`` of its WebSocket protocol sends close code 1012 (service restart), so the
+   client reconnects to the next generation, which is already accepting.
 
 Between start-up and drain, uvicorn's once-a-tick housekeeping runs as in ``serve()`` (the
 ``Date`` and ``Server`` headers, ``limit_max_requests``, which drains the generation; the
@@ -27,8 +34,10 @@ The supervisor's ``shutdown_timeout`` bounds all of it with SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from hotswap.child.runtime import STARTUP_FAILURE, ChildRuntime, log
@@ -52,6 +61,7 @@ class DrainAware:
         self.app = app
         self.runtime = runtime
         self.streams: set[asyncio.Task[None]] = set()
+        self.stream_scopes: set[int] = set()  # id() of the scopes of open event streams
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -80,6 +90,7 @@ class DrainAware:
             return
         task = asyncio.ensure_future(self.app(scope, receive, send_wrapper))
         self.streams.add(task)
+        self.stream_scopes.add(id(scope))
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -90,6 +101,7 @@ class DrainAware:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self.streams.discard(task)
+            self.stream_scopes.discard(id(scope))
 
     def end_streams(self) -> int:
         for task in list(self.streams):
@@ -97,9 +109,16 @@ class DrainAware:
         return len(self.streams)
 
 
-def _busy(connection: Any) -> bool:
-    cycle = getattr(connection, "cycle", None)
-    return cycle is not None and not getattr(cycle, "response_complete", True)
+def _protocol_factory(server: Any) -> Callable[..., asyncio.Protocol]:
+    """What ``Server.startup`` hands ``create_server``, built from public attributes."""
+    config = server.config
+    factory: Callable[..., asyncio.Protocol] = functools.partial(
+        config.http_protocol_class,
+        config=config,
+        server_state=server.server_state,
+        app_state=server.lifespan.state,
+    )
+    return factory
 
 
 async def _wait(runtime: ChildRuntime, wake: asyncio.Event, until: Any) -> None:
@@ -132,7 +151,7 @@ async def _serve(server: Any, runtime: ChildRuntime) -> int:
     runtime.report_ready()
     await _wait(runtime, wake, lambda: runtime.go.is_set() or runtime.draining)
     if not runtime.draining:
-        factory = server.servers[0]._protocol_factory
+        factory = _protocol_factory(server)
         for _name, sock in runtime.listeners:
             server.servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
         runtime.report_serving()
@@ -188,19 +207,35 @@ async def _drain(server: Any, runtime: ChildRuntime) -> None:
     started = loop.time()
     await _stop_accepting(server.servers)
     wrapper = server.config.loaded_app
+    connections = server.server_state.connections
     if isinstance(wrapper, DrainAware):
+        for connection in list(connections):
+            cycle = getattr(connection, "cycle", None)
+            if id(getattr(cycle, "scope", None)) in wrapper.stream_scopes:
+                connection.shutdown()  # an event stream's client reconnects: close after it
         ended = wrapper.end_streams()
         if ended:
             log(f"generation {runtime.generation}: ended {ended} event stream(s) for reconnect")
-    connections = server.server_state.connections
-    for connection in list(connections):
-        if _busy(connection):
-            connection.shutdown()  # close after the current response
+    ws_class = server.config.ws_protocol_class
+    # A busy connection is not shut down: if its response started before the drain, its
+    # headers went out without "Connection: close", and closing it after that response
+    # resets a client that sends its next request at once (a WSGI app's response spans
+    # several loop iterations, so this window is wide). Its next response says close.
+    ws_grace = runtime.config.ws_drain_grace
+    ws_closed = False
     # Idle keep-alive connections close on uvicorn's own timer (from their last response);
     # one that never carried a request has no timer, so it gets the same time from now.
     grace = float(os.environ.get("HOTSWAP_IDLE_GRACE", server.config.timeout_keep_alive))
     while connections:
-        if loop.time() - started >= grace:
+        elapsed = loop.time() - started
+        if not ws_closed and elapsed >= ws_grace:
+            ws_closed = True
+            sockets = [c for c in list(connections) if _is_ws(c, ws_class)]
+            for connection in sockets:
+                connection.shutdown()  # close frame 1012 (service restart)
+            if sockets:
+                log(f"generation {runtime.generation}: closed {len(sockets)} WebSocket(s) (1012)")
+        if elapsed >= grace:
             for connection in list(connections):
                 if getattr(connection, "cycle", True) is None:
                     connection.shutdown()
@@ -211,16 +246,36 @@ async def _drain(server: Any, runtime: ChildRuntime) -> None:
     log(f"generation {runtime.generation}: drained in {(loop.time() - started) * 1000:.0f} ms")
 
 
+def _is_ws(connection: Any, ws_class: Any) -> bool:
+    return ws_class is not None and isinstance(connection, ws_class)
+
+
+def make_config(runtime: ChildRuntime, app: Any) -> Any:
+    """``uvicorn.Config`` from the release's ``[tool.hotswap.uvicorn]`` table (checked at
+    build), a WSGI entry behind the bridge."""
+    import uvicorn
+
+    from hotswap.child.adapters.interface import as_asgi, resolve
+
+    app_config = runtime.config
+    interface = resolve(app_config.interface, app)
+    options: dict[str, Any] = {
+        "lifespan": "auto",
+        "access_log": os.environ.get("HOTSWAP_ACCESS_LOG", "") in ("1", "true", "yes"),
+        "log_level": os.environ.get("HOTSWAP_LOG_LEVEL", "info"),
+    }
+    options.update(app_config.uvicorn)
+    if isinstance(options.get("headers"), list):
+        options["headers"] = [tuple(pair) for pair in options["headers"]]
+    options["timeout_graceful_shutdown"] = None
+    log(f"generation {runtime.generation}: {interface.upper()} app on uvicorn")
+    return uvicorn.Config(as_asgi(app, interface, app_config.threads), **options)
+
+
 def run(runtime: ChildRuntime, app: Any) -> int:
     import uvicorn
 
-    config = uvicorn.Config(
-        app,
-        lifespan="auto",
-        access_log=os.environ.get("HOTSWAP_ACCESS_LOG", "") in ("1", "true", "yes"),
-        timeout_graceful_shutdown=None,
-        log_level=os.environ.get("HOTSWAP_LOG_LEVEL", "info"),
-    )
+    config = make_config(runtime, app)
     config.load()
     config.loaded_app = DrainAware(config.loaded_app, runtime)
     server = uvicorn.Server(config)
