@@ -37,6 +37,7 @@ USAGE_CODES = frozenset(
         "handoff_invalid",  # handoff value not JSON-compatible or bytes
         "service_not_found",  # no service of that name runs under the supervisor
         "bad_url",  # not a valid s3:// URL (bucket name, '..' in the key)
+        "import_failed",  # at build: the entry, a hook, a service or the server won't import
     }
 )
 RELEASE_CODES = frozenset(

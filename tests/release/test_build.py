@@ -19,6 +19,7 @@ import pytest
 from hotswap.errors import HotswapError, ResourceError, UsageError
 from hotswap.release import interpreter, record
 from hotswap.release.build import BuildResult, build, read_project
+from hotswap.release.config import AppConfig
 from hotswap.release.manifest import RELEASE_ID, Manifest
 from tests.conftest import SOURCE_DATE_EPOCH, BuildRelease, stamp_project
 
@@ -208,6 +209,44 @@ CONFIG_ERRORS = {
         "bad_config",
         "listeners",
     ),
+    "interface-unknown": (GOOD_TABLE + 'interface = "rsgi"\n', "bad_config", "interface"),
+    "threads-zero": (GOOD_TABLE + "threads = 0\n", "bad_config", "threads"),
+    "health-host-with-space": (
+        GOOD_TABLE + 'health_host = "my host"\n',
+        "bad_config",
+        "health_host",
+    ),
+    "ws-drain-grace-negative": (
+        GOOD_TABLE + "ws_drain_grace = -1\n",
+        "bad_config",
+        "ws_drain_grace",
+    ),
+    "uvicorn-unknown-key": (
+        GOOD_TABLE + "[tool.hotswap.uvicorn]\nacess_log = true\n",
+        "unknown_config_key",
+        "uvicorn.acess_log",
+    ),
+    "uvicorn-port-is-ours": (
+        GOOD_TABLE + "[tool.hotswap.uvicorn]\nport = 8000\n",
+        "unknown_config_key",
+        "uvicorn.port",
+    ),
+    "uvicorn-wrong-type": (
+        GOOD_TABLE + '[tool.hotswap.uvicorn]\nproxy_headers = "yes"\n',
+        "bad_config",
+        "uvicorn.proxy_headers",
+    ),
+    "hypercorn-unknown-key": (
+        GOOD_TABLE + "[tool.hotswap.hypercorn]\nworkers = 4\n",
+        "unknown_config_key",
+        "hypercorn.workers",
+    ),
+    "env-reserved-name": (
+        GOOD_TABLE + '[tool.hotswap.env]\nHOTSWAP_STATE_DIR = "/tmp"\n',
+        "bad_config",
+        "env",
+    ),
+    "env-not-a-string": (GOOD_TABLE + "[tool.hotswap.env]\nWORKERS = 4\n", "bad_config", "env"),
 }
 
 
@@ -224,6 +263,25 @@ def test_bad_tool_hotswap_is_refused_naming_the_key(name: str, tmp_path: Path) -
 def test_good_tool_hotswap_is_accepted(tmp_path: Path) -> None:
     _data, app = read_project(_project(tmp_path, GOOD_TABLE + "services = []\n"))
     assert (app.entry, app.server, app.distribution) == ("app.main:app", "uvicorn", "demo")
+    assert (app.interface, app.health_host, app.ws_drain_grace) == ("auto", "localhost", 1.0)
+
+
+def test_server_settings_and_env_round_trip_through_the_manifest(tmp_path: Path) -> None:
+    table = (
+        GOOD_TABLE
+        + 'interface = "wsgi"\nthreads = 4\nhealth_host = "example.com"\n'
+        + '[tool.hotswap.uvicorn]\nproxy_headers = true\nforwarded_allow_ips = ["10.0.0.1"]\n'
+        + 'headers = [["X-Frame-Options", "DENY"]]\n'
+        + '[tool.hotswap.env]\nLOG_FORMAT = "json"\n'
+    )
+    _data, app = read_project(_project(tmp_path, table))
+    assert app.server_settings() == {
+        "proxy_headers": True,
+        "forwarded_allow_ips": ["10.0.0.1"],
+        "headers": [["X-Frame-Options", "DENY"]],
+    }
+    assert app.env == {"LOG_FORMAT": "json"}
+    assert AppConfig.from_json(json.loads(json.dumps(app.to_json()))) == app
 
 
 def test_no_tool_hotswap_is_no_entry_point(tmp_path: Path) -> None:
@@ -297,3 +355,61 @@ def test_invalid_project_metadata_is_build_failed(tmp_path: Path) -> None:
     assert caught.value.code == "build_failed"
     assert "building the wheel" in caught.value.message
     assert "one point oh" in caught.value.details["output"]
+
+
+# -- what a generation imports is tried at build ---------------------------------------------
+
+TCPAPP = Path(__file__).parent.parent / "fixtures" / "tcpapp"
+
+
+@pytest.mark.parametrize(
+    ("tool", "key"),
+    [
+        ({"entry": "tcp_app.sever:serve"}, "entry"),
+        ({"entry": "tcp_app.server:sreve"}, "entry"),
+        ({"after_cutover": "tcp_app.server:after"}, "after_cutover"),
+        ({"services": [{"name": "jobs", "entry": "tcp_app.jobs:Jobs"}]}, "services.jobs"),
+    ],
+    ids=["entry-module", "entry-attr", "hook", "service"],
+)
+def test_a_typo_in_what_a_generation_imports_fails_the_build(
+    tmp_path: Path, tool: dict[str, object], key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
+    project = stamp_project(tmp_path / "project", "1.0.0", tool=tool, source=TCPAPP)
+    with pytest.raises(UsageError) as caught:
+        build(project, tmp_path / "out", installer="uv")
+    assert caught.value.code == "import_failed"
+    assert caught.value.details["key"] == key
+    assert f"{key} = " in caught.value.message
+    assert "Error" in caught.value.details["output"]  # the traceback's last line
+    assert not list(tmp_path.glob("out/*.tar.gz"))
+
+
+WSGI_APP = """\
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+"""
+
+
+def test_a_wsgi_project_that_lists_no_server_gets_uvicorn_and_the_bridge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Flask or Django project does not list uvicorn: build adds it and says so, and the
+    WSGI entry gets the bridge, so the release boots instead of failing at import."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
+    project = stamp_project(
+        tmp_path / "project",
+        "1.0.0",
+        tool={"entry": "tcp_app.wsgi:app", "server": "uvicorn"},
+        extra_files={"src/tcp_app/wsgi.py": WSGI_APP},
+        source=TCPAPP,
+    )
+    said: list[str] = []
+    result = build(project, tmp_path / "out", installer="uv", progress=said.append)
+    names = {d["name"].lower() for d in result.manifest.distributions}
+    assert {"uvicorn", "a2wsgi"} <= names
+    assert any(m.startswith("adding uvicorn>=") and "server" in m for m in said), said
+    assert any(m.startswith("adding a2wsgi>=") and "WSGI" in m for m in said), said
+    assert "tcp_app.wsgi:app is a WSGI app" in said

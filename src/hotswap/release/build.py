@@ -3,7 +3,11 @@
 1. read ``pyproject.toml`` and validate ``[tool.hotswap]``;
 2. build the project's wheel (``uv build`` or ``pip wheel``);
 3. install it with all its dependencies into ``lib/`` of a staging tree (``uv pip install
-   --target --link-mode copy`` or ``pip install --target``), for *this* interpreter;
+   --target --link-mode copy`` or ``pip install --target``), for *this* interpreter, with the
+   configured server when the project does not list it (said in the progress);
+   then import the entry, the hooks, the services and the server from that tree in a fresh
+   interpreter (:mod:`hotswap.child.adapters.preflight`): a typo fails here with
+   ``import_failed``, not at boot; a WSGI entry on uvicorn gets the bridge (a2wsgi);
 4. strip what ties the tree to the build machine (``lib/bin`` scripts with absolute shebangs,
    ``direct_url.json`` naming the temporary wheel path) and precompile every module with
    **checked-hash** pycs, so a stale ``.pyc`` can never be picked by timestamp;
@@ -33,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import hotswap
+from hotswap.child.adapters import preflight
+from hotswap.child.adapters.interface import BRIDGE_MODULE, BRIDGE_REQUIREMENT
 from hotswap.errors import ReleaseError, ResourceError, UsageError
 from hotswap.release import interpreter, record
 from hotswap.release.archive import write_tarball
@@ -142,6 +148,24 @@ class _Runner:
         return proc.stdout
 
 
+class _Installer:
+    """``uv pip install --target`` or ``pip install --target`` into the release's lib/."""
+
+    def __init__(self, runner: _Runner, kind: str, uv: str | None, lib: Path) -> None:
+        self.runner, self.kind, self.uv, self.lib = runner, kind, uv, lib
+
+    def run(self, what: str, args: list[str]) -> None:
+        if self.kind == "uv":
+            assert self.uv is not None
+            argv = [self.uv, "pip", "install", "--quiet", "--target", str(self.lib)]
+            argv += ["--python", sys.executable, "--link-mode", "copy", *args]
+        else:
+            argv = [sys.executable, "-m", "pip", "install", "--quiet"]
+            argv += ["--disable-pip-version-check", "--no-compile", "--no-warn-script-location"]
+            argv += ["--target", str(self.lib), *args]
+        self.runner.run(f"installing {what} ({self.kind} pip install)", argv)
+
+
 def _distributions(lib: Path) -> list[dict[str, Any]]:
     dists = []
     for info in sorted(lib.glob("*.dist-info")):
@@ -214,8 +238,11 @@ def build(
     *,
     installer: str = "auto",
     progress: Callable[[str], None] | None = None,
+    check_imports: bool = True,
 ) -> BuildResult:
-    """Build a release tarball of the project. See the module docstring for the steps."""
+    """Build a release tarball of the project. See the module docstring for the steps.
+    ``check_imports=False`` skips importing the entry at build (for an app whose import
+    needs what only the deploy host has)."""
     started = time.monotonic()
     say = progress or (lambda _msg: None)
     project = Path(project_dir).absolute()
@@ -259,41 +286,36 @@ def build(
         built = sorted(wheels.glob("*.whl"))
         if len(built) != 1:
             raise ResourceError("build_failed", f"expected one wheel, the build made {len(built)}")
-        if kind == "uv":
-            assert uv is not None
-            runner.run(
-                "installing the app and its dependencies (uv pip install)",
-                [
-                    uv,
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--target",
-                    str(lib),
-                    "--python",
-                    sys.executable,
-                    "--link-mode",
-                    "copy",
-                    str(built[0]),
-                ],
+        added = preflight.server_requirements(app, preflight.wheel_requires(built[0]))
+        for requirement, why in added:
+            say(
+                f"adding {requirement} to the release: {why}, which {app.distribution} does "
+                "not list"
             )
-        else:
-            runner.run(
-                "installing the app and its dependencies (pip install)",
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-compile",
-                    "--no-warn-script-location",
-                    "--target",
-                    str(lib),
-                    str(built[0]),
-                ],
-            )
+        install = _Installer(runner, kind, uv, lib)
+        install.run("the app and its dependencies", [str(built[0]), *(r for r, _ in added)])
+        if check_imports:
+            say(f"importing {app.entry} from the built tree ...")
+            found = preflight.check(lib, app, env)
+            missing = list(found.get("missing", []))
+            if missing == [BRIDGE_MODULE]:
+                say(
+                    f"adding {BRIDGE_REQUIREMENT} to the release: {app.entry} is a WSGI app "
+                    "and uvicorn serves it through this bridge"
+                )
+                install.run("the WSGI bridge", ["--no-deps", BRIDGE_REQUIREMENT])
+            elif missing:
+                raise UsageError(
+                    "import_failed",
+                    f"the release cannot import {', '.join(missing)} (server = "
+                    f'"{app.server}"): add it to the project\'s dependencies',
+                    key="server",
+                )
+            if "interface" in found:
+                say(
+                    f"{app.entry} is a{'' if found['interface'] == 'wsgi' else 'n'} "
+                    f"{found['interface'].upper()} app"
+                )
         _strip_machine_specific(lib)
         runner.run(
             "compiling bytecode (checked-hash pycs)",
