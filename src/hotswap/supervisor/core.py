@@ -574,10 +574,11 @@ class Supervisor:
         gen = self.generations.get(number)
         if gen is None:
             return
-        path = gen.release.manifest.app_config().health_path or "/"
+        app = gen.release.manifest.app_config()
+        path = app.health_path or "/"
         assert gen.probe_path is not None
         try:
-            status = await _http_probe(gen.probe_path, path)
+            status = await _http_probe(gen.probe_path, path, app.health_host)
         except (OSError, asyncio.IncompleteReadError, ValueError) as e:
             # A connection that breaks often means the generation just died: let its exit be
             # reaped and reported (boot_failed, with its status) rather than blame the probe.
@@ -590,7 +591,13 @@ class Supervisor:
         if 200 <= status < 300:
             self._post(swap.Healthy(number))
         else:
-            self._post(swap.Unhealthy(number, f"GET {path} answered {status}"))
+            hint = (
+                f" (the probe sends Host: {app.health_host}: allow it, e.g. Django's "
+                "ALLOWED_HOSTS or a trusted-host middleware, or set health_host)"
+                if status == 400
+                else ""
+            )
+            self._post(swap.Unhealthy(number, f"GET {path} answered {status}{hint}"))
 
     def _releases_in_use(self) -> frozenset[str]:
         """Every release a running process loaded code from: a hot-upgraded generation still
@@ -714,11 +721,11 @@ def _failed_phase(machine: swap.Swap) -> str:
     return finished[-1] if finished else swap.Phase.UNPACK.value
 
 
-async def _http_probe(path: Path, target: str) -> int:
+async def _http_probe(path: Path, target: str, host: str = "localhost") -> int:
     reader, writer = await asyncio.open_unix_connection(str(path))
     try:
         writer.write(
-            f"GET {target} HTTP/1.1\r\nHost: hotswap-probe\r\nUser-Agent: hotswap\r\n"
+            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: hotswap\r\n"
             "Connection: close\r\n\r\n".encode()
         )
         await writer.drain()
