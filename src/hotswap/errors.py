@@ -29,6 +29,7 @@ USAGE_CODES = frozenset(
         "not_a_project",  # no pyproject.toml where a project was expected
         "release_not_found",  # no such tarball or release id
         "state_dir_invalid",  # state dir unusable (not a dir, bad permissions)
+        "state_dir_unknown",  # no state dir given, and none (or several) to default to
         "upgrade_in_progress",  # one upgrade at a time
         "no_previous_release",  # rollback with nothing to roll back to
         "not_running",  # no supervisor answers on the control socket

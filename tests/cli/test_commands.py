@@ -29,6 +29,10 @@ COMMANDS = {
     "hot-upgrade": ["x.tar.gz"],
     "check": ["a", "b"],
     "handoff": ["list"],
+    "restart": [],
+    "publish": ["x.tar.gz", "s3://bucket/prefix/"],
+    "fetch": ["s3://bucket/prefix/"],
+    "systemd-unit": ["--name", "app"],
 }
 
 

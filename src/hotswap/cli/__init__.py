@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import hotswap
-from hotswap.cli.render import as_json
+from hotswap.cli import statedir
+from hotswap.cli.render import as_json, error_text
 from hotswap.errors import ChildError, HotswapError, ReleaseError, ResourceError, UsageError
 
 if TYPE_CHECKING:
@@ -32,7 +35,8 @@ EXIT_USAGE = 2  # the caller asked for something wrong
 EXIT_RELEASE = 3  # the release artifact is bad
 EXIT_CHILD = 4  # a generation failed; the old one keeps serving
 EXIT_RESOURCE = 5  # a tool, the disk, the supervisor
-EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # Ctrl-C
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # stdout closed early (`| head`), as a shell reports it
 _EXITS: dict[type[HotswapError], int] = {
     UsageError: EXIT_USAGE,
     ReleaseError: EXIT_RELEASE,
@@ -42,6 +46,8 @@ _EXITS: dict[type[HotswapError], int] = {
 
 # The modules under hotswap.cli whose register(subparsers) adds commands, in --help order.
 COMMAND_GROUPS = ("release", "supervisor", "hot", "handoff", "fleet", "systemd")
+
+ERROR_TAIL = 15  # lines of a failed generation's output shown under a human error
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
 Renderer = Callable[[dict[str, Any]], str]
@@ -74,17 +80,14 @@ def add_command(
     return p
 
 
-def add_common(p: argparse.ArgumentParser, *, state: bool = True) -> None:
+def add_common(
+    p: argparse.ArgumentParser, *, state: bool = True, state_help: str = statedir.HELP
+) -> None:
     """``--json``, ``--quiet`` and (with ``state``) ``--state-dir``."""
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     if state:
-        p.add_argument(
-            "--state-dir",
-            metavar="DIR",
-            help="the app's state dir (default: $HOTSWAP_STATE_DIR, else "
-            "~/.local/state/hotswap/default)",
-        )
+        p.add_argument("--state-dir", metavar="DIR", help=state_help)
 
 
 def add_verify_options(p: argparse.ArgumentParser) -> None:
@@ -111,6 +114,21 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status. A reader that goes away early (``| head``)
+    ends the command quietly, as other Unix tools do, without a traceback."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # here, not at interpreter exit, so a closed pipe is caught
+    except BrokenPipeError:
+        # nothing more can be written; point stdout at /dev/null so the final flush is quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     validate: Callable[[argparse.Namespace], str | None] | None = getattr(args, "validate", None)
@@ -124,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps({"ok": False, "error": e.to_json()}, indent=2))
         else:
-            print(f"hotswap: error [{e.code}]: {e.message}", file=sys.stderr)
+            tail = int(getattr(args, "error_tail", ERROR_TAIL))
+            print(error_text(e, tail=tail), file=sys.stderr)
         return exit_status(e)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -7,9 +7,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from hotswap.cli import add_command, add_common
+from hotswap.cli import add_command, add_common, statedir
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hotswap.cli import Subparsers
 
 
@@ -27,17 +29,14 @@ def add_follow_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def follow(args: argparse.Namespace) -> tuple[str | None, str | None]:
+def follow(args: argparse.Namespace, state_dir: Path) -> tuple[str | None, str | None]:
     """The release and sha256 ``run`` boots: RELEASE and --sha256, or with ``--follow`` what
     the pointer names (:func:`hotswap.fleet.follow.resolve_follow`)."""
     if not args.follow:
         return args.release, args.sha256
     from hotswap.fleet.follow import resolve_follow
-    from hotswap.release.store import resolve_state_dir
 
-    boot = resolve_follow(
-        args.follow, resolve_state_dir(args.state_dir), release=args.release, sha256=args.sha256
-    )
+    boot = resolve_follow(args.follow, state_dir, release=args.release, sha256=args.sha256)
     return boot.release, boot.sha256
 
 
@@ -128,11 +127,10 @@ def _register_fetch(sub: Subparsers) -> None:
 
 def cmd_fetch(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap.fleet.fetch import fetch, locate
-    from hotswap.release.store import resolve_state_dir
 
     if args.head:
         return {"ok": True, **locate(args.url, sha256=args.sha256).to_json()}
-    fetched = fetch(args.url, resolve_state_dir(args.state_dir), sha256=args.sha256)
+    fetched = fetch(args.url, statedir.resolve(args.state_dir), sha256=args.sha256)
     return {"ok": True, **fetched.to_json()}
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from hotswap.cli import add_command, add_common
+from hotswap.cli import add_command, add_common, statedir
 from hotswap.cli.render import show
 
 if TYPE_CHECKING:
@@ -36,18 +36,19 @@ def validate_handoff(args: argparse.Namespace) -> str | None:
 def cmd_handoff(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap import api
 
+    state = statedir.resolve(args.state_dir)
     if args.action == "get":
-        return {"key": args.key, "value": api.get_handoff(args.key, state_dir=args.state_dir)}
+        return {"key": args.key, "value": api.get_handoff(args.key, state_dir=state)}
     if args.action == "put":
         try:
             value = json.loads(args.value)
         except json.JSONDecodeError:
             value = args.value  # a bare string
-        api.put_handoff(args.key, value, state_dir=args.state_dir)
+        api.put_handoff(args.key, value, state_dir=state)
         return {"key": args.key, "stored": True}
     if args.action == "delete":
-        return {"key": args.key, "deleted": api.delete_handoff(args.key, state_dir=args.state_dir)}
-    return {"handoff": api.get_all_handoff(state_dir=args.state_dir)}
+        return {"key": args.key, "deleted": api.delete_handoff(args.key, state_dir=state)}
+    return {"handoff": api.get_all_handoff(state_dir=state)}
 
 
 def render_handoff(data: dict[str, Any]) -> str:

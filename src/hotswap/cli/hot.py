@@ -4,10 +4,11 @@ beforehand whether a release can be hot-applied at all."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hotswap.cli import EXIT_CHILD, add_command, add_common
+from hotswap.cli import EXIT_CHILD, add_command, add_common, statedir
 from hotswap.cli.release import open_store
 from hotswap.cli.render import Progress
 
@@ -67,7 +68,7 @@ def cmd_hot_upgrade(args: argparse.Namespace) -> dict[str, Any]:
     return api.hot_upgrade_generation(
         args.release,
         sha256=args.sha256,
-        state_dir=args.state_dir,
+        state_dir=statedir.resolve(args.state_dir),
         suspend_timeout=args.suspend_timeout,
         allow_dependency_changes=args.allow_dependency_changes,
         no_quiesce=args.no_quiesce,
@@ -118,7 +119,7 @@ def _register_check(sub: Subparsers) -> None:
     add_common(p)
 
 
-def _release_dir(ref: str, store: ReleaseStore, scratch: str) -> Path:
+def _release_dir(ref: str, store: Callable[[], ReleaseStore], scratch: str) -> Path:
     """A release directory from a dir, a release id in the store, or a tarball (unpacked into
     a scratch store that is thrown away)."""
     path = Path(ref)
@@ -128,7 +129,7 @@ def _release_dir(ref: str, store: ReleaseStore, scratch: str) -> Path:
 
     if is_tarball_ref(ref):
         return ReleaseStore(scratch).unpack(path).root
-    return store.get(ref).root
+    return store().get(ref).root
 
 
 def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
@@ -138,7 +139,9 @@ def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap.hot.check import static_check
     from hotswap.release.store import remove_tree
 
-    store = open_store(args)
+    def store() -> ReleaseStore:  # only a release id needs the state dir
+        return open_store(args)
+
     with tempfile.TemporaryDirectory(prefix="hotswap-check-") as scratch:
         try:
             old = _release_dir(args.old, store, scratch)

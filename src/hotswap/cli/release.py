@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hotswap.cli import add_command, add_common, add_verify_options
+from hotswap.cli import add_command, add_common, add_verify_options, statedir
 from hotswap.cli.render import Progress, human_bytes, when
 
 if TYPE_CHECKING:
@@ -22,16 +22,20 @@ def register(sub: Subparsers) -> None:
     _register_releases(sub)
 
 
-def open_store(args: argparse.Namespace) -> ReleaseStore:
-    """The release store of ``--state-dir``, bounded by ``--max-bytes`` / ``--max-files``."""
-    from hotswap.release.store import ReleaseStore, resolve_state_dir
+def open_store(args: argparse.Namespace, *, writes: bool = True) -> ReleaseStore:
+    """The release store of the state dir (see :mod:`~hotswap.cli.statedir`), bounded by
+    ``--max-bytes`` / ``--max-files``. A command that ``writes`` nothing (``inspect``) needs
+    no state dir and gets a store that is never created."""
+    from hotswap.release.store import ReleaseStore
     from hotswap.release.verify import Limits
 
     limits = Limits(
         max_bytes=getattr(args, "max_bytes", None) or Limits.max_bytes,
         max_files=getattr(args, "max_files", None) or Limits.max_files,
     )
-    return ReleaseStore(resolve_state_dir(args.state_dir), limits=limits)
+    if not writes and not statedir.given(args.state_dir):
+        return ReleaseStore(statedir.base_dir() / "unused", limits=limits)
+    return ReleaseStore(statedir.resolve(args.state_dir), limits=limits)
 
 
 # -- build ------------------------------------------------------------------------------------
@@ -87,7 +91,7 @@ def _register_inspect(sub: Subparsers) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
-    result = open_store(args).inspect(Path(args.tarball), expected_sha256=args.sha256)
+    result = open_store(args, writes=False).inspect(Path(args.tarball), expected_sha256=args.sha256)
     manifest: dict[str, Any] = result.manifest.raw
     return {
         "ok": True,

@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+from hotswap.errors import HotswapError
+
 
 class Progress:
     """Phase lines on stderr with the time since start: ``[  1.2s] building the wheel``."""
@@ -68,3 +70,18 @@ def show(value: Any) -> str:
 def as_json(data: dict[str, Any]) -> str:
     """The fallback renderer: the JSON object, indented."""
     return json.dumps(data, indent=2)
+
+
+def error_text(error: HotswapError, *, tail: int) -> str:
+    """``hotswap: error [code]: message``, then the last ``tail`` lines of the failed
+    generation's output when the error carries it (``--json`` has all of it in
+    ``details.output``)."""
+    text = f"hotswap: error [{error.code}]: {error.message}"
+    output = error.details.get("output")
+    if tail <= 0 or not isinstance(output, list) or not output:
+        return text
+    lines = [str(line) for line in output[-tail:]]
+    shown = f"last {len(lines)} of {len(output)}" if len(output) > len(lines) else "all"
+    return "\n".join(
+        [text, f"  output of the generation ({shown} lines):", *(f"  | {x}" for x in lines)]
+    )

@@ -4,14 +4,18 @@ commands that steer a running one through its control socket."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hotswap.cli import add_command, add_common
+from hotswap.cli import add_command, add_common, statedir
 from hotswap.cli.fleet import add_follow_option, follow
-from hotswap.cli.render import PhasePrinter
+from hotswap.cli.render import PhasePrinter, Progress
+from hotswap.errors import UsageError
 
 if TYPE_CHECKING:
     from hotswap.cli import Subparsers
+    from hotswap.release.store import ReleaseStore
+    from hotswap.supervisor.listeners import BindSpec
 
 
 def register(sub: Subparsers) -> None:
@@ -25,17 +29,27 @@ def register(sub: Subparsers) -> None:
 # -- run --------------------------------------------------------------------------------------
 
 
+RUN_STATE_HELP = (
+    "the app's state dir (default: $HOTSWAP_STATE_DIR, else ~/.local/state/hotswap/APP"
+    " with APP the tarball's app name, else the only state dir there)"
+)
+
+
 def _register_run(sub: Subparsers) -> None:
     p = add_command(
         sub,
         "run",
         cmd_run,
         help="run the supervisor in the foreground",
-        description="Bind the listeners once and serve RELEASE (a tarball or a release id; "
-        "default: the current release of the state dir) from a child generation. "
-        "SIGTERM/SIGINT drain and exit; SIGHUP restarts the current release blue-green. "
-        "Started by systemd with LISTEN_FDS (socket activation), it serves on the sockets "
-        "passed instead of binding.",
+        description="Verify RELEASE (a tarball or a release id; default: the current release"
+        " of the state dir) and unpack it into the store, then bind the listeners once and"
+        " serve it from a child generation. A release that cannot be found or verified fails"
+        " before anything is bound. SIGTERM/SIGINT drain and exit; SIGHUP restarts the current"
+        " release blue-green. Started by systemd with LISTEN_FDS (socket activation), it"
+        " serves on the sockets passed instead of binding. Exit status: 0 after a drain, 1"
+        " when a generation kept dying (too many restarts), else the first boot's error"
+        " status (2 usage, 3 release, 4 the generation failed, 5 resource).",
+        epilog="example: hotswap run dist/myapp-1.0.0-....tar.gz --bind 127.0.0.1:8000",
     )
     p.add_argument("release", nargs="?", help="release tarball or id (default: current)")
     p.add_argument(
@@ -68,28 +82,17 @@ def _register_run(sub: Subparsers) -> None:
     )
     p.add_argument("--restart-window", type=float, default=60.0, metavar="S", help="default 60 s")
     add_follow_option(p)
-    add_common(p)
+    add_common(p, state_help=RUN_STATE_HELP)
+    p.set_defaults(error_tail=0)  # the supervisor's log already shows the generation's output
 
 
-def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
-    import asyncio
+def _binds(args: argparse.Namespace) -> list[BindSpec]:
+    """The sockets systemd passed (LISTEN_FDS), else ``--bind``'s, parsed: none bound yet."""
     import os
 
     from hotswap import systemd
-    from hotswap.errors import UsageError
-    from hotswap.release.store import absolute_ref, resolve_state_dir
-    from hotswap.supervisor.core import Supervisor
     from hotswap.supervisor.listeners import parse_bind
-    from hotswap.supervisor.policy import RestartPolicy
 
-    state_dir = resolve_state_dir(args.state_dir)
-    release, sha256 = follow(args)  # --follow s3://...: what current.json names
-    ref = absolute_ref(release) if release is not None else None
-    if ref is None and args.initial is not None:
-        from hotswap.release.store import ReleaseStore
-
-        if not ReleaseStore(state_dir).read_state()["current"]:
-            ref = absolute_ref(args.initial)
     activated = systemd.activated_binds(os.environ, os.getpid())
     if activated and args.bind:
         raise UsageError(
@@ -98,12 +101,60 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
             "used with socket activation",
             key="bind",
         )
-    binds = activated or [parse_bind(b) for b in (args.bind or ["127.0.0.1:8000"])]
+    return activated or [parse_bind(b) for b in (args.bind or ["127.0.0.1:8000"])]
+
+
+def prepare_run(args: argparse.Namespace) -> tuple[ReleaseStore, str | None, str | None]:
+    """The store, the release ``run`` serves and its sha256, verified and unpacked: everything
+    that can be refused is refused here, before a listener is bound."""
+    from hotswap.release import verify
+    from hotswap.release.store import ReleaseStore, absolute_ref, is_tarball_ref
+
+    store = None
+    release, sha256 = args.release, args.sha256
+    if args.follow:  # --follow s3://...: what current.json names, downloaded into the store
+        store = ReleaseStore(statedir.resolve(args.state_dir))
+        release, sha256 = follow(args, store.state_dir)
+    ref = absolute_ref(release) if release else None  # "" is the current one too
+    initial = absolute_ref(args.initial) if args.initial else None
+    if store is None:
+        named = ref or initial  # a tarball names its app, and so the app's state dir
+        app = None
+        if named is not None and is_tarball_ref(named) and not statedir.given(args.state_dir):
+            app = verify.scan(Path(named), expected_sha256=sha256).manifest.name
+        store = ReleaseStore(statedir.resolve(args.state_dir, app=app))
+    if ref is None and initial is not None and not store.read_state()["current"]:
+        ref = initial
+    if ref is None:
+        current = store.read_state()["current"]
+        if not current:
+            raise UsageError(
+                "release_not_found",
+                f"nothing is deployed in {store.state_dir} yet: give a release tarball to run",
+            )
+        store.get(str(current))
+    elif is_tarball_ref(ref):
+        store.unpack(Path(ref), expected_sha256=sha256, progress=Progress(args.quiet))
+    else:
+        store.get(ref)
+    return store, ref, sha256
+
+
+def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncio
+
+    from hotswap.supervisor.core import Supervisor
+    from hotswap.supervisor.policy import RestartPolicy
+
+    binds = _binds(args)
+    store, ref, sha256 = prepare_run(args)
     policy = RestartPolicy(
         initial=args.restart_backoff, max_restarts=args.max_restarts, window=args.restart_window
     )
-    supervisor = Supervisor(state_dir, binds, release=ref, sha256=sha256, policy=policy)
+    supervisor = Supervisor(store.state_dir, binds, release=ref, sha256=sha256, policy=policy)
     code = asyncio.run(supervisor.run())
+    if supervisor.start_error is not None:
+        raise supervisor.start_error  # exits with its class's status, printed as every error
     raise SystemExit(code)
 
 
@@ -131,7 +182,7 @@ def cmd_upgrade(args: argparse.Namespace) -> dict[str, Any]:
     return api.upgrade(
         args.release,
         sha256=args.sha256,
-        state_dir=args.state_dir,
+        state_dir=statedir.resolve(args.state_dir),
         on_phase=PhasePrinter(args.quiet or args.json),
     )
 
@@ -143,6 +194,12 @@ def _register_rollback(sub: Subparsers) -> None:
         cmd_rollback,
         render_swap,
         help="blue-green swap back to the previous release",
+        description="Blue-green swap the running app back to the previous release (the one"
+        " state.json names as previous). The swap makes the release it leaves the new"
+        " previous, so a second rollback rolls forward again: rollback toggles between the"
+        " last two releases. To go further back, `hotswap upgrade RELEASE_ID` (see"
+        " `hotswap releases`).",
+        epilog="example: hotswap rollback --state-dir /srv/myapp/state",
     )
     add_common(p)
 
@@ -150,7 +207,8 @@ def _register_rollback(sub: Subparsers) -> None:
 def cmd_rollback(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap import api
 
-    return api.rollback(state_dir=args.state_dir, on_phase=PhasePrinter(args.quiet or args.json))
+    state = statedir.resolve(args.state_dir)
+    return api.rollback(state_dir=state, on_phase=PhasePrinter(args.quiet or args.json))
 
 
 def _register_restart(sub: Subparsers) -> None:
@@ -171,13 +229,14 @@ def cmd_restart(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap import api
     from hotswap.errors import UsageError
 
-    current = api.status(state_dir=args.state_dir)["current"]
+    state = statedir.resolve(args.state_dir)
+    current = api.status(state_dir=state)["current"]
     if not current:
         raise UsageError(
             "release_not_found", "nothing is deployed yet: there is nothing to restart"
         )
     return api.upgrade(
-        str(current), state_dir=args.state_dir, on_phase=PhasePrinter(args.quiet or args.json)
+        str(current), state_dir=state, on_phase=PhasePrinter(args.quiet or args.json)
     )
 
 
@@ -207,7 +266,7 @@ def _register_status(sub: Subparsers) -> None:
 def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap import api
 
-    return api.status(state_dir=args.state_dir)
+    return api.status(state_dir=statedir.resolve(args.state_dir))
 
 
 def render_status(data: dict[str, Any]) -> str:

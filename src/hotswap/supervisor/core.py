@@ -109,6 +109,7 @@ class Supervisor:
         self.started_wall = time.time()
         self.stopping = False
         self.exit_code = 0
+        self.start_error: HotswapError | None = None  # why the first boot failed
         self._queue: asyncio.Queue[swap.SwapEvent] | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._stopped = asyncio.Event()
@@ -190,6 +191,7 @@ class Supervisor:
             for line in e.details.get("output", [])[-20:]:
                 self.log(f"  | {line}")
             self.exit_code = 1
+            self.start_error = e
             self.stopping = True
             self._stopped.set()
         await self._stopped.wait()

@@ -1,0 +1,74 @@
+"""``hotswap run``: what can be refused is refused before a listener is bound, a failed first
+boot exits with its error's status, and without ``--state-dir`` the tarball's app names the
+state dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hotswap.cli import EXIT_CHILD, EXIT_USAGE
+from hotswap.release.build import BuildResult
+from hotswap.testing.load import free_port
+from tests.cli.helpers import as_json, hotswap
+
+
+def test_run_with_a_missing_tarball_binds_nothing_and_exits_2(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    sock = tmp_path / "app.sock"
+    argv = ["run", tmp_path / "nope.tar.gz", "--state-dir", state, "--bind", f"unix:{sock}"]
+    proc = hotswap(*argv, "--bind", f"127.0.0.1:{free_port()}", "--json", home=tmp_path)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert as_json(proc)["error"]["code"] == "release_not_found"
+    assert "listening on" not in proc.stderr
+    assert not sock.exists()
+    assert not state.exists()  # nothing was created either
+    human = hotswap(*argv, home=tmp_path)
+    assert human.returncode == EXIT_USAGE
+    assert "error [release_not_found]" in human.stderr
+    assert "listening on" not in human.stderr
+
+
+def test_run_of_an_unknown_release_id_exits_2_before_binding(tmp_path: Path) -> None:
+    proc = hotswap("run", "1.0.0-000000000000", "--state-dir", tmp_path / "s", home=tmp_path)
+    assert proc.returncode == EXIT_USAGE
+    assert "error [release_not_found]" in proc.stderr
+    assert "listening on" not in proc.stderr
+
+
+def test_run_of_a_release_that_fails_to_boot_exits_with_the_child_status(
+    tmp_path: Path, release_v1: BuildResult
+) -> None:
+    state = tmp_path / "state"
+    proc = hotswap(
+        "run",
+        release_v1.tarball,
+        "--state-dir",
+        state,
+        "--bind",
+        f"127.0.0.1:{free_port()}",
+        "--json",
+        home=tmp_path,
+        FIXTURE_CRASH_AT_IMPORT="1.0.0",
+    )
+    assert proc.returncode == EXIT_CHILD, proc.stderr[-2000:]
+    error = as_json(proc)["error"]
+    assert error["code"] == "boot_failed"
+    assert any("crashes at import, as asked" in line for line in error["details"]["output"])
+    assert "crashes at import, as asked" in proc.stderr  # the supervisor's log shows it too
+
+
+def test_run_defaults_to_the_tarballs_app_dir(
+    tmp_path: Path, release_v1: BuildResult
+) -> None:
+    proc = hotswap(
+        "run",
+        release_v1.tarball,
+        "--bind",
+        f"127.0.0.1:{free_port()}",
+        home=tmp_path,
+        FIXTURE_CRASH_AT_IMPORT="1.0.0",  # stop right after the state dir is set up
+    )
+    assert proc.returncode == EXIT_CHILD, proc.stderr[-2000:]
+    app_dir = tmp_path / "x" / "hotswap" / release_v1.manifest.name
+    assert (app_dir / "releases" / release_v1.manifest.release_id / "RELEASE.json").is_file()
+    assert sorted(p.name for p in app_dir.parent.iterdir()) == [release_v1.manifest.name]
