@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hotswap.cli import EXIT_CHILD, EXIT_USAGE
+import pytest
+
+from hotswap.cli import EXIT_CHILD, EXIT_RESOURCE, EXIT_USAGE, make_parser
+from hotswap.cli.supervisor import prepare_run
 from hotswap.release.build import BuildResult
 from hotswap.testing.load import free_port
 from tests.cli.helpers import as_json, hotswap
@@ -58,17 +61,29 @@ def test_run_of_a_release_that_fails_to_boot_exits_with_the_child_status(
 
 
 def test_run_defaults_to_the_tarballs_app_dir(
-    tmp_path: Path, release_v1: BuildResult
+    tmp_path: Path, release_v1: BuildResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proc = hotswap(
-        "run",
-        release_v1.tarball,
-        "--bind",
-        f"127.0.0.1:{free_port()}",
-        home=tmp_path,
-        FIXTURE_CRASH_AT_IMPORT="1.0.0",  # stop right after the state dir is set up
-    )
-    assert proc.returncode == EXIT_CHILD, proc.stderr[-2000:]
+    # in-process: prepare_run is everything run does before it binds (a real supervisor's
+    # control socket would not fit the AF_UNIX path limit this deep in tmp_path)
+    monkeypatch.delenv("HOTSWAP_STATE_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "x"))
+    (tmp_path / "x" / "hotswap" / "other-app").mkdir(parents=True)  # the app decides, not this
+    store, ref, _ = prepare_run(make_parser().parse_args(["run", str(release_v1.tarball), "-q"]))
     app_dir = tmp_path / "x" / "hotswap" / release_v1.manifest.name
+    assert store.state_dir == app_dir
+    assert ref == str(release_v1.tarball)
     assert (app_dir / "releases" / release_v1.manifest.release_id / "RELEASE.json").is_file()
-    assert sorted(p.name for p in app_dir.parent.iterdir()) == [release_v1.manifest.name]
+
+
+def test_an_os_error_at_start_is_io_error_not_a_traceback(tmp_path: Path) -> None:
+    from tests.release import forge
+
+    (tmp_path / "in").mkdir()
+    tarball = forge.write_archive(tmp_path / "in" / "good.tar.gz", forge.release_members())
+    deep = tmp_path / ("d" * 100)  # its control.sock is over the AF_UNIX path limit
+    proc = hotswap(
+        "run", tarball, "--state-dir", deep, "--bind", f"127.0.0.1:{free_port()}", home=tmp_path
+    )
+    assert proc.returncode == EXIT_RESOURCE, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "error [io_error]" in proc.stderr

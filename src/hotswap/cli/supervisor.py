@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from hotswap.cli import add_command, add_common, statedir
 from hotswap.cli.fleet import add_follow_option, follow
 from hotswap.cli.render import PhasePrinter, Progress
-from hotswap.errors import UsageError
+from hotswap.errors import ResourceError, UsageError
 
 if TYPE_CHECKING:
     from hotswap.cli import Subparsers
@@ -152,7 +152,10 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         initial=args.restart_backoff, max_restarts=args.max_restarts, window=args.restart_window
     )
     supervisor = Supervisor(store.state_dir, binds, release=ref, sha256=sha256, policy=policy)
-    code = asyncio.run(supervisor.run())
+    try:
+        code = asyncio.run(supervisor.run())
+    except OSError as e:  # e.g. a control socket path over the AF_UNIX limit: a code, not a trace
+        raise ResourceError("io_error", f"the supervisor could not start: {e}") from e
     if supervisor.start_error is not None:
         raise supervisor.start_error  # exits with its class's status, printed as every error
     raise SystemExit(code)
@@ -227,7 +230,6 @@ def _register_restart(sub: Subparsers) -> None:
 
 def cmd_restart(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap import api
-    from hotswap.errors import UsageError
 
     state = statedir.resolve(args.state_dir)
     current = api.status(state_dir=state)["current"]
