@@ -35,7 +35,7 @@ from typing import Any
 from hotswap.release import interpreter, record
 from hotswap.release.archive import write_tarball
 from hotswap.release.config import AppConfig
-from hotswap.release.manifest import FORMAT, Manifest, make_release_id
+from hotswap.release.manifest import FORMAT, Manifest, make_release_id, release_id_for
 from hotswap.release.store import ReleaseStore, remove_tree
 from hotswap.release.verify import Limits
 
@@ -151,6 +151,7 @@ def make_release(work: Path, *, files: int) -> Path:
             },
         }
     )
+    manifest.raw["release_id"] = release_id_for(manifest.raw)
     (root / record.MANIFEST_NAME).write_bytes(manifest.dumps())
     tarball = work / f"bench_app-{manifest.release_id}.tar.gz"
     write_tarball(root, tarball, mtime=1_700_000_000)

@@ -9,6 +9,7 @@ check is the one that fires.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gzip
 import hashlib
@@ -23,7 +24,7 @@ from typing import Any
 
 from hotswap.release import interpreter, record
 from hotswap.release.config import AppConfig
-from hotswap.release.manifest import FORMAT, make_release_id
+from hotswap.release.manifest import FORMAT, release_id_for
 
 MTIME = 1_700_000_000
 
@@ -78,11 +79,11 @@ def manifest_dict(
 ) -> dict[str, Any]:
     """The manifest ``hotswap build`` would write for these files and this RECORD."""
     record_sha = hashlib.sha256(rec).hexdigest()
-    return {
+    manifest = {
         "format": FORMAT,
         "name": "demo",
         "version": version,
-        "release_id": make_release_id(version, record_sha),
+        "release_id": "",
         "created": created,
         "builder": {"hotswap": "test", "installer": "forge"},
         "python": interpreter.identity(),
@@ -102,6 +103,8 @@ def manifest_dict(
             "bytes": sum(len(d) for d in files.values()),
         },
     }
+    manifest["release_id"] = release_id_for(manifest)
+    return manifest
 
 
 def dump_manifest(manifest: dict[str, Any]) -> bytes:
@@ -117,16 +120,23 @@ def release_members(
     created: int = MTIME,
     edit_manifest: Callable[[dict[str, Any]], None] | None = None,
     rec: bytes | None = None,
+    keep_id: bool = False,
 ) -> list[M]:
     """The members of a valid release of ``files`` (default: BASE_FILES), sorted as
     ``hotswap build`` sorts them. ``edit_manifest`` changes the manifest after it was made
-    (so the manifest lies); ``rec`` replaces RECORD (and the manifest pins its hash)."""
+    (so the manifest lies), and the release id follows the edit unless the edit set it or
+    ``keep_id`` (the manifest then claims the id of the unedited release); ``rec`` replaces
+    RECORD (and the manifest pins its hash)."""
     files = dict(BASE_FILES if files is None else files)
     rec = record_bytes(files) if rec is None else rec
     manifest = manifest_dict(files, rec, version=version, created=created)
     if edit_manifest is not None:
+        before = manifest["release_id"]
         manifest = copy.deepcopy(manifest)
         edit_manifest(manifest)
+        if manifest.get("release_id") == before and not keep_id:
+            with contextlib.suppress(KeyError, TypeError):  # (unless it broke what it names)
+                manifest["release_id"] = release_id_for(manifest)  # the edit is the only defect
     members = [file(record.RECORD_NAME, rec), file(record.MANIFEST_NAME, dump_manifest(manifest))]
     dirs: set[str] = set()
     for name in files:

@@ -21,6 +21,7 @@ from hotswap.release import interpreter, record
 from hotswap.release.build import BuildResult, build, read_project
 from hotswap.release.config import AppConfig
 from hotswap.release.manifest import RELEASE_ID, Manifest
+from hotswap.release.store import ReleaseStore
 from tests.conftest import SOURCE_DATE_EPOCH, BuildRelease, stamp_project
 
 
@@ -413,3 +414,21 @@ def test_a_wsgi_project_that_lists_no_server_gets_uvicorn_and_the_bridge(
     assert any(m.startswith("adding uvicorn>=") and "server" in m for m in said), said
     assert any(m.startswith("adding a2wsgi>=") and "WSGI" in m for m in said), said
     assert "tcp_app.wsgi:app is a WSGI app" in said
+
+
+def test_release_id_names_the_config_too(
+    release_v1: BuildResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild that only changes ``[tool.hotswap]`` (health_path) gets another id, so the
+    store unpacks it rather than answering "already unpacked" with the old config."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
+    project = stamp_project(tmp_path / "project", "1.0.0", tool={"health_path": "/ready"})
+    changed = build(project, tmp_path / "out", installer="uv")
+    assert changed.manifest.raw["record"] == release_v1.manifest.raw["record"]  # same files
+    assert changed.manifest.release_id != release_v1.manifest.release_id
+    store = ReleaseStore(tmp_path / "state")
+    first = store.unpack(release_v1.tarball)
+    second = store.unpack(changed.tarball)
+    assert second.id == changed.manifest.release_id != first.id
+    assert store.get(first.id).manifest.app["health_path"] == "/health"
+    assert store.get(second.id).manifest.app["health_path"] == "/ready"

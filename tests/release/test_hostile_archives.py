@@ -93,8 +93,8 @@ def _bytes_before(name: str) -> int:
     return sum(len(m.data) for m in base() if m.name < name)
 
 
-def edit(fn: Callable[[dict[str, Any]], None]) -> list[M]:
-    return forge.release_members(edit_manifest=fn)
+def edit(fn: Callable[[dict[str, Any]], None], *, keep_id: bool = False) -> list[M]:
+    return forge.release_members(edit_manifest=fn, keep_id=keep_id)
 
 
 def with_record(rec: bytes) -> list[M]:
@@ -405,6 +405,16 @@ CASES: dict[str, Case] = {
     ),
     "manifest-release-id-traversal": Case(
         archive(edit(set_path("release_id", "../../escaped"))), "manifest_invalid", "release_id"
+    ),
+    "manifest-claims-another-config's-id": Case(
+        archive(edit(set_path("app.health_path", "/other"), keep_id=True)),
+        "manifest_invalid",
+        "release_id",
+    ),
+    "manifest-claims-another-interpreter's-id": Case(
+        archive(edit(set_path("python.libc", "musl 1.2"), keep_id=True)),
+        "manifest_invalid",
+        "release_id",
     ),
     "manifest-bad-app": Case(
         archive(edit(set_path("app.entry", "not an entry"))), "manifest_invalid", "app"

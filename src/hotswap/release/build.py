@@ -43,7 +43,7 @@ from hotswap.errors import ReleaseError, ResourceError, UsageError
 from hotswap.release import interpreter, record
 from hotswap.release.archive import write_tarball
 from hotswap.release.config import AppConfig, parse_table
-from hotswap.release.manifest import FORMAT, Manifest, make_release_id
+from hotswap.release.manifest import FORMAT, Manifest, make_release_id, release_id_for
 
 INSTALLERS = ("auto", "uv", "pip")
 _NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
@@ -360,6 +360,7 @@ def build(
                 },
             }
         )
+        manifest.raw["release_id"] = release_id_for(manifest.raw)  # RECORD + app + python
         (stage / record.MANIFEST_NAME).write_bytes(manifest.dumps())
         out.mkdir(parents=True, exist_ok=True)
         safe_name = re.sub(r"[-_.]+", "_", manifest.name).lower()

@@ -13,14 +13,17 @@ Written by ``hotswap build``, read before anything runs from a release. Fields (
       "record": {"sha256": "<hex of RECORD>", "files": 812, "bytes": 5123456}
     }
 
-The ``release_id`` is the version plus the first 12 hex digits of RECORD's sha256, so two
-builds with the same content have the same id and a changed byte gets a new one.
+The ``release_id`` is the version plus the first 12 hex digits of :func:`content_digest`
+(RECORD's sha256 and the canonical ``app`` and ``python`` blocks), so two builds with the same
+files, config and interpreter have the same id, and a changed byte or config key gets a new one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +40,26 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _REQUIRED = ("format", "name", "version", "release_id", "python", "distributions", "app", "record")
 
 
-def make_release_id(version: str, record_sha256: str) -> str:
+def make_release_id(version: str, digest: str) -> str:
+    """``<version>-<first 12 hex digits of digest>``, the version made safe for a file name."""
     safe = re.sub(r"[^A-Za-z0-9._+-]", "_", version)[:80] or "0"
-    return f"{safe}-{record_sha256[:12]}"
+    return f"{safe}-{digest[:12]}"
+
+
+def content_digest(raw: Mapping[str, Any]) -> str:
+    """The hex sha256 a release id names: RECORD's sha256 (every file), the ``app`` block
+    (entry, hooks, services, timeouts, health path) and the ``python`` block, as canonical
+    JSON. Not ``created``, ``builder`` or ``distributions`` (those follow from the files)."""
+    named = {"record": raw["record"]["sha256"], "app": raw["app"], "python": raw["python"]}
+    canonical = json.dumps(named, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def release_id_for(raw: Mapping[str, Any]) -> str:
+    """The release id a manifest must carry: its version and :func:`content_digest`. Build
+    writes it; verification recomputes it, so a crafted manifest cannot claim the id of
+    another release (and a config-only change gets a new id)."""
+    return make_release_id(str(raw["version"]), content_digest(raw))
 
 
 @dataclass(frozen=True)

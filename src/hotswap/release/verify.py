@@ -36,7 +36,7 @@ from typing import Any
 from hotswap.errors import HotswapError, ReleaseError, UsageError
 from hotswap.release import interpreter
 from hotswap.release.inflate import TRAILER_SLACK, Inflated
-from hotswap.release.manifest import Manifest
+from hotswap.release.manifest import Manifest, release_id_for
 from hotswap.release.record import MANIFEST_NAME, RECORD_NAME, Entry, encode_digest, loads
 from hotswap.release.tarsafe import Member, check_member, iter_members, open_tar
 
@@ -244,10 +244,12 @@ def _cross_check(members: list[Member], meta: dict[str, bytes], digests: dict[st
             "record_invalid",
             f"RECORD has sha256 {digest}, {MANIFEST_NAME} says {declared['sha256']}",
         )
-    if not manifest.release_id.endswith("-" + digest[:12]):
+    expected_id = release_id_for(manifest.raw)
+    if manifest.release_id != expected_id:
         raise ReleaseError(
             "manifest_invalid",
-            f"release_id {manifest.release_id!r} does not match RECORD ({digest[:12]})",
+            f"release_id {manifest.release_id!r} does not name this release's RECORD, app and "
+            f"python blocks (that is {expected_id!r})",
             field="release_id",
         )
     record = loads(meta[RECORD_NAME])
