@@ -314,7 +314,17 @@ def _tree_state(root: Path) -> dict[str, tuple[int, int, bytes]]:
     } | {str(p.relative_to(root)) + "/": (0, 0, b"") for p in root.rglob("*") if p.is_dir()}
 
 
-def _gone(pid: int) -> bool:
+def _gone(pid: int, within: float = 10.0) -> bool:
+    """Has ``pid`` exited (SIGKILL is delivered asynchronously: poll up to ``within`` s)?"""
+    deadline = time.monotonic() + within
+    while not _exited(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _exited(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
