@@ -213,7 +213,7 @@ def _live(r1: Path, r2: Path, pkg: str, modules: list[str]) -> tuple[bool, set[s
         for m in [pkg, *modules]:
             importlib.import_module(m)
         try:
-            hot_upgrade(r2, current=r1)
+            hot_upgrade(r2, current=r1, no_quiesce=True)
         except ChildError as exc:
             assert exc.code == "hot_upgrade_refused", exc
             return False, {r["code"] for r in exc.details["reasons"]}
@@ -350,6 +350,7 @@ def test_check_changes_nothing_and_leaves_no_process_behind(tmp_path: Path) -> N
     before = _tree_state(rels)
     verdict = check(r1, r2)
     assert verdict.ok, verdict
+    assert any("(no_quiescence)" in w for w in verdict.warnings)  # a callable server
     assert _tree_state(rels) == before  # no bytecode cache, no file touched
     assert not any(m.startswith(pkg) for m in sys.modules)
     child, sleeper = map(int, pids.read_text().split())

@@ -164,6 +164,7 @@ def child_main(old_root: str, new_root: str, out: str, opts: str) -> int:
             warnings.append(
                 f"{name} does not import here ({type(exc).__name__}: {exc}); not analysed"
             )
+    warnings += _quiescence_warning(old)
     up = HotUpgrade(old, new, allow_dependency_changes=options["allow_dependency_changes"])
     try:
         verdict = up.prepare()
@@ -182,3 +183,19 @@ def child_main(old_root: str, new_root: str, out: str, opts: str) -> int:
         up.abort()
     write(status="ok", reasons=reasons, warnings=warnings)
     return 0
+
+
+def _quiescence_warning(old: ReleaseTree) -> list[str]:
+    """The uvicorn adapter registers its loop; anything else must register a loop or an
+    ``UpgradeGate`` itself, maybe only when it starts serving, which the child never sees."""
+    from hotswap.hot.quiesce import default_quiescence
+
+    q = default_quiescence()
+    server = old.app.get("server")
+    if server == "uvicorn" or q.loop is not None or q.gate is not None:
+        return []
+    return [
+        f"app.server is {server!r} and importing the app registered no quiescence: the live"
+        " upgrade is refused (no_quiescence) unless the app registers an UpgradeGate or its"
+        " event loop (hotswap.set_quiescence) before it, or it is run with --no-quiesce"
+    ]
