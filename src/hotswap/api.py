@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from hotswap import contract
 from hotswap.control import client
 from hotswap.release.store import absolute_ref
 
@@ -79,7 +80,7 @@ def upgrade(
     ``boot_failed``, ``health_failed``, ...)."""
     ref, sha256 = local_release(release, sha256, state_dir=state_dir)
     result: dict[str, Any] = client.call(
-        "upgrade",
+        contract.OP_UPGRADE,
         state_dir=state_dir,
         timeout=timeout,
         on_event=on_phase,
@@ -110,7 +111,7 @@ def rollback(
 ) -> dict[str, Any]:
     """Blue-green swap back to the previous release."""
     result: dict[str, Any] = client.call(
-        "rollback", state_dir=state_dir, timeout=None, on_event=on_phase
+        contract.OP_ROLLBACK, state_dir=state_dir, timeout=None, on_event=on_phase
     )
     return result
 
@@ -134,7 +135,7 @@ def hot_upgrade_generation(
     In-process, without a supervisor, use :func:`hotswap.hot_upgrade`."""
     ref, sha256 = local_release(release, sha256, state_dir=state_dir)
     result: dict[str, Any] = client.call(
-        "hot_upgrade",
+        contract.OP_HOT_UPGRADE,
         state_dir=state_dir,
         timeout=timeout,
         release=ref,
@@ -147,7 +148,7 @@ def hot_upgrade_generation(
 
 
 def status(*, state_dir: StateDir = None) -> dict[str, Any]:
-    result: dict[str, Any] = client.call("status", state_dir=state_dir, timeout=10.0)
+    result: dict[str, Any] = client.call(contract.OP_STATUS, state_dir=state_dir, timeout=10.0)
     return result
 
 
@@ -162,20 +163,20 @@ def active_generation(*, state_dir: StateDir = None) -> dict[str, Any] | None:
 
 def put_handoff(key: str, value: Any, *, state_dir: StateDir = None) -> None:
     """Store ``value`` (JSON-compatible or bytes) under ``key``; it survives cutovers."""
-    client.call("handoff.put", state_dir=state_dir, key=key, value=value)
+    client.call(contract.OP_HANDOFF_PUT, state_dir=state_dir, key=key, value=value)
 
 
 def get_handoff(key: str, *, state_dir: StateDir = None) -> Any:
-    return client.call("handoff.get", state_dir=state_dir, key=key)
+    return client.call(contract.OP_HANDOFF_GET, state_dir=state_dir, key=key)
 
 
 def get_all_handoff(*, state_dir: StateDir = None) -> dict[str, Any]:
-    result: dict[str, Any] = client.call("handoff.get_all", state_dir=state_dir)
+    result: dict[str, Any] = client.call(contract.OP_HANDOFF_GET_ALL, state_dir=state_dir)
     return result
 
 
 def delete_handoff(key: str, *, state_dir: StateDir = None) -> bool:
-    return bool(client.call("handoff.delete", state_dir=state_dir, key=key))
+    return bool(client.call(contract.OP_HANDOFF_DELETE, state_dir=state_dir, key=key))
 
 
 def call_service(
@@ -186,7 +187,7 @@ def call_service(
     :class:`hotswap.HotswapError` (with its code), ``service_failed`` for any other failure,
     ``service_not_found`` for an unknown name."""
     return client.call(
-        "service.call",
+        contract.OP_SERVICE_CALL,
         state_dir=state_dir,
         timeout=None,
         name=name,

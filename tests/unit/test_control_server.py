@@ -220,3 +220,22 @@ def test_deep_or_malformed_lines_are_answered_and_the_connection_goes_on(tmp_pat
     ]
     assert isinstance(status, Response) and status.ok and status.result == {"upgrading": False}
     assert sup.handoff.get_all() == {}
+
+
+def test_the_server_answers_every_control_op_of_the_contract() -> None:
+    from hotswap import contract
+    from hotswap.control import server
+
+    control_ops = {
+        contract.OP_PING,
+        contract.OP_STATUS,
+        contract.OP_UPGRADE,
+        contract.OP_ROLLBACK,
+        contract.OP_HOT_UPGRADE,
+        contract.OP_SERVICE_CALL,
+        contract.OP_HANDOFF_PUT,
+        contract.OP_HANDOFF_GET,
+        contract.OP_HANDOFF_GET_ALL,
+        contract.OP_HANDOFF_DELETE,
+    }
+    assert set(server._OPS) == control_ops

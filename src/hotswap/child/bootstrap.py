@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 
 import hotswap
+from hotswap import contract
 from hotswap.child.channel import Channel
 from hotswap.child.runtime import (
     LISTEN_FDS_START,
@@ -70,7 +71,9 @@ def main() -> int:
     channel = Channel.from_fd(int(os.environ["HOTSWAP_CHANNEL_FD"]))
     for fd in (probe.fileno(), channel.fileno()):
         os.set_inheritable(fd, False)
-    channel.event("hello", protocol=VERSION, hotswap=hotswap.__version__, pid=os.getpid())
+    channel.event(
+        contract.EVENT_HELLO, protocol=VERSION, hotswap=hotswap.__version__, pid=os.getpid()
+    )
     try:
         manifest = Manifest.load(release_root)
         config = manifest.app_config()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hotswap import contract
 from hotswap.child.channel import Channel
 from hotswap.errors import UsageError
 from hotswap.release.config import AppConfig
@@ -101,10 +102,10 @@ class ChildRuntime:
         """App start-up has completed and the probe socket is served."""
         if not self.ready_reported:
             self.ready_reported = True
-            self.channel.event("ready", pid=os.getpid())
+            self.channel.event(contract.EVENT_READY, pid=os.getpid())
 
     def report_serving(self) -> None:
-        self.channel.event("serving", pid=os.getpid())
+        self.channel.event(contract.EVENT_SERVING, pid=os.getpid())
 
     def run_before_cutover(self) -> None:
         """In the old generation, after its app stopped: run the hook when a successor was
@@ -120,10 +121,10 @@ class ChildRuntime:
                 traceback.print_exc()
                 result = None
         try:
-            self.channel.event("before_cutover", result=result)
+            self.channel.event(contract.EVENT_BEFORE_CUTOVER, result=result)
         except UsageError as e:  # not JSON-compatible or bytes, or too large
             log(f"before_cutover returned a value that cannot be sent: {e.message}")
-            self.channel.event("before_cutover", result=None)
+            self.channel.event(contract.EVENT_BEFORE_CUTOVER, result=None)
 
     # -- from the channel ----------------------------------------------------------------
 
@@ -196,11 +197,11 @@ class ChildRuntime:
         return stats.to_json()
 
     def attach(self) -> None:
-        self.channel.handle("go", self.on_go)
-        self.channel.handle("drain", self.on_drain)
-        self.channel.handle("after_cutover", self.on_after_cutover, threaded=True)
-        self.channel.handle("hot_upgrade", self.on_hot_upgrade, threaded=True)
-        self.channel.handle("ping", lambda _args: {"pid": os.getpid()})
+        self.channel.handle(contract.OP_GO, self.on_go)
+        self.channel.handle(contract.OP_DRAIN, self.on_drain)
+        self.channel.handle(contract.OP_AFTER_CUTOVER, self.on_after_cutover, threaded=True)
+        self.channel.handle(contract.OP_HOT_UPGRADE, self.on_hot_upgrade, threaded=True)
+        self.channel.handle(contract.OP_PING, lambda _args: {"pid": os.getpid()})
         self.channel.on_eof(self.on_supervisor_gone)
 
 

@@ -24,6 +24,7 @@ import traceback
 from typing import Any
 
 import hotswap
+from hotswap import contract
 from hotswap.child.channel import Channel
 from hotswap.child.runtime import STARTUP_FAILURE, import_target, log
 from hotswap.control.protocol import VERSION
@@ -37,7 +38,9 @@ def main() -> int:
     entry = os.environ["HOTSWAP_SERVICE_ENTRY"]
     channel = Channel.from_fd(int(os.environ["HOTSWAP_CHANNEL_FD"]))
     os.set_inheritable(channel.fileno(), False)
-    channel.event("hello", protocol=VERSION, hotswap=hotswap.__version__, pid=os.getpid())
+    channel.event(
+        contract.EVENT_HELLO, protocol=VERSION, hotswap=hotswap.__version__, pid=os.getpid()
+    )
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the handler only records; the main thread acts
@@ -69,10 +72,10 @@ def main() -> int:
                 "service_failed", f"{name}.{method} raised {type(e).__name__}: {e}"
             ) from None
 
-    channel.handle("call", call, threaded=True)
+    channel.handle(contract.OP_CALL, call, threaded=True)
     channel.on_eof(stop.set)
     channel.start()
-    channel.event("ready", pid=os.getpid())
+    channel.event(contract.EVENT_READY, pid=os.getpid())
     log(f"service {name} ({entry}) ready, pid {os.getpid()}")
     while not stop.wait(0.5):
         pass

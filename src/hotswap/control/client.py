@@ -13,11 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hotswap import contract
 from hotswap.control.connection import Closed, Connection, Fault, Incoming
 from hotswap.control.protocol import Event, Response
 from hotswap.errors import ResourceError, UsageError
-
-CONTROL_SOCKET = "control.sock"
 
 
 def control_path(state_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -27,7 +26,7 @@ def control_path(state_dir: str | os.PathLike[str] | None = None) -> Path:
         return Path(os.environ["HOTSWAP_CONTROL_SOCKET"])
     from hotswap.fsutil import resolve_state_dir
 
-    return resolve_state_dir(state_dir) / CONTROL_SOCKET
+    return resolve_state_dir(state_dir) / contract.CONTROL_SOCKET
 
 
 class Client:

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from hotswap import contract
 from hotswap.control.connection import Connection, Fault
 from hotswap.control.protocol import MAX_LINE, Request
 from hotswap.errors import HotswapError, ResourceError, UsageError
@@ -135,7 +136,7 @@ class ControlServer:
     ) -> None:
         def progress(data: dict[str, Any]) -> None:
             with contextlib.suppress(HotswapError, OSError):
-                writer.write(conn.event("phase", data, ident=request.id))
+                writer.write(conn.event(contract.EVENT_PHASE, data, ident=request.id))
 
         try:
             line = conn.respond(request.id, await self._dispatch(request, progress))
@@ -278,17 +279,17 @@ async def _handoff_delete(sup: Steerable, args: Args, _progress: Progress) -> An
 
 # op -> (the fields it takes, what it does)
 _OPS: dict[str, tuple[frozenset[str], Op]] = {
-    "ping": (frozenset(), _ping),
-    "status": (frozenset(), _status),
-    "upgrade": (frozenset({"release", "sha256"}), _upgrade),
-    "rollback": (frozenset(), _rollback),
-    "hot_upgrade": (
+    contract.OP_PING: (frozenset(), _ping),
+    contract.OP_STATUS: (frozenset(), _status),
+    contract.OP_UPGRADE: (frozenset({"release", "sha256"}), _upgrade),
+    contract.OP_ROLLBACK: (frozenset(), _rollback),
+    contract.OP_HOT_UPGRADE: (
         frozenset({"release", "sha256", "suspend_timeout", "allow_dependency_changes"}),
         _hot_upgrade,
     ),
-    "service.call": (frozenset({"name", "method", "args", "kwargs"}), _service_call),
-    "handoff.put": (frozenset({"key", "value"}), _handoff_put),
-    "handoff.get": (frozenset({"key"}), _handoff_get),
-    "handoff.get_all": (frozenset(), _handoff_get_all),
-    "handoff.delete": (frozenset({"key"}), _handoff_delete),
+    contract.OP_SERVICE_CALL: (frozenset({"name", "method", "args", "kwargs"}), _service_call),
+    contract.OP_HANDOFF_PUT: (frozenset({"key", "value"}), _handoff_put),
+    contract.OP_HANDOFF_GET: (frozenset({"key"}), _handoff_get),
+    contract.OP_HANDOFF_GET_ALL: (frozenset(), _handoff_get_all),
+    contract.OP_HANDOFF_DELETE: (frozenset({"key"}), _handoff_delete),
 }

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import hotswap
+from hotswap import contract
 from hotswap.control.server import ControlServer
 from hotswap.errors import ChildError, HotswapError, ReleaseError, ResourceError, UsageError
 from hotswap.release.config import ServiceSpec
@@ -41,7 +42,6 @@ from hotswap.supervisor.policy import RestartPolicy
 from hotswap.supervisor.services import ServiceManager
 from hotswap.supervisor.spawn import Spawner
 
-CONTROL_SOCKET = "control.sock"
 RECENT_SWAPS = 20
 PROBE_READ_LIMIT = 65536
 Progress = Callable[[dict[str, Any]], None]
@@ -129,7 +129,7 @@ class Supervisor:
 
     @property
     def control_path(self) -> Path:
-        return self.state_dir / CONTROL_SOCKET
+        return self.state_dir / contract.CONTROL_SOCKET
 
     def _task(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

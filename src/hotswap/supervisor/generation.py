@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hotswap import contract
 from hotswap.control.connection import Closed, Connection, Fault, Incoming
 from hotswap.control.protocol import MAX_LINE, Event, Response
 from hotswap.errors import HotswapError, ResourceError
@@ -303,7 +304,7 @@ class GenerationSpawner:
         except Exception as e:  # a bug here must not leave the generation unaccounted for
             self.log(f"[{gen.label}] channel reader failed: {e!r}")
             error = ResourceError("protocol_error", f"channel reader failed: {e!r}")
-            self.on_event(gen, "protocol_error", {"error": error.to_json()})
+            self.on_event(gen, contract.EVENT_PROTOCOL_ERROR, {"error": error.to_json()})
         finally:
             gen._conn.close()
             for future in gen._calls.values():
@@ -320,7 +321,7 @@ class GenerationSpawner:
         elif isinstance(message, Fault):
             # a generation that speaks something else is failed: stop reading it
             gen._conn.close()
-            self.on_event(gen, "protocol_error", {"error": message.error.to_json()})
+            self.on_event(gen, contract.EVENT_PROTOCOL_ERROR, {"error": message.error.to_json()})
         elif isinstance(message, Closed):
             pass  # the loop ends; the calls still waiting are failed above
 
