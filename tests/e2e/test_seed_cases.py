@@ -133,6 +133,21 @@ def test_before_cutover_returning_a_bytes_look_alike_neither_wedges_nor_corrupts
         assert time.monotonic() - started < 15
 
 
+def test_a_failing_generation_with_a_huge_output_line_is_still_boot_failed(
+    tmp_path: Path, release_v1: BuildResult, release_v2: BuildResult
+) -> None:
+    env = {"FIXTURE_HUGE_LINE_AT_IMPORT": "2.0.0"}
+    with supervisor(release_v1.tarball, tmp_path, env=env) as sup:
+        with pytest.raises(hotswap.ChildError) as failed:
+            sup.upgrade(release_v2.tarball, timeout=60)
+        # not bad_request (the error, with that line in its output, was too large to send)
+        assert failed.value.code == "boot_failed"
+        output = failed.value.details["output"]
+        assert any("prints a 5 MB line and crashes" in line for line in output)
+        assert all(len(line) <= 8192 + 3 for line in output)
+        assert sup.get_json()["version"] == "1.0.0"
+
+
 def test_v1_v2_v3_then_rollback(
     tmp_path: Path, release_v1: BuildResult, release_v2: BuildResult, release_v3: BuildResult
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotswap.control.connection import Closed, Connection, Fault
+from hotswap.control.connection import ERROR_MESSAGE_CAP, Closed, Connection, Fault
 from hotswap.control.protocol import MAX_LINE, Event, Request, Response, encode
 from hotswap.errors import ChildError, HotswapError, ResourceError, UsageError
 
@@ -180,11 +180,20 @@ def test_a_result_that_cannot_be_encoded_is_still_answered_with_a_code(result: o
     assert error.code == "unencodable_result" and isinstance(error, ResourceError)
 
 
-def test_an_error_too_large_to_send_loses_its_details_not_its_code() -> None:
-    error = ChildError("boot_failed", "m" * (2 * MAX_LINE), output=["y" * MAX_LINE])
+def test_an_error_too_large_to_send_keeps_its_code_with_its_strings_cut() -> None:
+    lines = [f"line {i}" for i in range(200)] + ["y" * MAX_LINE]
+    error = ChildError("boot_failed", "m" * (2 * MAX_LINE), output=lines, status=1)
     sent = _unwrap(Connection().fail(4, error))
     assert isinstance(sent, ChildError) and sent.code == "boot_failed"
-    assert sent.details == {} and len(sent.message) <= 8192
+    assert sent.message == "m" * ERROR_MESSAGE_CAP + "..."
+    assert sent.details["status"] == 1
+    assert sent.details["output"] == [*lines[-50:-1], "y" * ERROR_MESSAGE_CAP + "..."]
+
+
+def test_an_error_whose_details_cannot_be_sent_keeps_its_code() -> None:
+    error = ChildError("boot_failed", "m", ratio=float("nan"))
+    sent = _unwrap(Connection().fail(4, error))
+    assert isinstance(sent, ChildError) and sent.code == "boot_failed" and sent.details == {}
 
 
 def test_arguments_that_cannot_be_sent_are_refused_before_anything_is_pending() -> None:

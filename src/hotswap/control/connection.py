@@ -48,12 +48,12 @@ from hotswap.control.protocol import (
     Response,
     decode,
     encode,
-    error_response,
 )
 from hotswap.errors import HotswapError, ResourceError, UsageError
 
-# how much of an error message survives when the error response itself is too large to send
+# what survives of an error's strings and lists when the error is too large to send
 ERROR_MESSAGE_CAP = 8192
+ERROR_LIST_CAP = 50
 
 
 @dataclass(frozen=True)
@@ -191,17 +191,37 @@ class Connection:
             )
 
     def fail(self, ident: int, error: HotswapError) -> bytes:
-        """An error answer to request ``ident``: never raises, always a line."""
-        try:
-            return encode(error_response(ident, error))
-        except (TypeError, ValueError, RecursionError, HotswapError):
-            message = error.message[:ERROR_MESSAGE_CAP]
-            body = {"code": error.code, "kind": error.kind, "message": message}
-            return encode(Response(ident, False, None, body))
+        """An error answer to request ``ident``: never raises, always a line. An error too
+        large to send (a generation's output with a 5 MB line) keeps its code, with its
+        strings cut to ``ERROR_MESSAGE_CAP``; failing that, without its details."""
+        body = error.to_json()
+        for attempt in (body, _trimmed(body), _trimmed({**body, "details": {}})):
+            try:
+                return encode(Response(ident, False, None, attempt))
+            except (TypeError, ValueError, RecursionError, HotswapError):
+                continue
+        bare = {"code": error.code, "kind": error.kind, "message": "(unprintable)"}
+        return encode(Response(ident, False, None, bare))
 
     def answer(self, fault: Fault) -> bytes:
         """The error response that tells the peer about a bad line it sent."""
         return self.fail(fault.id or 0, fault.error)
+
+
+def _trimmed(value: Any, depth: int = 0) -> Any:
+    """``value`` with every string cut to ``ERROR_MESSAGE_CAP`` and lists to their last 50
+    items; what cannot be sent (too deep, not JSON) becomes its ``repr``, cut too."""
+    if isinstance(value, str):
+        return value if len(value) <= ERROR_MESSAGE_CAP else value[:ERROR_MESSAGE_CAP] + "..."
+    if depth > 20:
+        return _trimmed(repr(value)[:ERROR_MESSAGE_CAP])
+    if isinstance(value, dict):
+        return {str(k)[:256]: _trimmed(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_trimmed(v, depth + 1) for v in list(value)[-ERROR_LIST_CAP:]]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _trimmed(repr(value))
 
 
 def _too_long(size: int, limit: int) -> ResourceError:
