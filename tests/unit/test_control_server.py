@@ -22,6 +22,7 @@ from hotswap.supervisor.handoff import HandoffStore
 
 T = TypeVar("T")
 SHA = "ab" * 32
+HOT_DEFAULTS = {"suspend_timeout": 3.0, "allow_dependency_changes": False, "no_quiesce": False}
 
 
 class FakeSupervisor:
@@ -112,6 +113,7 @@ def _error(path: Path, op: str, **args: Any) -> HotswapError:
             {"release": "r", "allow_dependency_changes": 1},
             "allow_dependency_changes",
         ),
+        ("hot_upgrade", {"release": "r", "no_quiesce": "yes"}, "no_quiesce"),
         ("hot_upgrade", {"release": "r", "release_root": "/tmp/evil"}, "release_root"),
         ("hot_upgrade", {"release": "r", "release_id": "x"}, "release_id"),
         ("service.call", {"name": 1, "method": "m"}, "name"),
@@ -139,14 +141,14 @@ def test_only_validated_fields_reach_the_supervisor(tmp_path: Path) -> None:
 
     def body(path: Path) -> None:
         _call(path, "hot_upgrade", release="r", sha256=SHA)
-        _call(path, "hot_upgrade", release="r", suspend_timeout=1, allow_dependency_changes=True)
+        _call(path, "hot_upgrade", release="r", suspend_timeout=1, no_quiesce=True)
         _call(path, "upgrade", release="r", sha256=None)
         assert _call(path, "service.call", name="s", method="m", args=[1, 2]) == 2
 
     _serve(tmp_path, sup, body)
     assert sup.calls == [
-        ("hot_upgrade", "r", SHA, {"suspend_timeout": 3.0, "allow_dependency_changes": False}),
-        ("hot_upgrade", "r", None, {"suspend_timeout": 1.0, "allow_dependency_changes": True}),
+        ("hot_upgrade", "r", SHA, {**HOT_DEFAULTS}),
+        ("hot_upgrade", "r", None, {**HOT_DEFAULTS, "suspend_timeout": 1.0, "no_quiesce": True}),
         ("upgrade", "r", "blue-green", None),
         ("service.call", "s", "m", [1, 2], {}),
     ]

@@ -251,6 +251,7 @@ async def _hot_upgrade(sup: Steerable, args: Args, _progress: Progress) -> Any:
     options = {
         "suspend_timeout": args.number("suspend_timeout", 3.0, low=0.0, high=MAX_SUSPEND_TIMEOUT),
         "allow_dependency_changes": args.flag("allow_dependency_changes"),
+        "no_quiesce": args.flag("no_quiesce"),
     }
     return await sup.hot_upgrade(ref, sha256=sha256, options=options)
 
@@ -284,7 +285,9 @@ _OPS: dict[str, tuple[frozenset[str], Op]] = {
     contract.OP_UPGRADE: (frozenset({"release", "sha256"}), _upgrade),
     contract.OP_ROLLBACK: (frozenset(), _rollback),
     contract.OP_HOT_UPGRADE: (
-        frozenset({"release", "sha256", "suspend_timeout", "allow_dependency_changes"}),
+        frozenset(
+            {"release", "sha256", "suspend_timeout", "allow_dependency_changes", "no_quiesce"}
+        ),
         _hot_upgrade,
     ),
     contract.OP_SERVICE_CALL: (frozenset({"name", "method", "args", "kwargs"}), _service_call),
