@@ -316,3 +316,7 @@ def make_deep_dirs(top: Path, depth: int, name: str = "d") -> None:
         os.fchmod(fd, 0o555)
     finally:
         os.close(fd)
+
+
+def sha256_hex(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

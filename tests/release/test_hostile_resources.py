@@ -7,6 +7,7 @@ nothing behind.
 
 from __future__ import annotations
 
+import os
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -208,3 +209,43 @@ def test_verify_and_unpack_have_a_deadline(tmp_path: Path, store: ReleaseStore) 
     slow = ReleaseStore(store.state_dir, limits=Limits(seconds=5.0, clock=lambda: next(ticks)))
     result, _elapsed, _peak = measured(lambda: slow.unpack(path))
     assert_refused(result, "unpack_timeout", store)
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _dev_zero(path: Path) -> None:
+    path.symlink_to("/dev/zero")
+
+
+def _symlink_to_a_good_sidecar(path: Path) -> None:
+    good = path.with_name("elsewhere.sha256")
+    path.rename(good)
+    path.symlink_to(good)
+
+
+def _huge(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(600 * MiB)  # sparse: costs no disk
+
+
+@pytest.mark.parametrize(
+    "make", [_fifo, _dev_zero, _symlink_to_a_good_sidecar, _huge], ids=lambda f: f.__name__
+)
+def test_a_sidecar_that_is_not_a_small_regular_file_is_refused_at_once(
+    make: Callable[[Path], None], tmp_path: Path, store: ReleaseStore
+) -> None:
+    """A FIFO blocked inspect, unpack and a supervisor's upgrade (and then SIGTERM) forever;
+    /dev/zero and a 600 MB file exhausted memory."""
+    path = forge.write_archive(tmp_path / "in" / "demo-1.0.tar.gz", forge.release_members())
+    sidecar = path.with_name(path.name + ".sha256")
+    if make is not _symlink_to_a_good_sidecar:
+        sidecar.unlink()
+        if make is _huge:
+            sidecar.write_text(forge.sha256_hex(path) + "  demo-1.0.tar.gz\n")
+    make(sidecar)
+    for run in (store.inspect, store.unpack):
+        result, elapsed, peak = measured(lambda: run(path))  # noqa: B023
+        assert_refused(result, "checksum_missing", store, names=".sha256")
+        assert elapsed < 1.0 and peak < 1 * MiB, (elapsed, peak)

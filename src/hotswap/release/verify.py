@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import re
+import stat
 import tarfile
 import time
 import zlib
@@ -44,6 +46,7 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MAX_FILES = 200_000
 DEFAULT_BUFFER_BYTES = 256 * 1024**2
 DEFAULT_SECONDS = 600.0
+SIDECAR_MAX = 4096  # bytes of a .sha256 file read at most
 META_MAX_BYTES = 64 * 1024**2  # RECORD and RELEASE.json are read into memory
 HEADER_ALLOWANCE = 4 * 512  # stream bytes per entry beyond its data: headers, padding
 # RECORD cannot list itself with a hash, and RELEASE.json pins RECORD's sha256, so neither is
@@ -114,16 +117,38 @@ class Scan:
 
 
 def read_sidecar(tarball: Path) -> str:
-    """The hex digest from ``<tarball>.sha256`` (``sha256sum`` format)."""
+    """The hex digest from ``<tarball>.sha256`` (``sha256sum`` format). Only a regular file is
+    read, and only its first ``SIDECAR_MAX`` bytes: opened with ``O_NOFOLLOW | O_NONBLOCK``, so
+    a FIFO, a symlink (to /dev/zero or anywhere) or a huge file is refused at once."""
     sidecar = tarball.with_name(tarball.name + ".sha256")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        text = sidecar.read_text(encoding="ascii", errors="replace").strip()
+        fd = os.open(sidecar, flags)
     except FileNotFoundError:
         raise ReleaseError(
             "checksum_missing",
             f"{sidecar.name} is missing: a release tarball travels with its .sha256 file",
             path=str(sidecar),
         ) from None
+    except OSError as e:  # ELOOP: a symlink
+        raise ReleaseError(
+            "checksum_missing", f"{sidecar.name} cannot be read as a plain file: {e.strerror}"
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ReleaseError("checksum_missing", f"{sidecar.name} is not a regular file")
+        if st.st_size > SIDECAR_MAX:
+            raise ReleaseError(
+                "checksum_missing",
+                f"{sidecar.name} is {st.st_size} bytes (a sha256sum line is under {SIDECAR_MAX})",
+            )
+        data = os.read(fd, SIDECAR_MAX)
+    except OSError as e:
+        raise ReleaseError("checksum_missing", f"{sidecar.name} is unreadable: {e}") from None
+    finally:
+        os.close(fd)
+    text = data.decode("ascii", errors="replace").strip()
     digest = text.split()[0].lower() if text else ""
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ReleaseError("checksum_missing", f"{sidecar.name} holds no sha256 hex digest")
