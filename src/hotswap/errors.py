@@ -30,6 +30,7 @@ USAGE_CODES = frozenset(
         "release_not_found",  # no such tarball or release id
         "state_dir_invalid",  # state dir unusable (not a dir, bad permissions)
         "state_dir_unknown",  # no state dir given, and none (or several) to default to
+        "bad_arguments",  # the command line does not parse (unknown option, missing value)
         "upgrade_in_progress",  # one upgrade at a time
         "no_previous_release",  # rollback with nothing to roll back to
         "not_running",  # no supervisor answers on the control socket

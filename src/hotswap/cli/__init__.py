@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import hotswap
 from hotswap.cli import statedir
@@ -65,18 +65,34 @@ def exit_status(error: HotswapError) -> int:
 # -- shared option helpers --------------------------------------------------------------------
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, but an ``example:`` line is printed as it is, never wrapped, so it can be
+    copied."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example: "):
+            return indent + text
+        return super()._fill_text(text, width, indent)
+
+
 def add_command(
     sub: Subparsers,
     name: str,
     handler: Handler,
     render: Renderer = as_json,
+    *,
+    example: str | None = None,
     **kwargs: Any,
 ) -> argparse.ArgumentParser:
     """Add the command ``name``: ``handler(args)`` returns the JSON object; ``render(data)``
-    turns it into the human text (default: the JSON, indented). ``kwargs`` go to
-    ``add_parser`` (``help``, ``description``, ...)."""
+    turns it into the human text (default: the JSON, indented); ``example`` is a command
+    line shown at the end of ``--help``. ``kwargs`` go to ``add_parser`` (``help``,
+    ``description``, ...)."""
+    if example is not None:
+        kwargs.setdefault("epilog", f"example: {example}")
+    kwargs.setdefault("formatter_class", HelpFormatter)
     p = sub.add_parser(name, **kwargs)
-    p.set_defaults(handler=handler, render=render)
+    p.set_defaults(handler=handler, render=render, command_parser=p)
     return p
 
 
@@ -101,8 +117,25 @@ def add_verify_options(p: argparse.ArgumentParser) -> None:
 # -- plumbing ---------------------------------------------------------------------------------
 
 
+class BadArguments(Exception):
+    """The command line does not parse: raised instead of argparse's print-and-exit, so that
+    ``--json`` gets its JSON error as every other refusal does."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors raised as :class:`BadArguments` (subparsers inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BadArguments(self, message)
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hotswap",
         description="Blue-green release swaps and in-process hot upgrades for Python services.",
     )
@@ -129,12 +162,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
-    args = parser.parse_args(argv)
-    validate: Callable[[argparse.Namespace], str | None] | None = getattr(args, "validate", None)
-    problem = validate(args) if validate is not None else None
-    if problem:
-        parser.error(problem)
+    try:
+        args = parser.parse_args(argv)
+        validate: Callable[[argparse.Namespace], str | None] | None
+        validate = getattr(args, "validate", None)
+        problem = validate(args) if validate is not None else None
+        if problem:
+            getattr(args, "command_parser", parser).error(problem)
+    except BadArguments as e:
+        if "--json" in argv:
+            error = UsageError("bad_arguments", e.message, usage=e.parser.format_usage().strip())
+            print(json.dumps({"ok": False, "error": error.to_json()}, indent=2))
+        e.parser.print_usage(sys.stderr)
+        print(f"{e.parser.prog}: error: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
     handler: Handler = args.handler
     try:
         data = handler(args)

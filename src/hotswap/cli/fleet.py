@@ -49,6 +49,7 @@ def _register_publish(sub: Subparsers) -> None:
         "publish",
         cmd_publish,
         render_publish,
+        example="hotswap publish dist/myapp-1.1.0-f6612c7111d9.tar.gz s3://releases/myapp/",
         help="upload a release to s3://bucket/prefix/ and point current.json at it",
         description="Verify TARBALL (as `hotswap inspect`, but not the interpreter), upload it"
         " and its .sha256 under PREFIX, then write PREFIX/current.json naming it. Credentials"
@@ -110,6 +111,7 @@ def _register_fetch(sub: Subparsers) -> None:
         "fetch",
         cmd_fetch,
         render_fetch,
+        example="hotswap fetch s3://releases/myapp/current.json --state-dir /srv/myapp/state",
         help="download a release from s3:// into the state dir, verified",
         description="URL is s3://bucket/prefix/ or .../current.json (the release it names) or"
         " .../NAME.tar.gz (checked against --sha256, else NAME.tar.gz.sha256). The tarball is"

@@ -15,7 +15,12 @@ if TYPE_CHECKING:
 
 def register(sub: Subparsers) -> None:
     p = add_command(
-        sub, "handoff", cmd_handoff, render_handoff, help="read and write the handoff store"
+        sub,
+        "handoff",
+        cmd_handoff,
+        render_handoff,
+        example="hotswap handoff put sessions '{\"users\": 3}'",
+        help="read and write the handoff store",
     )
     p.add_argument("action", choices=("get", "put", "list", "delete"))
     p.add_argument("key", nargs="?")

@@ -31,6 +31,7 @@ def _register_hot_upgrade(sub: Subparsers) -> None:
         "hot-upgrade",
         cmd_hot_upgrade,
         render_hot,
+        example="hotswap hot-upgrade dist/myapp-1.2.0-a82f230ed8e7.tar.gz",
         help="upgrade the running generation's code in place (through the supervisor)",
         description="Verify RELEASE, check it can be hot-applied (else: use `hotswap upgrade`),"
         " then patch the active generation in place, all or nothing. On success the release"
@@ -98,6 +99,7 @@ def _register_check(sub: Subparsers) -> None:
         "check",
         cmd_check,
         render_check,
+        example="hotswap check 1.1.0-f6612c7111d9 dist/myapp-1.2.0-a82f230ed8e7.tar.gz",
         help="can NEW be hot-applied to a process running OLD? (exit 4 when not)",
     )
     p.add_argument("old", help="release dir, release id, or tarball")

@@ -43,7 +43,12 @@ def open_store(args: argparse.Namespace, *, writes: bool = True) -> ReleaseStore
 
 def _register_build(sub: Subparsers) -> None:
     p = add_command(
-        sub, "build", cmd_build, render_build, help="build a release tarball of a project"
+        sub,
+        "build",
+        cmd_build,
+        render_build,
+        example="hotswap build . -o dist",
+        help="build a release tarball of a project",
     )
     p.add_argument("project", nargs="?", default=".", help="project dir (default: .)")
     p.add_argument("-o", "--output", metavar="DIR", help="output dir (default: PROJECT/dist)")
@@ -84,6 +89,7 @@ def _register_inspect(sub: Subparsers) -> None:
         "inspect",
         cmd_inspect,
         render_inspect,
+        example="hotswap inspect dist/myapp-1.0.0-3ac7f1a07546.tar.gz",
         help="print a tarball's manifest and run every check",
     )
     add_verify_options(p)
@@ -134,6 +140,7 @@ def _register_unpack(sub: Subparsers) -> None:
         "unpack",
         cmd_unpack,
         render_unpack,
+        example="hotswap unpack dist/myapp-1.0.0-3ac7f1a07546.tar.gz --state-dir /srv/myapp/state",
         help="verify a tarball and unpack it into the release store",
     )
     add_verify_options(p)
@@ -156,7 +163,12 @@ def render_unpack(data: dict[str, Any]) -> str:
 
 def _register_releases(sub: Subparsers) -> None:
     p = add_command(
-        sub, "releases", cmd_releases, render_releases, help="list the releases in the store"
+        sub,
+        "releases",
+        cmd_releases,
+        render_releases,
+        example="hotswap releases --state-dir /srv/myapp/state",
+        help="list the releases in the store",
     )
     add_common(p)
 

@@ -49,7 +49,7 @@ def _register_run(sub: Subparsers) -> None:
         " serves on the sockets passed instead of binding. Exit status: 0 after a drain, 1"
         " when a generation kept dying (too many restarts), else the first boot's error"
         " status (2 usage, 3 release, 4 the generation failed, 5 resource).",
-        epilog="example: hotswap run dist/myapp-1.0.0-....tar.gz --bind 127.0.0.1:8000",
+        example="hotswap run dist/myapp-1.0.0-3ac7f1a07546.tar.gz --bind 127.0.0.1:8000",
     )
     p.add_argument("release", nargs="?", help="release tarball or id (default: current)")
     p.add_argument(
@@ -170,6 +170,7 @@ def _register_upgrade(sub: Subparsers) -> None:
         "upgrade",
         cmd_upgrade,
         render_swap,
+        example="hotswap upgrade dist/myapp-1.1.0-f6612c7111d9.tar.gz --state-dir /srv/myapp/state",
         help="blue-green swap the running app to a release",
     )
     p.add_argument(
@@ -202,7 +203,7 @@ def _register_rollback(sub: Subparsers) -> None:
         " previous, so a second rollback rolls forward again: rollback toggles between the"
         " last two releases. To go further back, `hotswap upgrade RELEASE_ID` (see"
         " `hotswap releases`).",
-        epilog="example: hotswap rollback --state-dir /srv/myapp/state",
+        example="hotswap rollback --state-dir /srv/myapp/state",
     )
     add_common(p)
 
@@ -220,6 +221,7 @@ def _register_restart(sub: Subparsers) -> None:
         "restart",
         cmd_restart,
         render_swap,
+        example="hotswap restart --state-dir /srv/myapp/state",
         help="blue-green restart of the current release (what SIGHUP does, but it waits)",
         description="Boot a new generation from the current release, gate it, cut over and "
         "drain the old one; returns when it serves, or fails with the error while the old one "
@@ -260,6 +262,7 @@ def _register_status(sub: Subparsers) -> None:
         "status",
         cmd_status,
         render_status,
+        example="hotswap status --json --state-dir /srv/myapp/state",
         help="the supervisor, its active generation and recent swaps",
     )
     add_common(p)

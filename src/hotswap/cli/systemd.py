@@ -23,9 +23,9 @@ def register(sub: Subparsers) -> None:
         help="print systemd units that run the supervisor (Type=notify, reload = blue-green)",
         description="Print NAME.service (and with --socket one NAME.socket per listener name) "
         "for a supervisor of this state dir. With --release the unit boots that tarball the "
-        "first time, the current release every later time, and takes its shutdown_timeout. "
-        "Example: hotswap systemd-unit --name shop --bind 127.0.0.1:8000 "
-        "--state-dir /var/lib/shop --release dist/shop-1.0.0-*.tar.gz -o /etc/systemd/system",
+        "first time, the current release every later time, and takes its shutdown_timeout.",
+        example="hotswap systemd-unit --name shop --bind 127.0.0.1:8000"
+        " --state-dir /var/lib/shop --release dist/shop-1.0.0-*.tar.gz -o /etc/systemd/system",
     )
     p.add_argument("--name", required=True, help="the unit's name (NAME.service)")
     p.add_argument(
