@@ -34,6 +34,7 @@ class Ansible:
             "ANSIBLE_HOST_KEY_CHECKING": "0",
             "ANSIBLE_DEPRECATION_WARNINGS": "0",
             "ANSIBLE_FORKS": "5",
+            "ANSIBLE_PIPELINING": "1",
             "ANSIBLE_CONFIG": str(self.home / "ansible.cfg"),  # none: ignore ./ansible.cfg
         }
 

@@ -78,24 +78,42 @@ def test_phase_one_refused_on_one_host_changes_nothing_anywhere(
             assert [r["how"] for r in status["recent"]] == ["initial"]
 
 
-def test_a_commit_failing_on_one_host_takes_the_committed_hosts_back(
-    ansible: Ansible, old_a: BuildResult, build_release: BuildRelease, tmp_path: Path
+# 2.0.0's package raises when it runs on a host whose environment says so
+FAILING_INIT = (
+    '"""hotswap\'s test fixture app."""\n\nimport os\n\nVERSION = "2.0.0"\n'
+    'if os.environ.get("FLEET_FAIL_COMMIT") == VERSION:\n'
+    '    raise RuntimeError("2.0.0 refuses to run on this host, as asked")\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "code", "host2_recent"),
+    [
+        # host2's commit fails and changes nothing there; host1 and host3 go back
+        ({"FLEET_FAIL_COMMIT": "2.0.0"}, "hot_upgrade_failed", [("hot", False)]),
+        # host2 commits but then fails its health probe: all three go back
+        ({"FIXTURE_FAIL_HEALTH": "2.0.0"}, "health_gate_failed", [("hot", True), ("hot", True)]),
+    ],
+    ids=["commit-fails", "probe-fails-after-commit"],
+)
+def test_a_failure_in_phase_two_takes_the_committed_hosts_back(
+    ansible: Ansible,
+    old_a: BuildResult,
+    build_release: BuildRelease,
+    tmp_path: Path,
+    env: dict[str, str],
+    code: str,
+    host2_recent: list[tuple[str, bool]],
 ) -> None:
-    # 2.0.0's package raises when it runs on a host whose environment says so: host2's
-    # commit fails (and changes nothing there), host1 and host3 commit and must go back
-    init = (
-        '"""hotswap\'s test fixture app."""\n\nimport os\n\nVERSION = "2.0.0"\n'
-        'if os.environ.get("FLEET_FAIL_COMMIT") == VERSION:\n'
-        '    raise RuntimeError("2.0.0 refuses to run on this host, as asked")\n'
+    new = build_release(
+        "2.0.0", extra_files={**_shape("a"), "src/fixture_app/__init__.py": FAILING_INIT}
     )
-    new = build_release("2.0.0", extra_files={**_shape("a"), "src/fixture_app/__init__.py": init})
-    envs = [{}, {"FLEET_FAIL_COMMIT": "2.0.0"}, {}]
-    with open_hosts(tmp_path, [old_a.tarball] * 3, envs=envs) as hosts:
+    with open_hosts(tmp_path, [old_a.tarball] * 3, envs=[{}, env, {}]) as hosts:
         inventory = write_inventory(tmp_path / "inventory.ini", hosts)
         pids = [h.get_json()["pid"] for h in hosts]
         run = ansible.playbook("hot_upgrade", inventory, hotswap_release=new.tarball)
         assert run.rc != 0, run
-        assert "failed to commit on host2" in run.stdout and "[hot_upgrade_failed]" in run.stdout
+        assert "failed to commit on host2" in run.stdout and f"[{code}]" in run.stdout, run
         assert "this host went back to" in run.stdout, run
         for host, pid in zip(hosts, pids, strict=True):
             assert host.get_json() == {"version": "1.0.0", "pid": pid, "path": "/"}
@@ -104,6 +122,5 @@ def test_a_commit_failing_on_one_host_takes_the_committed_hosts_back(
         for host in (hosts[0], hosts[2]):  # there and back, both hot
             recent = [(r["how"], r["ok"]) for r in host.status()["recent"]]
             assert recent == [("hot", True), ("hot", True), ("initial", True)]
-        failed = hosts[1].status()["recent"]
-        assert [(r["how"], r["ok"]) for r in failed] == [("hot", False), ("initial", True)]
-        assert failed[0]["error"]["code"] == "hot_upgrade_failed"
+        recent = [(r["how"], r["ok"]) for r in hosts[1].status()["recent"]]
+        assert recent == [*host2_recent, ("initial", True)]
