@@ -74,10 +74,19 @@ from ansible_collections.hotswap.fleet.plugins.module_utils.hotswap_cli import (
 )
 
 
-def how_it_got_there(state, release):
-    """The newest history entry that made ``release`` current: (how, at)."""
+def how_it_got_there(st, state, active):
+    """(how, at) for the active generation's code: the newest successful swap of this
+    supervisor that left it there (``initial``, ``blue-green``, ``rollback``, ``hot``,
+    ``restart``), else the newest history entry of the state dir that made it current."""
+    for record in st.get("recent", []):
+        if (
+            record.get("ok")
+            and record.get("generation") == active.get("generation")
+            and record.get("release") == active.get("release")
+        ):
+            return record.get("how"), record.get("at")
     for entry in state.get("history", []):
-        if isinstance(entry, dict) and entry.get("release") == release:
+        if isinstance(entry, dict) and entry.get("release") == active.get("release"):
             return entry.get("how"), entry.get("at")
     return None, None
 
@@ -128,7 +137,7 @@ def main():
     active = st.get("active") or {}
     release = active.get("release")
     state_dir = st["supervisor"].get("state_dir") or p["state_dir"]
-    how, at = how_it_got_there(read_state_file(state_dir), release)
+    how, at = how_it_got_there(st, read_state_file(state_dir), active)
     fact = dict(
         running=True,
         release=release,
