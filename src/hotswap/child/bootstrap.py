@@ -105,6 +105,8 @@ def main() -> int:
         return STARTUP_FAILURE
     if config.server == "uvicorn":
         from hotswap.child.adapters import uvicorn as adapter
+    elif config.server == "hypercorn":
+        from hotswap.child.adapters import hypercorn as adapter  # type: ignore[no-redef]
     else:
         from hotswap.child.adapters import callable as adapter  # type: ignore[no-redef]
     try:

@@ -5,7 +5,7 @@ Example, in the app's ``pyproject.toml``::
     [tool.hotswap]
     entry = "myapp.main:app"        # module:attr, required: an ASGI app, a WSGI app, or a
                                     # function taking a hotswap.Serve (server = "callable")
-    server = "uvicorn"              # uvicorn | callable
+    server = "uvicorn"              # uvicorn | hypercorn | callable
     interface = "auto"              # auto | asgi | wsgi (auto: detected from the entry)
     threads = 8                     # WSGI: requests run in a pool of this many threads
     health_path = "/health"         # HTTP GET on the private probe socket; omit for none
@@ -39,7 +39,7 @@ from typing import Any
 from hotswap.child.adapters.settings import check_server_settings
 from hotswap.errors import UsageError
 
-SERVERS = ("uvicorn", "callable")
+SERVERS = ("uvicorn", "hypercorn", "callable")
 INTERFACES = ("auto", "asgi", "wsgi")
 DEFAULT_THREADS = 8
 DEFAULT_WS_DRAIN_GRACE = 1.0

@@ -34,6 +34,7 @@ The supervisor's ``shutdown_timeout`` bounds all of it with SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import signal
@@ -57,16 +58,22 @@ class DrainAware:
       ``shutdown_timeout`` and then be killed, cutting the stream anyway.
     """
 
-    def __init__(self, app: Any, runtime: ChildRuntime) -> None:
+    def __init__(self, app: Any, runtime: ChildRuntime, track_websockets: bool = False) -> None:
         self.app = app
         self.runtime = runtime
+        self.track_websockets = track_websockets  # for servers without a close-all of their own
+        self.websockets: dict[int, tuple[Any, asyncio.Event]] = {}
         self.streams: set[asyncio.Task[None]] = set()
         self.stream_scopes: set[int] = set()  # id() of the scopes of open event streams
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and self.track_websockets:
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        http1 = str(scope.get("http_version", "1.1")).startswith("1")
         started = False
         finished = False
 
@@ -74,7 +81,7 @@ class DrainAware:
             nonlocal started, finished
             if message["type"] == "http.response.start":
                 started = True
-                if self.runtime.draining:
+                if self.runtime.draining and http1:
                     headers = [
                         (k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"
                     ]
@@ -102,6 +109,46 @@ class DrainAware:
         finally:
             self.streams.discard(task)
             self.stream_scopes.discard(id(scope))
+
+    async def _websocket(self, scope: Any, receive: Any, send: Any) -> None:
+        """Run a WebSocket so that :meth:`close_websockets` can end it: the client gets close
+        1012 and the app's next ``receive()`` a disconnect."""
+        closed = asyncio.Event()
+
+        async def receive_wrapper() -> Any:
+            if closed.is_set():
+                return {"type": "websocket.disconnect", "code": 1012}
+            message = asyncio.ensure_future(receive())
+            ending = asyncio.ensure_future(closed.wait())
+            await asyncio.wait({message, ending}, return_when=asyncio.FIRST_COMPLETED)
+            if message.done():
+                ending.cancel()
+                return message.result()
+            message.cancel()
+            return {"type": "websocket.disconnect", "code": 1012}
+
+        async def send_wrapper(message: Any) -> None:
+            if not closed.is_set():
+                await send(message)
+
+        self.websockets[id(scope)] = (send, closed)
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        finally:
+            self.websockets.pop(id(scope), None)
+
+    async def close_websockets(self) -> int:
+        """Close every open WebSocket with 1012 (service restart)."""
+        count = 0
+        for send, closed in list(self.websockets.values()):
+            if not closed.is_set():
+                closed.set()
+                count += 1
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": 1012})
+        if count:
+            log(f"generation {self.runtime.generation}: closed {count} WebSocket(s) (1012)")
+        return count
 
     def end_streams(self) -> int:
         for task in list(self.streams):
