@@ -14,7 +14,7 @@ from hotswap.release.build import BuildResult
 from hotswap.testing.load import Load
 from tests.conftest import BuildRelease
 from tests.e2e.harness import supervisor
-from tests.servers.conftest import DJANGOAPP, FASTAPIAPP, FLASKAPP
+from tests.servers.conftest import DJANGOAPP, FASTAPIAPP
 
 
 def _slow(port: int, out: dict[str, Any]) -> None:
@@ -52,11 +52,6 @@ def _swaps_under_load(tmp_path: Path, releases: list[BuildResult], swaps: int) -
         # the slow request started on the first generation and finished during its drain
         assert slow.get("status") == 200 and slow.get("version") == "1.0.0", slow
         return first
-
-
-@pytest.fixture(scope="session")
-def flask_releases(build_release: BuildRelease) -> list[BuildResult]:
-    return [build_release(v, source=FLASKAPP) for v in ("1.0.0", "2.0.0")]
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ _EXITS: dict[type[HotswapError], int] = {
 }
 
 # The modules under hotswap.cli whose register(subparsers) adds commands, in --help order.
-COMMAND_GROUPS = ("release", "supervisor", "hot", "handoff", "fleet", "systemd")
+COMMAND_GROUPS = ("release", "supervisor", "hot", "handoff", "env", "fleet", "systemd")
 
 ERROR_TAIL = 15  # lines of a failed generation's output shown under a human error
 

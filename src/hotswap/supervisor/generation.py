@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hotswap import contract
+from hotswap import contract, envfile
 from hotswap.control.connection import Closed, Connection, Fault, Incoming
 from hotswap.control.protocol import MAX_LINE, Event, Response
 from hotswap.errors import HotswapError, ResourceError
@@ -195,7 +195,10 @@ class GenerationSpawner:
         channel), or, with ``service``, a service process (its channel at fd 3 only)."""
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = dict(os.environ)
+        # release defaults < the supervisor's environment < the state dir's env file
+        env = envfile.generation_environment(
+            release.manifest.app_config().env, dict(os.environ), self.state_dir
+        )
         for key in ("HOTSWAP", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
             env.pop(key, None)
         env.update(
