@@ -196,9 +196,8 @@ class GenerationSpawner:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # release defaults < the supervisor's environment < the state dir's env file
-        env = envfile.generation_environment(
-            release.manifest.app_config().env, dict(os.environ), self.state_dir
-        )
+        defaults = release.manifest.app_config().env if release.manifest else {}
+        env = envfile.generation_environment(defaults, dict(os.environ), self.state_dir)
         for key in ("HOTSWAP", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
             env.pop(key, None)
         env.update(
