@@ -187,6 +187,7 @@ def main(mode: str, spec_path: str, out_path: str) -> int:
             }
         finally:
             up.abort()
+        result["after_upgrade"] = snapshot(d, refs, instances)  # before anything else runs
     result["after"] = snapshot(d, refs, instances)
     result["probes"] = probes(ns, spec.get("probes", []), d)
     Path(out_path).write_text(json.dumps(result, default=repr))

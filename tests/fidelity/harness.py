@@ -213,8 +213,7 @@ def classify(
         reason = ",".join(codes) if codes else outcome.get("message", code)
         if kind == "failed":
             reason = f"{outcome.get('step')}: {outcome.get('message', '')}"[:200]
-        diffs = compare(live["before"], live["after"], live["before"])[0]
-        diffs += _probe_diffs(pair, live["probes"], live["before_probes"])
+        diffs = compare(live["before"], live["after_upgrade"], live["before"])[0]
         if diffs:  # promise 9: a refusal or a rollback leaves the process as it was
             return Result(pair.label, "different", f"{code}, not restored", said, differences=diffs)
         return Result(pair.label, kind, reason, said)

@@ -386,3 +386,41 @@ def test_child_dying_or_hanging_is_check_failed(tmp_path: Path, init: str, code:
         check(r1, r2, timeout=3.0)
     assert err.value.code == code
     assert time.monotonic() - t0 < 30
+
+
+READER = """
+    class Reader:
+        def __init__(self):
+            self.to_discard = 0
+        def feed(self, data):
+            if self.to_discard > 0:
+                data = data[self.to_discard:]
+            return data
+    def make():
+        return Reader()
+"""
+
+
+def test_instance_state_is_refused_as_in_a_process_holding_instances(tmp_path: Path) -> None:
+    pkg = f"shape_{uuid.uuid4().hex[:6]}"
+    v2 = READER.replace("self.to_discard = 0", "self.to_discard = b''")
+    r1 = _pkg_release(tmp_path, "r1", pkg, {"r.py": READER}, "1")
+    r2 = _pkg_release(tmp_path, "r2", pkg, {"r.py": v2}, "2")
+    assert [r.code for r in check(r1, r2).reasons] == ["instance_state"]
+    with running_release(r1):
+        live = importlib.import_module(f"{pkg}.r").make()  # a serving process has instances
+        with pytest.raises(ChildError) as err:
+            hot_upgrade(r2, current=r1, no_quiesce=True)
+        assert {r["code"] for r in err.value.details["reasons"]} == {"instance_state"}
+        assert live.feed(b"abc") == b"abc"
+
+
+def test_data_files_of_a_package_the_entry_does_not_import_are_seen(tmp_path: Path) -> None:
+    pkg = f"data_{uuid.uuid4().hex[:6]}"
+    load = "import json, pathlib\nTABLE = json.loads((pathlib.Path(__file__).parent / 't.json')"
+    load += ".read_text())\n"
+    files = {"tables/__init__.py": load, "tables/t.json": '{"a": 1}'}
+    r1 = _pkg_release(tmp_path, "r1", pkg, files, "1")
+    r2 = _pkg_release(tmp_path, "r2", pkg, {**files, "tables/t.json": '{"a": 2}'}, "2")
+    assert [r.code for r in check(r1, r2).reasons] == ["data_files"]
+    assert _live(r1, r2, pkg, [f"{pkg}.tables"]) == (False, {"data_files"})

@@ -154,21 +154,13 @@ def child_main(old_root: str, new_root: str, out: str, opts: str) -> int:
     except BaseException:
         write(status="import_failed", entry=entry, traceback=traceback.format_exc(limit=-8))
         return IMPORT_FAILED
-    warnings: list[str] = []
-    for name in sorted(diff_trees(old, new).modules("changed")):
-        if name in sys.modules or name.rpartition(".")[2] == "__main__":
-            continue
-        try:
-            importlib.import_module(name)
-        except BaseException as exc:
-            warnings.append(
-                f"{name} does not import here ({type(exc).__name__}: {exc}); not analysed"
-            )
+    warnings = [_import(name) for name in _modules_to_import(old, new)]
+    warnings = [w for w in warnings if w]
     warnings += _quiescence_warning(old)
     up = HotUpgrade(old, new, allow_dependency_changes=options["allow_dependency_changes"])
     try:
         verdict = up.prepare()
-        reasons: list[dict[str, Any]] = []
+        reasons = _instance_guards(up)
         warnings += verdict.warnings
     except ChildError as exc:
         if exc.code != "hot_upgrade_refused":
@@ -199,3 +191,45 @@ def _quiescence_warning(old: ReleaseTree) -> list[str]:
         " upgrade is refused (no_quiescence) unless the app registers an UpgradeGate or its"
         " event loop (hotswap.set_quiescence) before it, or it is run with --no-quiesce"
     ]
+
+
+def _modules_to_import(old: ReleaseTree, new: ReleaseTree) -> list[str]:
+    """What a live process may have imported by the time of an upgrade that matters to it: the
+    changed modules, and the packages holding changed data files (not ``__main__``)."""
+    diff = diff_trees(old, new)
+    names = set(diff.modules("changed"))
+    for rel in (*diff.changed, *diff.added, *diff.removed):
+        if rel.endswith(".py") or "__pycache__" in rel or ".dist-info/" in rel:
+            continue
+        parent = Path(rel).parent
+        while parent.parts[1:] and not (old.root / parent / "__init__.py").is_file():
+            parent = parent.parent
+        if parent.parts[1:]:
+            names.add(".".join(parent.parts[1:]))
+    return sorted(n for n in names if n.rpartition(".")[2] != "__main__")
+
+
+def _import(name: str) -> str:
+    if name in sys.modules:
+        return ""
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        return f"{name} does not import here ({type(exc).__name__}: {exc}); not analysed"
+    return ""
+
+
+def _instance_guards(up: Any) -> list[dict[str, Any]]:
+    """``instance_state`` for the classes the live engine refuses once instances exist: a
+    fresh import makes none, a serving process usually has them."""
+    prepared = up.prepared
+    out = []
+    for cls, why in getattr(prepared, "guards", None) or ():
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        msg = (
+            f"{where}: {why}; instances made by the old code would hold the old state (none"
+            " exist right after import, but a serving process makes them); define"
+            " __code_change__(self, old_vsn, extra) in the class to migrate them"
+        )
+        out.append(Reason("instance_state", msg, subject=where).to_json())
+    return out
