@@ -81,6 +81,7 @@ RESOURCE_CODES = frozenset(
         "version_mismatch",  # control protocol versions do not agree
         "permission_denied",  # control socket peer is another user
         "supervisor_failed",  # the supervisor reported an internal failure
+        "state_dir_locked",  # another supervisor holds the state dir (names its pid)
         "unencodable_result",  # a reply could not be sent (not JSON or bytes, or too large)
         "extra_missing",  # an optional extra is not installed (boto3 for s3://: hotswap[s3])
         "storage_error",  # object storage refused or failed (credentials, network, permission)

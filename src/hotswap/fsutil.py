@@ -3,6 +3,7 @@
 - :func:`resolve_state_dir`: where an app's state dir is.
 - :func:`write_json_atomic`: replace a JSON file so a crash leaves the old or the new one.
 - :func:`fsync_dir`: make a rename or unlink in a directory durable.
+- :func:`lock_state_dir`: one supervisor per state dir.
 - :func:`remove_tree`, :func:`make_read_only`: walk a tree without recursion and without
   building long paths, so a tree of any depth (one a hostile archive or a crash left) is
   handled: ``shutil.rmtree`` and ``os.walk`` recurse (``RecursionError`` at about 1,000
@@ -12,12 +13,17 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import stat
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from hotswap.errors import ResourceError
+
+LOCK_NAME = "lock"
 
 
 def resolve_state_dir(explicit: str | os.PathLike[str] | None = None, app: str = "default") -> Path:
@@ -137,3 +143,48 @@ def make_read_only(path: str | os.PathLike[str]) -> None:
             os.close(fd)
         for open_fd, _ in stack:
             os.close(open_fd)
+
+
+class StateDirLock:
+    """An exclusive ``flock`` on ``<state>/lock``, which holds the holder's pid. Held for the
+    life of the supervisor (close-on-exec: a generation never inherits it, so an orphan cannot
+    keep a new supervisor out); released by :meth:`release` or when the process ends."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd = fd
+        self.path = path
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def lock_state_dir(state_dir: str | os.PathLike[str]) -> StateDirLock:
+    """Take the state dir's lock, or raise ``state_dir_locked`` naming the holder's pid."""
+    path = Path(state_dir) / LOCK_NAME
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as e:
+        raise ResourceError("io_error", f"cannot open {path}: {e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise ResourceError(
+            "state_dir_locked",
+            f"{state_dir} is in use by another supervisor (pid {holder or 'unknown'})",
+            pid=int(holder) if holder.isascii() and holder.isdigit() else None,
+            path=str(path),
+        ) from None
+    except OSError as e:
+        os.close(fd)
+        raise ResourceError("io_error", f"cannot lock {path}: {e}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return StateDirLock(fd, path)

@@ -223,3 +223,27 @@ def test_unix_and_ipv6_listeners(
     finally:
         if port_sup.proc.poll() is None:
             port_sup.proc.kill()
+
+
+def test_a_second_supervisor_on_the_same_state_dir_exits_naming_the_first(
+    tmp_path: Path, release_v1: BuildResult
+) -> None:
+    """Issue 9 item 9: a second `hotswap run` on a state dir in use stole the control socket
+    (and unlinked it when it stopped). Now it exits at once with `state_dir_locked` (exit 5)
+    and the first one's pid, before it touches anything; the first keeps being steerable."""
+    with supervisor(release_v1.tarball, tmp_path) as first:
+        sock = first.state_dir / "control.sock"
+        inode = sock.stat().st_ino
+        other = subprocess.run(
+            [sys.executable, "-m", "hotswap.cli", "run", str(release_v1.tarball),
+             "--state-dir", str(first.state_dir), "--bind", "127.0.0.1:0"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert other.returncode == 5, other
+        assert "state_dir_locked" in other.stderr
+        assert f"pid {first.proc.pid}" in other.stderr
+        assert sock.stat().st_ino == inode  # not replaced
+        assert first.status()["active"]["release"] == release_v1.manifest.release_id
+    # once the first has stopped, the state dir is free again
+    with supervisor("", tmp_path) as again:
+        assert again.status()["active"]["release"] == release_v1.manifest.release_id

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hotswap.errors import HotswapError, UsageError
+from hotswap.errors import HotswapError, ResourceError, UsageError
+from hotswap.fsutil import lock_state_dir
 from hotswap.release.store import Release, ReleaseStore
 from tests.release import forge
 
@@ -168,3 +169,18 @@ def test_a_malformed_sha256_argument_is_a_usage_error(
             run(tarball, expected_sha256=sha256)  # type: ignore[arg-type]
         assert caught.value.code == "bad_config"
         assert "sha256" in caught.value.message
+
+
+# -- the state dir lock ---------------------------------------------------------------------
+
+
+def test_the_state_dir_lock_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
+    first = lock_state_dir(tmp_path)
+    assert (tmp_path / "lock").read_text() == f"{os.getpid()}\n"
+    with pytest.raises(ResourceError) as caught:
+        lock_state_dir(tmp_path)
+    assert caught.value.code == "state_dir_locked"
+    assert caught.value.details["pid"] == os.getpid()
+    assert f"pid {os.getpid()}" in caught.value.message
+    first.release()
+    lock_state_dir(tmp_path).release()

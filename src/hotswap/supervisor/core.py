@@ -32,6 +32,7 @@ import hotswap
 from hotswap import contract
 from hotswap.control.server import ControlServer
 from hotswap.errors import ChildError, HotswapError, ReleaseError, ResourceError, UsageError
+from hotswap.fsutil import lock_state_dir
 from hotswap.release.config import ServiceSpec
 from hotswap.release.store import Release, ReleaseStore, is_tarball_ref
 from hotswap.supervisor import listeners as listeners_mod
@@ -141,6 +142,7 @@ class Supervisor:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.store.ensure()
+        state_lock = lock_state_dir(self.state_dir)  # one supervisor per state dir, first
         self.store.clean_staging()
         self.handoff = HandoffStore(self.state_dir / FILE_NAME)
         run_dir = self.state_dir / "run"
@@ -196,6 +198,7 @@ class Supervisor:
             self._stopped.set()
         await self._stopped.wait()
         await self._shutdown()
+        state_lock.release()
         return self.exit_code
 
     def _initial_ref(self) -> str:
