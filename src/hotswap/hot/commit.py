@@ -2,25 +2,24 @@
 
 Order of work (each write recorded in the :class:`~hotswap.hot.journal.Journal` first):
 
-1. pick up objects created since prepare (young generations only, see :mod:`.heap`);
+1. re-plan if a changed module was imported since prepare (:class:`Replan`, nothing written);
+   pick up objects created since prepare (young generations only, see :mod:`.heap`) and refuse
+   if a class guarded for ``instance_state`` now has live instances;
 2. switch ``sys.path``, package ``__path__`` lists and the changed modules' ``__file__``/
    ``__spec__``/``__loader__`` from the old release's ``lib/`` to the new one, so any import from
    here on (new modules included) reads the new files;
 3. give every live function of every changed module the code compiled from the same ``def`` in
    the new file (closures rebuilt by free-variable name; a ``__class__`` cell is added for a
-   method that newly uses ``super()``). All references — ``from`` imports, registered routes,
-   callbacks, decorator wrappers holding the function — run the new code on their next call;
-4. per module, in dependency order: run the new and changed statements in source order,
-   re-evaluate the defaults and annotations of changed ``def``\\s, apply class fragments to the
-   live classes (new methods and attributes, enum members created as members of the *same*
-   enum class, dataclasses re-processed, ABC abstract sets updated), unbind removed names, and
-   rebind the names other modules imported with ``from m import x`` if ``x`` now is another object;
+   method that newly uses ``super()``); module-level registries of code objects follow. All
+   references — ``from`` imports, registered routes, callbacks, decorator wrappers holding the
+   function — run the new code on their next call;
+4. per module, in dependency order: unbind removed names, run the new, changed and re-derived
+   statements in source order, re-evaluate the defaults and annotations of changed defs,
+   apply class fragments to the live classes (:mod:`.classes`), and rebind the names other
+   modules imported with ``from m import x`` or ``from m import *`` if ``x`` now is another
+   object;
 5. drop modules whose files are gone;
-6. migrate state: new dataclass fields filled on live instances, then module-level
-   ``__code_change__(old_vsn, extra)``, then ``__code_change__(self, old_vsn, extra)`` on live
-   instances of classes defining it. ``old_vsn`` is the old ``__vsn__`` (module or class), else a
-   hash of the old module source. If a module or class sets ``__vsn__`` explicitly and it did not
-   change, its ``__code_change__`` is not called.
+6. migrate state (:mod:`.migrate`).
 
 Frames already running (a request half-way through a handler, a suspended generator or
 coroutine) finish on the code they started with, as in Erlang; their next call runs new code.
@@ -28,52 +27,30 @@ coroutine) finish on the code they started with, as in Erlang; their next call r
 
 from __future__ import annotations
 
-import abc
 import contextlib
-import copy
-import dataclasses
-import enum
 import importlib
 import importlib.util
-import inspect
 import os
 import sys
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from hotswap.errors import ChildError
 from hotswap.hot import closure
+from hotswap.hot.classes import ClassPatching
 from hotswap.hot.codeobjects import closure_for, function_patches, functions_of_def
-from hotswap.hot.datafiles import HOOK as DATA_HOOK
 from hotswap.hot.journal import MISSING, Journal, record_sys_modules
+from hotswap.hot.migrate import StateMigration
 from hotswap.hot.plan import (
-    CODE_CHANGE,
-    ClassStep,
     DefStep,
-    Exec,
     ExecStep,
     ModulePlan,
-    PatchClass,
     PatchDef,
     Prepared,
 )
 from hotswap.hot.prepare import live_instance_refusals, refuse
-
-_DATACLASS_GENERATED = (
-    "__init__",
-    "__repr__",
-    "__eq__",
-    "__lt__",
-    "__le__",
-    "__gt__",
-    "__ge__",
-    "__hash__",
-    "__setattr__",
-    "__delattr__",
-    "__match_args__",
-)
+from hotswap.hot.stats import Counts
 
 Checkpoint = Callable[[str], None]
 
@@ -82,23 +59,7 @@ class Replan(Exception):
     """A changed module was first imported after prepare: plan again (nothing was changed)."""
 
 
-@dataclass
-class Counts:
-    functions_patched: int = 0
-    classes_patched: int = 0
-    statements_run: int = 0
-    names_removed: int = 0
-    importers_rebound: int = 0
-    enum_members_added: int = 0
-    fields_filled: int = 0
-    modules_migrated: int = 0
-    data_hooks_run: int = 0
-    instances_migrated: int = 0
-    modules_added: tuple[str, ...] = ()
-    modules_removed: tuple[str, ...] = ()
-
-
-class Commit:
+class Commit(ClassPatching, StateMigration):
     """One application of a :class:`~hotswap.hot.plan.Prepared` plan."""
 
     def __init__(
@@ -338,89 +299,6 @@ class Commit:
                     self.j.snapshot_namespace(idict)
                     del idict[name]
 
-    def _apply_class(self, plan: ModulePlan, cs: ClassStep) -> None:
-        ns = cs.capture.ns
-        if ns is None:
-            raise ChildError("hot_upgrade_failed", f"{cs.op.qualname}: class fragment did not run")
-        cls, j, body = cs.cls, self.j, cs.op.body
-        j.snapshot_class(cls)
-        cell = ns.get("__classcell__")
-        if cell is not None:
-            cell.cell_contents = cls
-        if cs.kind == "enum":
-            for attr in (
-                "_member_names_",
-                "_member_map_",
-                "_value2member_map_",
-                "_unhashable_values_",
-            ):
-                container = cls.__dict__.get(attr)
-                if container is not None:
-                    j.snapshot_container(container)
-        defs = {id(s.op): s for s in cs.defs}
-        children = {id(c.op): c for c in cs.children}
-        for op in body.ops:
-            if isinstance(op, Exec):
-                for name in sorted(op.names - op.keep):
-                    if name not in ns:
-                        if name in cls.__dict__:
-                            type.__delattr__(cls, name)
-                    elif cs.kind == "enum" and _member_like(cls, name, ns[name]):
-                        _add_member(cls, name, ns[name])
-                        self.counts.enum_members_added += 1
-                    else:
-                        value = ns[name]
-                        type.__setattr__(cls, name, value)
-                        # what type.__new__ would have done for a descriptor defined in the body
-                        set_name = getattr(type(value), "__set_name__", None)
-                        if set_name is not None:
-                            set_name(value, cls, name)
-            elif isinstance(op, PatchDef):
-                self._copy_def(plan, op, ns[defs[id(op)].temp])
-            elif isinstance(op, PatchClass) and id(op) in children:
-                self._apply_class(plan, children[id(op)])
-        for name in body.removed:
-            if name in cls.__dict__:
-                type.__delattr__(cls, name)
-                self.counts.names_removed += 1
-        changed_doc, doc = body.doc
-        if changed_doc:
-            type.__setattr__(cls, "__doc__", doc)
-        if body.annotations is not None:
-            ann = ns.get("__annotations__", {})
-            type.__setattr__(
-                cls, "__annotations__", {n: ann[n] for n in body.annotations if n in ann}
-            )
-        if cs.kind == "dataclass":
-            self._redo_dataclass(plan, cs)
-        if cs.abstract:
-            abc.update_abstractmethods(cls)
-        self.counts.classes_patched += 1
-
-    def _redo_dataclass(self, plan: ModulePlan, cs: ClassStep) -> None:
-        cls, body = cs.cls, cs.op.body
-        assert cs.dataclass_kwargs is not None
-        kwargs = eval(cs.dataclass_kwargs, plan.module.__dict__)
-        old_fields: dict[str, dataclasses.Field[Any]] = cls.__dict__["__dataclass_fields__"]
-        for name in _DATACLASS_GENERATED:
-            if name in cls.__dict__ and name not in body.defined:
-                type.__delattr__(cls, name)
-        if cs.op.node and body.doc[1] is None:
-            type.__setattr__(cls, "__doc__", None)
-        executed: set[str] = set()
-        for op in body.ops:
-            if isinstance(op, Exec):
-                executed |= op.names
-        own = inspect.get_annotations(cls)
-        for name, f in old_fields.items():
-            if name in own and name not in executed:
-                type.__setattr__(cls, name, copy.copy(f))
-        result: object = dataclasses.dataclass(cls, **kwargs)
-        if result is not cls:
-            raise ChildError(
-                "hot_upgrade_failed", f"{cls.__qualname__}: @dataclass returned a new class"
-            )
-
     def _rebind(self, plan: ModulePlan, before: dict[str, Any]) -> None:
         d = plan.module.__dict__
         work: list[tuple[str, str, object, object]] = []
@@ -452,85 +330,6 @@ class Commit:
                 del parent.__dict__[leaf]
         self.counts.modules_removed = tuple(sorted(dropped))
 
-    # -- state migration ------------------------------------------------------------------------
-
-    def _instances(self, cls: type) -> list[object]:
-        out: list[object] = []
-        for t, objs in self.p.index.instances.items():
-            if issubclass(t, cls):
-                out.extend(objs)
-        return out
-
-    def _migrate(self, vsn_old: dict[str, object], class_vsn_old: dict[type, object]) -> None:
-        j = self.j
-        for plan in self.p.modules:
-            for item in plan.steps:
-                if not isinstance(item, ClassStep):
-                    continue
-                for cs in item.walk():
-                    if cs.added_fields:
-                        self._fill_fields(cs)
-        for plan in self.p.modules:
-            d = plan.module.__dict__
-            hook = d.get(CODE_CHANGE)
-            old = vsn_old[plan.name]
-            new = d.get("__vsn__", MISSING)
-            if not plan.diff.code_change or not callable(hook):
-                continue
-            if old is not MISSING and old == new:
-                continue
-            self.step(f"code_change:{plan.name}")
-            hook(plan.old_hash if old is MISSING else old, self.extra)
-            self.counts.modules_migrated += 1
-        for pkg, files in self.p.data_hooks:
-            hook = getattr(pkg, DATA_HOOK, None)
-            if not callable(hook):
-                raise ChildError("hot_upgrade_failed", f"{pkg.__name__}.{DATA_HOOK} is gone")
-            self.step(f"data_change:{pkg.__name__}")
-            j.snapshot_namespace(pkg.__dict__, set(pkg.__dict__))
-            self._switch_file(pkg, j)  # so the hook finds the new files next to __file__
-            hook(list(files), self.extra)
-            self.counts.data_hooks_run += 1
-        done: set[int] = set()
-        for plan in self.p.modules:
-            mod_old = vsn_old[plan.name]
-            default = plan.old_hash if mod_old is MISSING else mod_old
-            for cls in plan.migrate_classes:
-                if CODE_CHANGE not in cls.__dict__:
-                    continue
-                old = class_vsn_old.get(cls, MISSING)
-                new = cls.__dict__.get("__vsn__", MISSING)
-                if old is not MISSING and old == new:
-                    continue
-                vsn = default if old is MISSING else old
-                self.step(f"code_change:{cls.__qualname__}")
-                for obj in self._instances(cls):
-                    if id(obj) in done:
-                        continue
-                    done.add(id(obj))
-                    j.snapshot_instance(obj)
-                    getattr(obj, CODE_CHANGE)(vsn, self.extra)
-                    self.counts.instances_migrated += 1
-
-    def _fill_fields(self, cs: ClassStep) -> None:
-        fields: dict[str, dataclasses.Field[Any]] = cs.cls.__dict__["__dataclass_fields__"]
-        self.step(f"fill:{cs.cls.__qualname__}")
-        for obj in self._instances(cs.cls):
-            d = getattr(obj, "__dict__", None)
-            for name in cs.added_fields:
-                f = fields.get(name)
-                if f is None or (isinstance(d, dict) and name in d):
-                    continue
-                if f.default is not dataclasses.MISSING:
-                    value = f.default
-                elif f.default_factory is not dataclasses.MISSING:
-                    value = f.default_factory()
-                else:
-                    continue
-                self.j.snapshot_instance(obj)
-                object.__setattr__(obj, name, value)
-                self.counts.fields_filled += 1
-
 
 def _exported(d: dict[str, Any]) -> set[str]:
     """The names ``from m import *`` takes from a module namespace."""
@@ -538,30 +337,3 @@ def _exported(d: dict[str, Any]) -> set[str]:
     if isinstance(names, list | tuple):
         return {n for n in names if isinstance(n, str)}
     return {n for n in d if not n.startswith("_")}
-
-
-# -- enums ------------------------------------------------------------------------------------
-
-
-def _member_like(cls: type, name: str, value: object) -> bool:
-    if name.startswith("_"):
-        return False  # dunder, sunder and private names are never members
-    ignore = cls.__dict__.get("_ignore_", ())
-    if isinstance(ignore, str):
-        ignore = ignore.split()
-    if name in ignore or isinstance(value, type):
-        return False
-    t = type(value)
-    return not (hasattr(t, "__get__") or hasattr(t, "__set__") or hasattr(t, "__delete__"))
-
-
-def _add_member(cls: Any, name: str, value: object) -> None:
-    """Create ``name`` as a member of the live enum ``cls`` (same class: identities hold)."""
-    if isinstance(value, enum.auto):
-        value = value.value
-        if value is getattr(enum, "_auto_null", None):
-            last = [m._value_ for m in cls._member_map_.values()]
-            value = cls._generate_next_value_(name, 1, len(cls._member_names_), last)
-    proto = enum._proto_member(value)  # type: ignore[attr-defined]
-    type.__setattr__(cls, name, proto)
-    proto.__set_name__(cls, name)

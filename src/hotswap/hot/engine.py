@@ -20,12 +20,12 @@ from typing import Any
 
 from hotswap.errors import ChildError, HotswapError, UsageError
 from hotswap.hot.check import Analysis, analyze, check_running_interpreter
-from hotswap.hot.commit import Checkpoint, Commit, Counts, Replan
+from hotswap.hot.commit import Checkpoint, Commit, Replan
 from hotswap.hot.journal import Journal
 from hotswap.hot.plan import Prepared
 from hotswap.hot.prepare import loaded_modules, prepare, refuse
 from hotswap.hot.quiesce import Quiescence, QuiesceTimeout, UpgradeGate, default_quiescence
-from hotswap.hot.stats import HotUpgradeStats
+from hotswap.hot.stats import Counts, HotUpgradeStats
 from hotswap.hot.tree import LIB, MANIFEST, PathMap, ReleaseTree, module_name
 from hotswap.hot.verdict import Reason, Verdict
 

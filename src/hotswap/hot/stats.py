@@ -6,6 +6,24 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 
+@dataclass
+class Counts:
+    """What one commit did (counted as it goes; copied into :class:`HotUpgradeStats`)."""
+
+    functions_patched: int = 0
+    classes_patched: int = 0
+    statements_run: int = 0
+    names_removed: int = 0
+    importers_rebound: int = 0
+    enum_members_added: int = 0
+    fields_filled: int = 0
+    modules_migrated: int = 0
+    data_hooks_run: int = 0
+    instances_migrated: int = 0
+    modules_added: tuple[str, ...] = ()
+    modules_removed: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class HotUpgradeStats:
     """The result of a successful :func:`hotswap.hot.hot_upgrade`.
