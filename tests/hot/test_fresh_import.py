@@ -490,3 +490,14 @@ def test_names_now_set_through_global_by_a_new_call_survive_the_removal(hot: Hot
     _, r2, (m,) = hot.v1_v2(v1, v2, "m")
     hot.upgrade(r2)
     assert m.get() == 0 == int(fresh(hot, r2, "m", "m.get()"))
+
+
+def test_closures_made_between_prepare_and_commit_get_the_new_code(hot: Hot) -> None:
+    v1 = {"m.py": "def make(n):\n    def add(x):\n        return x + n\n    return add\n"}
+    v2 = {"m.py": v1["m.py"].replace("return x + n", "return x + n * 100")}
+    r1, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    up = HotUpgrade(r1, r2)
+    up.prepare()
+    late = m.make(1)  # made while the upgrade is prepared: found by the young-generation walk
+    up.commit()
+    assert late(1) == 101 == m.make(1)(1)

@@ -109,8 +109,10 @@ class CodeMap:
         self._old_lines = [c.co_firstlineno for c in self._old]
         self._new_lines = [c.co_firstlineno for c in self._new]
         self.pairs: dict[str, list[tuple[types.CodeType, types.CodeType]]] = {}
-        self._shapes: dict[int, Shape] = {}
-        self._keep: list[types.CodeType] = []  # keeps the ids of cached shapes unique
+        self._shapes: dict[int, int] = {}  # id(code) -> shape number
+        self._ids: dict[Shape, int] = {}
+        self._matched: dict[tuple[int, int], tuple[types.CodeType, types.CodeType] | None] = {}
+        self._keep: list[object] = []  # keeps the ids of cached shapes and matches unique
         self._body(body)
 
     def _body(self, body: BodyPlan) -> None:
@@ -150,11 +152,13 @@ class CodeMap:
             if pairs:
                 self.pairs.setdefault(qualname, []).extend(pairs)
 
-    def shape_of(self, code: types.CodeType) -> Shape:
+    def shape_of(self, code: types.CodeType) -> int:
+        """A small number standing for the code's :func:`shape` (computed once per code object,
+        so comparing shapes in the window compares two ints)."""
         key = id(code)
         got = self._shapes.get(key)
         if got is None:
-            got = self._shapes[key] = shape(code)
+            got = self._shapes[key] = self._ids.setdefault(shape(code), len(self._ids))
             self._keep.append(code)
         return got
 
@@ -162,6 +166,15 @@ class CodeMap:
         """``(old, new)`` code of the definition ``fn`` was made from, or None if it is not one
         this upgrade maps (made by a statement that runs again, or by code of another module)."""
         code = fn.__code__
+        key = (id(fn), id(code))
+        if key in self._matched:
+            return self._matched[key]
+        got = self._match(code)
+        self._matched[key] = got
+        self._keep.append(fn)
+        return got
+
+    def _match(self, code: types.CodeType) -> tuple[types.CodeType, types.CodeType] | None:
         candidates = self.pairs.get(code.co_qualname)
         if not candidates:
             return None
@@ -180,17 +193,22 @@ class CodeMap:
 
 
 def function_patches(
-    plan: ModulePlan, index: HeapIndex
+    plan: ModulePlan, index: HeapIndex, among: list[types.FunctionType] | None = None
 ) -> Iterator[tuple[types.FunctionType, types.CodeType]]:
     """Every live function of the module with the new code compiled from the same def (also
     when the def only moved: its line numbers and file are the new release's, as after a fresh
     import; registries holding the old code object are updated by the commit)."""
     codes = plan.codes
-    for qualname in codes.pairs:
-        for fn in index.functions_of(plan.module, qualname):
-            got = codes.match(fn)
-            if got is not None and fn.__code__ is not got[1]:
-                yield fn, got[1]
+    if among is None:
+        fns = [fn for q in codes.pairs for fn in index.functions_of(plan.module, q)]
+    else:  # only these (the functions made since prepare)
+        mdict = plan.module.__dict__
+        fns = [f for f in among if f.__globals__ is mdict and f.__code__.co_qualname in codes.pairs]
+    for fn in fns:
+        got = codes.match(fn)
+        # an equal code (same bytecode, names, constants and lines) needs no patch
+        if got is not None and fn.__code__ != got[1]:
+            yield fn, got[1]
 
 
 def functions_of_def(

@@ -185,7 +185,8 @@ class Commit(ClassPatching, StateMigration):
     # -- functions ------------------------------------------------------------------------------
 
     def _patch_functions(self, plan: ModulePlan) -> None:
-        for fn, code in list(function_patches(plan, self.p.index)):
+        late = list(function_patches(plan, self.p.index, self.p.index.late))
+        for fn, code in plan.patches + late:
             self.step(f"code:{plan.name}:{code.co_qualname}")
             cells = closure_for(fn, code, plan.module)
             if isinstance(cells, str):

@@ -41,6 +41,8 @@ class HeapIndex:
         self.functions: dict[FunctionKey, list[types.FunctionType]] = {}
         self.instances: dict[type, list[object]] = {}
         self.wrappers: dict[int, list[object]] = {}  # id(function) -> objects wrapping it
+        self.late: list[types.FunctionType] = []  # functions found by catch_up (made since scan)
+        self._catching_up = False
         self._seen: set[int] = set()
         self._gc_was_enabled = False
         self._holding = False
@@ -109,6 +111,7 @@ class HeapIndex:
         """Add objects created since :meth:`scan`: a walk of the young generation(s) only."""
         if not self._holding:
             return
+        self._catching_up = True
         top = min(self._max_collected + 1, 2)
         if top >= 2:
             self.heap_rescans += 1
@@ -129,6 +132,7 @@ class HeapIndex:
         self.functions.clear()
         self.instances.clear()
         self.wrappers.clear()
+        self.late.clear()
         self._seen.clear()
 
     # -- internals --------------------------------------------------------------------------
@@ -156,6 +160,8 @@ class HeapIndex:
         if id(fn) in self._seen:
             return
         self._seen.add(id(fn))
+        if self._catching_up:
+            self.late.append(fn)
         code = fn.__code__
         key = (id(fn.__globals__), code.co_qualname)
         self.functions.setdefault(key, []).append(fn)

@@ -187,6 +187,7 @@ class ModulePlan:
     steps: list[Step] = field(default_factory=list)
     migrate_classes: list[type] = field(default_factory=list)
     state_guards: list[tuple[type, str]] = field(default_factory=list)  # (class, why)
+    patches: list[tuple[types.FunctionType, types.CodeType]] = field(default_factory=list)
 
 
 @dataclass

@@ -333,7 +333,8 @@ def _class_step(
 
 def _check_closures(plan: ModulePlan, index: HeapIndex, reasons: list[Reason]) -> None:
     seen: set[int] = set()
-    for fn, code in function_patches(plan, index):
+    plan.patches = list(function_patches(plan, index))  # the window adds only newer functions
+    for fn, code in plan.patches:
         cells = closure_for(fn, code, plan.module)
         if isinstance(cells, str) and id(code) not in seen:
             seen.add(id(code))
