@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from hotswap.cli import add_command, add_common, statedir
 from hotswap.cli.fleet import add_follow_option, follow
-from hotswap.cli.render import PhasePrinter, Progress
+from hotswap.cli.render import PhasePrinter
 from hotswap.errors import ResourceError, UsageError
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[ReleaseStore, str | None, str
             )
         store.get(str(current))
     elif is_tarball_ref(ref):
-        store.unpack(Path(ref), expected_sha256=sha256, progress=Progress(args.quiet))
+        store.unpack(Path(ref), expected_sha256=sha256)  # quiet: the supervisor logs the rest
     else:
         store.get(ref)
     return store, ref, sha256
