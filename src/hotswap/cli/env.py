@@ -7,7 +7,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from hotswap.cli import add_command, add_common
+from hotswap.cli import add_command, add_common, statedir
 
 if TYPE_CHECKING:
     from hotswap.cli import Subparsers
@@ -20,6 +20,7 @@ def register(sub: Subparsers) -> None:
         cmd_env,
         render_env,
         help="set, unset or list the variables every new generation gets (next swap on)",
+        example="hotswap env set DATABASE_URL=postgres://db/shop --state-dir /srv/shop/state",
     )
     p.add_argument("action", choices=("set", "unset", "list"))
     p.add_argument("items", nargs="*", metavar="NAME[=VALUE]")
@@ -40,9 +41,8 @@ def validate_env(args: argparse.Namespace) -> str | None:
 
 def cmd_env(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap import envfile
-    from hotswap.fsutil import resolve_state_dir
 
-    state_dir = resolve_state_dir(args.state_dir)
+    state_dir = statedir.resolve(args.state_dir)
     if args.action == "set":
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         pairs = dict(item.split("=", 1) for item in args.items)
