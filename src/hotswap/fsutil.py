@@ -4,6 +4,8 @@
 - :func:`write_json_atomic`: replace a JSON file so a crash leaves the old or the new one.
 - :func:`fsync_dir`: make a rename or unlink in a directory durable.
 - :func:`lock_state_dir`: one supervisor per state dir.
+- :func:`check_private`: a directory or file hotswap trusts is the user's own and only the
+  user's to write.
 - :func:`remove_tree`, :func:`make_read_only`: walk a tree without recursion and without
   building long paths, so a tree of any depth (one a hostile archive or a crash left) is
   handled: ``shutil.rmtree`` and ``os.walk`` recurse (``RecursionError`` at about 1,000
@@ -21,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hotswap.errors import ResourceError
+from hotswap.errors import ResourceError, UsageError
 
 LOCK_NAME = "lock"
 
@@ -188,3 +190,29 @@ def lock_state_dir(state_dir: str | os.PathLike[str]) -> StateDirLock:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     return StateDirLock(fd, path)
+
+
+def check_private(
+    path: str | os.PathLike[str], *, is_dir: bool, st: os.stat_result | None = None
+) -> os.stat_result:
+    """Refuse (``state_dir_invalid``) a path hotswap trusts that is a symlink, of the wrong
+    kind, another user's, or writable by group or others: anyone who can write it can plant
+    code that the owner then runs. Checks ``st`` (an ``fstat``) when given, else ``lstat``."""
+    st = st if st is not None else os.lstat(path)
+    kind = "directory" if is_dir else "regular file"
+    if (stat.S_ISDIR(st.st_mode) if is_dir else stat.S_ISREG(st.st_mode)) is False:
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else f"not a {kind}"
+        raise UsageError("state_dir_invalid", f"{path} is {what}", path=str(path))
+    if st.st_uid != os.getuid():
+        raise UsageError(
+            "state_dir_invalid",
+            f"{path} belongs to uid {st.st_uid}, not to you (uid {os.getuid()})",
+            path=str(path),
+        )
+    if st.st_mode & 0o022:
+        raise UsageError(
+            "state_dir_invalid",
+            f"{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):04o})",
+            path=str(path),
+        )
+    return st

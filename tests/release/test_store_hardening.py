@@ -184,3 +184,105 @@ def test_the_state_dir_lock_is_exclusive_and_names_its_holder(tmp_path: Path) ->
     assert f"pid {os.getpid()}" in caught.value.message
     first.release()
     lock_state_dir(tmp_path).release()
+
+
+# -- what the store trusts on disk (audit #10, #19) -------------------------------------------
+
+NOBODY = 65534
+as_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root to make files another user's (chown to 65534)"
+)
+
+
+@pytest.mark.parametrize("name", ["releases", "runtime", "run"])
+@pytest.mark.parametrize("how", ["mode-0777", "mode-0775", "another-uid", "a-symlink"])
+def test_a_trusted_directory_others_can_write_is_refused(
+    name: str, how: str, store: ReleaseStore, tmp_path: Path
+) -> None:
+    """With releases/ at 0777 another uid planted a release and rewrote .tarballs.json, and
+    the owner's next upgrade of a legit tarball ran its code. Every directory below the state
+    dir that hotswap trusts is now checked."""
+    path = store.state_dir / name
+    path.mkdir(exist_ok=True)
+    if how.startswith("mode-"):
+        path.chmod(int(how[5:], 8))
+    elif how == "another-uid":
+        if os.geteuid() != 0:
+            pytest.skip("needs root to make a directory another user's (chown to 65534)")
+        os.chown(path, NOBODY, NOBODY)
+    else:
+        path.rmdir()
+        (tmp_path / "elsewhere").mkdir()
+        path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UsageError) as caught:
+        store.unpack(forged(tmp_path, 1))
+    assert caught.value.code == "state_dir_invalid"
+    assert name in caught.value.message
+
+
+@as_root
+@pytest.mark.parametrize("name", ["state.json", "releases/.tarballs.json"])
+def test_an_index_file_of_another_user_is_not_trusted(
+    name: str, store: ReleaseStore, tmp_path: Path, warnings: list[str]
+) -> None:
+    release = store.unpack(forged(tmp_path, 1))
+    store.set_current(release.id, how="initial")
+    os.chown(store.state_dir / name, NOBODY, NOBODY)
+    if name == "state.json":
+        with pytest.raises(UsageError) as caught:
+            store.read_state()
+        assert caught.value.code == "state_dir_invalid"
+    else:
+        messages: list[str] = []
+        store.unpack(forged(tmp_path, 1), progress=messages.append)
+        assert not any("same tarball sha256" in m for m in messages), messages
+        assert any(".tarballs.json" in w and "uid 65534" in w for w in warnings), warnings
+
+
+def test_a_world_writable_index_is_not_trusted(
+    store: ReleaseStore, tmp_path: Path, warnings: list[str]
+) -> None:
+    tarball = forged(tmp_path, 1)
+    store.unpack(tarball)
+    (store.releases_dir / ".tarballs.json").chmod(0o666)
+    messages: list[str] = []
+    store.unpack(tarball, progress=messages.append)
+    assert not any("same tarball sha256" in m for m in messages), messages
+    assert any("writable by other users" in w for w in warnings), warnings
+
+
+def test_an_indexed_release_that_is_not_the_tarballs_is_not_used(
+    store: ReleaseStore, tmp_path: Path, warnings: list[str]
+) -> None:
+    """The audit's plant: a copy of a release under another id, with edited code, and the
+    index mapping the legit tarball's sha256 to it. The index entry is re-verified (RECORD's
+    sha256, the id its manifest gives): the legit tarball is unpacked and used instead."""
+    tarball = forged(tmp_path, 1)
+    legit = store.unpack(tarball)
+    planted = store.releases_dir / "1.0-000000000000"
+    os.chmod(legit.root, 0o755)
+    import shutil
+
+    shutil.copytree(legit.root, planted)
+    shutil.rmtree(legit.root)
+    (planted / "lib" / "demo").chmod(0o755)
+    (planted / "lib" / "demo" / "main.py").chmod(0o644)
+    (planted / "lib" / "demo" / "main.py").write_text("PWNED = True\n")
+    sha = tarball.with_name(tarball.name + ".sha256").read_text().split()[0]
+    (store.releases_dir / ".tarballs.json").write_text(json.dumps({sha: planted.name}))
+    again = store.unpack(tarball)
+    assert again.id == legit.id
+    assert "PWNED" not in (again.root / "lib" / "demo" / "main.py").read_text()
+    assert any("does not match its RECORD" in w for w in warnings), warnings
+
+
+def test_a_release_dir_that_is_a_symlink_is_refused(store: ReleaseStore, tmp_path: Path) -> None:
+    release = store.unpack(forged(tmp_path, 1))
+    outside = tmp_path / "outside"
+    os.chmod(release.root, 0o755)
+    release.root.rename(outside)
+    release.root.symlink_to(outside)
+    with pytest.raises(UsageError) as caught:
+        store.get(release.id)
+    assert caught.value.code == "state_dir_invalid"
+    assert "symbolic link" in caught.value.message

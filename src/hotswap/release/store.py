@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hotswap.errors import ReleaseError, ResourceError, UsageError
-from hotswap.fsutil import fsync_dir, make_read_only, write_json_atomic
+from hotswap.errors import HotswapError, ReleaseError, ResourceError, UsageError
+from hotswap.fsutil import check_private, fsync_dir, make_read_only, write_json_atomic
 from hotswap.fsutil import remove_tree as remove_tree  # re-exported
 from hotswap.fsutil import resolve_state_dir as resolve_state_dir  # re-exported
 from hotswap.release import extract, interpreter, verify
 from hotswap.release.archive import sha256_file
-from hotswap.release.manifest import RELEASE_ID, Manifest, parse_json
-from hotswap.release.record import MANIFEST_NAME
+from hotswap.release.manifest import RELEASE_ID, Manifest, parse_json, release_id_for
+from hotswap.release.record import MANIFEST_NAME, RECORD_NAME
 
 STATE_NAME = "state.json"
 RELEASES = "releases"
@@ -43,6 +43,7 @@ STAGING_PREFIX = ".staging-"
 DEFAULT_KEEP = 5
 HISTORY_MAX = 50
 STATE_MAX_BYTES = 16 * 1024**2
+TRUSTED_DIRS = (RELEASES, "runtime", "run")  # below the state dir, checked by ensure()
 
 
 def is_tarball_ref(ref: str) -> bool:
@@ -79,6 +80,22 @@ class Release:
         }
 
 
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _self_consistent(release: Release) -> bool:
+    """A release found through the index is used only if its RECORD has the sha256 its
+    manifest pins and the manifest's id (recomputed from RECORD, app and python) is its
+    directory's name: a planted or edited copy under another id is not taken for it."""
+    try:
+        digest = sha256_file(release.root / RECORD_NAME)
+    except OSError:
+        return False
+    manifest = release.manifest
+    return digest == manifest.record["sha256"] and release_id_for(manifest.raw) == release.id
+
+
 def _warn(message: str) -> None:
     print(f"hotswap: warning: {message}", file=sys.stderr, flush=True)
 
@@ -109,7 +126,8 @@ class ReleaseStore:
 
     def ensure(self) -> None:
         """Create the state dir (0700) and releases/ if missing; refuse an unusable one (not
-        a directory, another user's, or writable by others) before creating anything in it."""
+        a directory, another user's, or writable by others) before creating anything in it,
+        and the same of releases/, runtime/ and run/ (a symlink among them too)."""
         old = os.umask(0o077)
         try:
             self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -130,6 +148,9 @@ class ReleaseStore:
                     f"(mode {stat.S_IMODE(st.st_mode):04o}); use 0700",
                 )
             self.releases_dir.mkdir(mode=0o700, exist_ok=True)
+            for name in TRUSTED_DIRS:
+                with contextlib.suppress(FileNotFoundError):
+                    check_private(self.state_dir / name, is_dir=True)
         except (FileExistsError, NotADirectoryError):
             raise UsageError(
                 "state_dir_invalid", f"{self.state_dir} exists and is not a directory"
@@ -211,10 +232,17 @@ class ReleaseStore:
         return self.releases_dir / ".tarballs.json"
 
     def _read_index(self) -> dict[str, str]:
-        """The index, with anything malformed in it ignored (it is only a shortcut)."""
+        """The index, with anything malformed in it ignored (it is only a shortcut), and all
+        of it when it is not this user's own, private file."""
         try:
-            index = parse_json(self._index_path.read_bytes(), ".tarballs.json", "manifest_invalid")
-        except (OSError, ReleaseError):
+            with open(self._index_path, "rb", opener=_no_follow) as f:
+                check_private(self._index_path, is_dir=False, st=os.fstat(f.fileno()))
+                data = f.read(STATE_MAX_BYTES)
+            index = parse_json(data, ".tarballs.json", "manifest_invalid")
+        except FileNotFoundError:
+            return {}
+        except (OSError, HotswapError) as e:
+            self.warn(f"ignoring {self._index_path}: {e}")
             return {}
         if not isinstance(index, dict):
             return {}
@@ -231,6 +259,9 @@ class ReleaseStore:
         if actual != expected:
             raise verify.checksum_mismatch(tarball, actual, expected)
         release = self.find(index[actual])
+        if release is not None and not _self_consistent(release):
+            self.warn(f"release {release.id} does not match its RECORD: unpacking again")
+            return None
         if release is not None:
             interpreter.check(release.manifest.python, release.manifest.distributions)
         return release
@@ -264,9 +295,15 @@ class ReleaseStore:
     # -- lookup ---------------------------------------------------------------------------
 
     def find(self, release_id: str) -> Release | None:
+        """The release of that id in the store, or None. Its directory must be a real one of
+        this user's (never a symlink: it would run code from outside the state dir)."""
         if not RELEASE_ID.match(release_id):
             return None
         root = self.releases_dir / release_id
+        try:
+            check_private(root, is_dir=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
         if not (root / MANIFEST_NAME).is_file():
             return None
         return Release(release_id, root, Manifest.load(root))
@@ -304,7 +341,8 @@ class ReleaseStore:
         entries that are not objects are dropped."""
         empty: dict[str, Any] = {"current": None, "previous": None, "history": []}
         try:
-            with open(self.state_file, "rb") as f:
+            with open(self.state_file, "rb", opener=_no_follow) as f:
+                check_private(self.state_file, is_dir=False, st=os.fstat(f.fileno()))
                 data = f.read(STATE_MAX_BYTES + 1)
         except FileNotFoundError:
             return empty
