@@ -143,6 +143,7 @@ PAIRS: tuple[Pair, ...] = (
         "0.4.5",
         "0.4.6",
         ("colorama",),
+        fast=True,
         setup="import colorama\nfrom colorama import Fore, Style",
         probes=("Fore.RED + 'x' + Style.RESET_ALL",),
     ),

@@ -360,13 +360,14 @@ def test_check_changes_nothing_and_leaves_no_process_behind(tmp_path: Path) -> N
 
 def test_old_release_crashing_at_import_is_boot_failed(tmp_path: Path) -> None:
     pkg = f"crash_{uuid.uuid4().hex[:6]}"
-    init = "raise RuntimeError('no DATABASE_URL')\n"
+    init = "import os\nif 'DB_URL' not in os.environ:\n    raise RuntimeError('no DB_URL')\n"
     r1 = _pkg_release(tmp_path, "r1", pkg, {"__init__.py": init, "m.py": "X = 1\n"}, "1")
     r2 = _pkg_release(tmp_path, "r2", pkg, {"__init__.py": init, "m.py": "X = 2\n"}, "2")
     with pytest.raises(ChildError) as err:
         check(r1, r2)
     assert err.value.code == "boot_failed"
-    assert "RuntimeError: no DATABASE_URL" in err.value.details["output"]
+    assert "RuntimeError: no DB_URL" in err.value.details["output"]
+    assert check(r1, r2, env={"DB_URL": "x"}).ok  # the env file a generation would get
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,7 @@ def _release_dir(ref: str, store: Callable[[], ReleaseStore], scratch: str) -> P
 def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
 
+    from hotswap import envfile
     from hotswap.hot import check
     from hotswap.hot.check import static_check
     from hotswap.release.store import remove_tree
@@ -152,7 +153,14 @@ def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
             if args.static:
                 verdict = static_check(old, new, allow_dependency_changes=allow)
             else:
-                verdict = check(old, new, allow_dependency_changes=allow, timeout=args.timeout)
+                env = (
+                    envfile.read(statedir.resolve(args.state_dir))
+                    if statedir.given(args.state_dir)
+                    else None
+                )  # a generation of this state dir gets its env file
+                verdict = check(
+                    old, new, allow_dependency_changes=allow, timeout=args.timeout, env=env
+                )
         finally:
             remove_tree(Path(scratch) / "releases")
     out: dict[str, Any] = verdict.to_json()

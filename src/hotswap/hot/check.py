@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.util import decode_source
 from pathlib import Path
@@ -77,6 +77,7 @@ def check(
     *,
     allow_dependency_changes: bool = False,
     timeout: float = CHECK_TIMEOUT,
+    env: Mapping[str, str] | None = None,
 ) -> Verdict:
     """Would the live engine hot-apply ``new`` to a process running ``old``? Answered by a
     throwaway child that imports ``old`` and runs the engine's prepare step (module docstring).
@@ -85,6 +86,8 @@ def check(
     ``release_not_found`` for a missing release, :class:`~hotswap.errors.ChildError`
     ``boot_failed`` when importing the old release fails in the child (so it would fail in a
     generation too) and ``check_failed`` when the child dies or outlives ``timeout`` seconds.
+    The child's environment is a generation's: the release's ``[tool.hotswap.env]`` defaults,
+    this process's environment, then ``env`` (the state dir's env file, for the CLI).
     If this interpreter cannot run the old release, the answer is :func:`static_check`'s, with
     a warning saying so."""
     o, n = _tree(old), _tree(new)
@@ -94,7 +97,9 @@ def check(
         return dataclasses.replace(v, warnings=(*v.warnings, note))
     from hotswap.hot import isolated
 
-    return isolated.run(o, n, allow_dependency_changes=allow_dependency_changes, timeout=timeout)
+    return isolated.run(
+        o, n, allow_dependency_changes=allow_dependency_changes, timeout=timeout, env=env
+    )
 
 
 def static_check(

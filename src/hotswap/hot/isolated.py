@@ -23,12 +23,14 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hotswap.errors import ChildError, HotswapError
 from hotswap.hot.tree import ReleaseTree, diff_trees
 from hotswap.hot.verdict import Reason, Verdict
+from hotswap.release.manifest import Manifest
 
 _BOOT = """\
 import os, site, sys
@@ -41,7 +43,12 @@ IMPORT_FAILED = 3  # the child's exit status when importing the old release fail
 
 
 def run(
-    old: ReleaseTree, new: ReleaseTree, *, allow_dependency_changes: bool, timeout: float
+    old: ReleaseTree,
+    new: ReleaseTree,
+    *,
+    allow_dependency_changes: bool,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
 ) -> Verdict:
     import packaging
 
@@ -57,7 +64,7 @@ def run(
         opts = json.dumps({"allow_dependency_changes": allow_dependency_changes})
         argv = [sys.executable, "-I", "-S", "-B", "-c", _BOOT]
         argv += [str(old.root), str(runtime), str(new.root), str(out), opts]
-        env = {**os.environ, "HOTSWAP_RELEASE_DIR": str(old.root), "HOTSWAP_CHECK": "1"}
+        child_env = _environment(old, env)
         log = Path(scratch) / "output"
         with open(log, "wb") as sink:  # a file, not a pipe: what the child started may hold it
             proc = subprocess.Popen(
@@ -65,7 +72,7 @@ def run(
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=child_env,
                 cwd=scratch,
                 start_new_session=True,
             )
@@ -81,6 +88,20 @@ def run(
         finally:
             _kill_session(proc)
         return _result(old, new, proc.returncode, out, _tail(log))
+
+
+def _environment(old: ReleaseTree, extra: Mapping[str, str] | None) -> dict[str, str]:
+    """A generation's environment (the release's defaults, this process's environment, the
+    state dir's env file as ``extra``), with nothing that would make the child serve."""
+    try:
+        defaults = dict(Manifest.load(old.root).app_config().env)
+    except HotswapError:
+        defaults = {}
+    env = {**defaults, **os.environ, **(extra or {})}
+    for key in ("HOTSWAP", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
+        env.pop(key, None)
+    env.update({"HOTSWAP_RELEASE_DIR": str(old.root), "HOTSWAP_CHECK": "1"})
+    return env
 
 
 def _kill_session(proc: subprocess.Popen[bytes]) -> None:
