@@ -11,6 +11,15 @@ The channel (a private socketpair between the supervisor and each child): the su
 a generation ``OP_GO``, ``OP_DRAIN``, ``OP_AFTER_CUTOVER``, ``OP_HOT_UPGRADE`` or ``OP_PING``,
 and a service process ``OP_CALL``; a child sends the ``EVENT_*`` events (``hello`` first, with
 its protocol version).
+
+Descriptors of a generation: 0 is /dev/null, 1 and 2 go to the supervisor's log pipe,
+``LISTEN_FDS_START`` .. ``LISTEN_FDS_START + LISTEN_FDS - 1`` are the public listeners
+(systemd's protocol), then the private probe socket and the channel (their numbers are in
+``ENV_PROBE_FD`` and ``ENV_CHANNEL_FD``). A service process has only its channel, at
+``LISTEN_FDS_START``.
+
+Exit codes: a child that fails before it is ready exits with ``STARTUP_FAILURE``; the
+supervisor reads it and does not respawn such a child (uvicorn's ``STARTUP_FAILURE``).
 """
 
 from __future__ import annotations
@@ -44,3 +53,34 @@ EVENT_SERVING = "serving"  # accepting on the public listeners
 EVENT_BEFORE_CUTOVER = "before_cutover"  # the old generation's hook result
 # not sent by a child: the supervisor's reader reports a broken channel with it
 EVENT_PROTOCOL_ERROR = "protocol_error"
+
+# -- descriptors -------------------------------------------------------------------------------
+LISTEN_FDS_START = 3  # sd_listen_fds(3): the first inherited descriptor
+
+# -- environment of a child --------------------------------------------------------------------
+ENV_CHILD = "HOTSWAP_CHILD"  # "1" in every process the supervisor starts
+ENV_RELEASE_DIR = "HOTSWAP_RELEASE_DIR"  # the unpacked release it runs
+ENV_STATE_DIR = "HOTSWAP_STATE_DIR"
+ENV_CONTROL_SOCKET = "HOTSWAP_CONTROL_SOCKET"
+ENV_GENERATION = "HOTSWAP_GENERATION"  # its generation number
+ENV_PROBE_FD = "HOTSWAP_PROBE_FD"  # the private probe socket
+ENV_CHANNEL_FD = "HOTSWAP_CHANNEL_FD"  # the channel to the supervisor
+ENV_OUTGOING = "HOTSWAP_OUTGOING"  # JSON: the generation it replaces
+ENV_SERVICE = "HOTSWAP_SERVICE"  # a service process: its name
+ENV_SERVICE_ENTRY = "HOTSWAP_SERVICE_ENTRY"  # and its entry (module:attr)
+# what a child must not inherit from the supervisor's own environment
+ENV_NOT_INHERITED = ("HOTSWAP", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET")
+
+# -- exit codes ----------------------------------------------------------------------------------
+STARTUP_FAILURE = 3  # failed before ready: not respawned
+GIVE_UP = 1  # the supervisor's exit status when the app keeps dying
+
+# -- defaults that more than one module needs ----------------------------------------------------
+SUSPEND_TIMEOUT = 3.0  # hot upgrade: how long to wait for the app to quiesce
+HOT_UPGRADE_GRACE = 120.0  # beyond suspend_timeout, for the hot upgrade's other steps
+GO_TIMEOUT = 5.0  # the new generation acknowledges "go"
+RESTART_INITIAL = 1.0  # restart backoff: the first delay,
+RESTART_MAXIMUM = 30.0  # doubling to this,
+MAX_RESTARTS = 5  # at most this many restarts
+RESTART_WINDOW = 60.0  # in this many seconds
+STABILITY_WINDOW = 10.0  # a new release dying this soon after cutover is rolled back

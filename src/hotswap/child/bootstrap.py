@@ -23,13 +23,16 @@ from pathlib import Path
 import hotswap
 from hotswap import contract
 from hotswap.child.channel import Channel
-from hotswap.child.runtime import (
+from hotswap.child.runtime import ChildRuntime, import_target, log, set_current
+from hotswap.contract import (
+    ENV_CHANNEL_FD,
+    ENV_GENERATION,
+    ENV_OUTGOING,
+    ENV_PROBE_FD,
+    ENV_RELEASE_DIR,
+    ENV_SERVICE,
     LISTEN_FDS_START,
     STARTUP_FAILURE,
-    ChildRuntime,
-    import_target,
-    log,
-    set_current,
 )
 from hotswap.control.protocol import VERSION
 from hotswap.release.manifest import Manifest
@@ -59,16 +62,16 @@ def _json_env(name: str) -> dict[str, object] | None:
 
 
 def main() -> int:
-    if os.environ.get("HOTSWAP_SERVICE"):
+    if os.environ.get(ENV_SERVICE):
         from hotswap.child import service
 
         return service.main()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
-    generation = int(os.environ["HOTSWAP_GENERATION"])
-    release_root = Path(os.environ["HOTSWAP_RELEASE_DIR"])
+    generation = int(os.environ[ENV_GENERATION])
+    release_root = Path(os.environ[ENV_RELEASE_DIR])
     listeners = _listeners()
-    probe = socket.socket(fileno=int(os.environ["HOTSWAP_PROBE_FD"]))
-    channel = Channel.from_fd(int(os.environ["HOTSWAP_CHANNEL_FD"]))
+    probe = socket.socket(fileno=int(os.environ[ENV_PROBE_FD]))
+    channel = Channel.from_fd(int(os.environ[ENV_CHANNEL_FD]))
     for fd in (probe.fileno(), channel.fileno()):
         os.set_inheritable(fd, False)
     channel.event(
@@ -88,7 +91,7 @@ def main() -> int:
         listeners=listeners,
         probe=probe,
         channel=channel,
-        outgoing=_json_env("HOTSWAP_OUTGOING"),
+        outgoing=_json_env(ENV_OUTGOING),
     )
     runtime.attach()
     set_current(runtime)

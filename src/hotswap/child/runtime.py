@@ -27,11 +27,10 @@ from typing import Any
 
 from hotswap import contract
 from hotswap.child.channel import Channel
+from hotswap.contract import STARTUP_FAILURE as STARTUP_FAILURE  # the adapters import it here
+from hotswap.contract import SUSPEND_TIMEOUT
 from hotswap.errors import UsageError
 from hotswap.release.config import AppConfig
-
-STARTUP_FAILURE = 3  # a generation that fails before it is ready exits with this, never respawned
-LISTEN_FDS_START = 3
 
 
 def import_target(target: str) -> Any:
@@ -188,7 +187,7 @@ class ChildRuntime:
         stats = hot_upgrade(
             root,
             current=self.release_root,
-            suspend_timeout=float(args.get("suspend_timeout", 3.0)),
+            suspend_timeout=float(args.get("suspend_timeout", SUSPEND_TIMEOUT)),
             allow_dependency_changes=bool(args.get("allow_dependency_changes", False)),
             no_quiesce=bool(args.get("no_quiesce", False)),
         )

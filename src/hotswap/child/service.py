@@ -26,7 +26,8 @@ from typing import Any
 import hotswap
 from hotswap import contract
 from hotswap.child.channel import Channel
-from hotswap.child.runtime import STARTUP_FAILURE, import_target, log
+from hotswap.child.runtime import import_target, log
+from hotswap.contract import ENV_CHANNEL_FD, ENV_SERVICE, ENV_SERVICE_ENTRY, STARTUP_FAILURE
 from hotswap.control.protocol import VERSION
 from hotswap.errors import ChildError, HotswapError, UsageError
 
@@ -34,9 +35,9 @@ _RESERVED = frozenset({"start", "stop"})
 
 
 def main() -> int:
-    name = os.environ["HOTSWAP_SERVICE"]
-    entry = os.environ["HOTSWAP_SERVICE_ENTRY"]
-    channel = Channel.from_fd(int(os.environ["HOTSWAP_CHANNEL_FD"]))
+    name = os.environ[ENV_SERVICE]
+    entry = os.environ[ENV_SERVICE_ENTRY]
+    channel = Channel.from_fd(int(os.environ[ENV_CHANNEL_FD]))
     os.set_inheritable(channel.fileno(), False)
     channel.event(
         contract.EVENT_HELLO, protocol=VERSION, hotswap=hotswap.__version__, pid=os.getpid()

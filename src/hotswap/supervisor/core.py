@@ -563,7 +563,7 @@ class Supervisor:
             self._post(swap.Failed("boot_failed", f"generation {action.new} is gone"))
             return
         try:
-            await new.request("go", timeout=5.0)
+            await new.request("go", timeout=contract.GO_TIMEOUT)
         except HotswapError as e:
             self._post(swap.Failed("boot_failed", f"generation {action.new} refused go: {e}"))
             return
@@ -650,10 +650,10 @@ class Supervisor:
             record["release"] = release.id
             reserved = ("release", "sha256", "release_root", "release_id")
             opts = {k: v for k, v in (options or {}).items() if k not in reserved}
-            suspend = float(opts.get("suspend_timeout", 3.0))
+            suspend = float(opts.get("suspend_timeout", contract.SUSPEND_TIMEOUT))
             result = await gen.request(
                 "hot_upgrade",
-                timeout=suspend + 120.0,
+                timeout=suspend + contract.HOT_UPGRADE_GRACE,
                 release_root=str(release.root),
                 release_id=release.id,
                 **opts,

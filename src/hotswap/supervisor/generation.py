@@ -198,14 +198,14 @@ class GenerationSpawner:
         # release defaults < the supervisor's environment < the state dir's env file
         defaults = release.manifest.app_config().env if release.manifest else {}
         env = envfile.generation_environment(defaults, dict(os.environ), self.state_dir)
-        for key in ("HOTSWAP", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"):
+        for key in contract.ENV_NOT_INHERITED:
             env.pop(key, None)
         env.update(
             {
-                "HOTSWAP_CHILD": "1",
-                "HOTSWAP_RELEASE_DIR": str(release.root),
-                "HOTSWAP_STATE_DIR": str(self.state_dir),
-                "HOTSWAP_CONTROL_SOCKET": str(self.control_path),
+                contract.ENV_CHILD: "1",
+                contract.ENV_RELEASE_DIR: str(release.root),
+                contract.ENV_STATE_DIR: str(self.state_dir),
+                contract.ENV_CONTROL_SOCKET: str(self.control_path),
             }
         )
         probe: socket.socket | None = None
@@ -214,25 +214,25 @@ class GenerationSpawner:
             probe_path = self.run_dir / f"gen-{number}.sock"
             probe = self._probe_socket(probe_path)
             fds = [lsn.fd for lsn in self.listeners] + [probe.fileno(), theirs.fileno()]
-            probe_fd = 3 + len(self.listeners)
+            probe_fd = contract.LISTEN_FDS_START + len(self.listeners)
             env.update(
                 {
-                    "HOTSWAP_GENERATION": str(number),
-                    "HOTSWAP_PROBE_FD": str(probe_fd),
-                    "HOTSWAP_CHANNEL_FD": str(probe_fd + 1),
+                    contract.ENV_GENERATION: str(number),
+                    contract.ENV_PROBE_FD: str(probe_fd),
+                    contract.ENV_CHANNEL_FD: str(probe_fd + 1),
                     "LISTEN_FDS": str(len(self.listeners)),
                     "LISTEN_FDNAMES": ":".join(lsn.spec.name for lsn in self.listeners),
                 }
             )
             if outgoing is not None:
-                env["HOTSWAP_OUTGOING"] = json.dumps(outgoing.info())
+                env[contract.ENV_OUTGOING] = json.dumps(outgoing.info())
         else:
             fds = [theirs.fileno()]
             env.update(
                 {
-                    "HOTSWAP_SERVICE": service.name,
-                    "HOTSWAP_SERVICE_ENTRY": service.entry,
-                    "HOTSWAP_CHANNEL_FD": "3",
+                    contract.ENV_SERVICE: service.name,
+                    contract.ENV_SERVICE_ENTRY: service.entry,
+                    contract.ENV_CHANNEL_FD: str(contract.LISTEN_FDS_START),
                 }
             )
         argv = [sys.executable, "-I", "-S", "-u", "-B", str(self.runtime_dir / "boot.py")]

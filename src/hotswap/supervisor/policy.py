@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from hotswap import contract
+
 
 @dataclass
 class RestartPolicy:
-    initial: float = 1.0
-    maximum: float = 30.0
-    max_restarts: int = 5
-    window: float = 60.0
+    initial: float = contract.RESTART_INITIAL
+    maximum: float = contract.RESTART_MAXIMUM
+    max_restarts: int = contract.MAX_RESTARTS
+    window: float = contract.RESTART_WINDOW
     _restarts: deque[float] = field(default_factory=deque)
     _delay: float = 0.0
 

@@ -20,7 +20,8 @@ import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-SD_LISTEN_FDS_START = 3
+from hotswap.contract import LISTEN_FDS_START
+
 _SCRATCH = 512  # scratch fd numbers used while renumbering in the child
 
 
@@ -74,7 +75,7 @@ class Spawner:
         """Run ``argv`` with ``fds[i]`` at descriptor ``3 + i`` and the given stdio, in a new
         session (terminal signals go to the supervisor, which decides what children do)."""
         targets = [(stdin, 0), (stdout, 1), (stderr, 2)]
-        targets += [(fd, SD_LISTEN_FDS_START + i) for i, fd in enumerate(fds)]
+        targets += [(fd, LISTEN_FDS_START + i) for i, fd in enumerate(fds)]
         actions: list[tuple[int, ...]] = []
         for i, (src, _target) in enumerate(targets):
             actions.append((os.POSIX_SPAWN_DUP2, src, _SCRATCH + i))
