@@ -134,12 +134,14 @@ def start_supervisor(
     binds: list[str] | None = None,
     port: int | None = None,
     wait: bool = True,
+    args: list[str] | None = None,
 ) -> Running:
     port = port or free_port()
     log_path = state_dir.parent / f"{state_dir.name}-supervisor-{port}.log"
     argv = [sys.executable, "-m", "hotswap.cli", "run", str(release), "--state-dir", str(state_dir)]
     for bind in binds or [f"127.0.0.1:{port}"]:
         argv += ["--bind", bind]
+    argv += args or []
     full_env = {**os.environ, **(env or {})}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log, env=full_env)
@@ -164,9 +166,10 @@ def supervisor(
     *,
     env: dict[str, str] | None = None,
     binds: list[str] | None = None,
+    args: list[str] | None = None,
 ) -> Iterator[Running]:
     """A running supervisor; on exit: stopped, and no generation or listener left behind."""
-    running = start_supervisor(release, tmp_path / "state", env=env, binds=binds)
+    running = start_supervisor(release, tmp_path / "state", env=env, binds=binds, args=args)
     try:
         yield running
     finally:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from hotswap.release.store import Release
-from hotswap.supervisor.generation import Generation, GenerationSpawner
+from hotswap.supervisor.children import Hub
+from hotswap.supervisor.generation import Generation, OsChildren
 from hotswap.supervisor.spawn import Spawner
 
 # A stand-in for boot.py: sends the line in LINE.bin on the channel, then waits to be killed.
@@ -45,16 +46,17 @@ async def _run_child(tmp_path: Path, line: bytes, *, raise_in_on_event: bool = F
         gen.close()
         exited.set()
 
-    spawner = GenerationSpawner(
-        runtime_dir=runtime,
-        run_dir=tmp_path,
-        state_dir=tmp_path,
-        control_path=tmp_path / "control.sock",
-        listeners=[],
-        spawner=Spawner(),
-        on_event=on_event,
-        on_exit=on_exit,
-        log=logged.append,
+    spawner = OsChildren(Spawner(), runtime=runtime)
+    await spawner.open(
+        Hub(
+            state_dir=tmp_path,
+            run_dir=tmp_path,
+            control_path=tmp_path / "control.sock",
+            listeners=[],
+            on_event=on_event,
+            on_exit=on_exit,
+            log=logged.append,
+        )
     )
     release = Release("test-1", tmp_path, None)  # type: ignore[arg-type]
     await spawner.spawn(1, release, None)

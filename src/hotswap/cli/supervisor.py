@@ -81,6 +81,14 @@ def _register_run(sub: Subparsers) -> None:
         help="give up (exit 1) after N restarts within --restart-window (default 5)",
     )
     p.add_argument("--restart-window", type=float, default=60.0, metavar="S", help="default 60 s")
+    p.add_argument(
+        "--stability-window",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="a new release dying within S seconds of its cutover is rolled back to the one it "
+        "replaced (0: never; default 10)",
+    )
     add_follow_option(p)
     add_common(p, state_help=RUN_STATE_HELP)
     p.set_defaults(error_tail=0)  # the supervisor's log already shows the generation's output
@@ -151,7 +159,14 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     policy = RestartPolicy(
         initial=args.restart_backoff, max_restarts=args.max_restarts, window=args.restart_window
     )
-    supervisor = Supervisor(store.state_dir, binds, release=ref, sha256=sha256, policy=policy)
+    supervisor = Supervisor(
+        store.state_dir,
+        binds,
+        release=ref,
+        sha256=sha256,
+        policy=policy,
+        stability_window=args.stability_window,
+    )
     try:
         code = asyncio.run(supervisor.run())
     except OSError as e:  # e.g. a control socket path over the AF_UNIX limit: a code, not a trace

@@ -3,10 +3,10 @@
 It owns the child's descriptors on the supervisor side (its channel end, its log pipe, its
 pidfd, its private probe socket) and turns what happens into callbacks the supervisor routes:
 ``on_event(gen, name, data)`` for channel events (``hello``, ``ready``, ``before_cutover``)
-and ``on_exit(gen, returncode)`` once the process is reaped *and* its channel has been read to
-the end, so no late event is lost behind the exit.
+and ``on_exit(gen)`` (with ``gen.returncode`` set) once the process is reaped *and* its
+channel has been read to the end, so no late event is lost behind the exit.
 
-States: starting → ready → live → draining → retired, or failed from starting/ready.
+States: :mod:`.lifecycle` (starting → ready → live → draining → retired, or failed).
 """
 
 from __future__ import annotations
@@ -30,10 +30,15 @@ from hotswap.control.protocol import MAX_LINE, Event, Response
 from hotswap.errors import HotswapError, ResourceError
 from hotswap.release.config import ServiceSpec
 from hotswap.release.store import Release
+from hotswap.supervisor import runtime_dir
+from hotswap.supervisor.children import Hub
+from hotswap.supervisor.lifecycle import GenState, advance
 from hotswap.supervisor.listeners import Listener
+from hotswap.supervisor.probe import http_probe
 from hotswap.supervisor.spawn import ChildProcess, Spawner
 
 LOG_TAIL = 50
+MAX_LOG_LINE = 8192  # a longer line of a child's output is cut (the rest is counted)
 
 
 @dataclass
@@ -44,13 +49,13 @@ class Generation:
     probe_path: Path | None
     started_mono: float
     started_wall: float
-    state: str = "starting"
+    state: GenState = GenState.STARTING
     service: str | None = None  # a service process rather than a generation
     loaded: set[str] = field(default_factory=set)  # releases it runs code from
     hello: dict[str, Any] | None = None
     log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
     returncode: int | None = None
-    ready_mono: float | None = None
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
     _writer: asyncio.StreamWriter | None = None
     _reader_task: asyncio.Task[None] | None = None
     _exit_task: asyncio.Task[None] | None = None
@@ -62,6 +67,10 @@ class Generation:
 
     def __post_init__(self) -> None:
         self.loaded.add(self.release.id)
+
+    def move(self, to: GenState) -> None:
+        """Move along the lifecycle (:mod:`.lifecycle`); a move it does not allow raises."""
+        self.state = advance(self.state, to)
 
     @property
     def pid(self) -> int:
@@ -146,31 +155,38 @@ class Generation:
                 self.probe_path.unlink()
 
 
-class GenerationSpawner:
-    """Builds the descriptor layout of a generation and starts it."""
+class OsChildren:
+    """The real :class:`~hotswap.supervisor.children.Children`: builds the descriptor layout
+    of a generation and starts it with posix_spawn, in a process group of its own."""
 
-    def __init__(
-        self,
-        *,
-        runtime_dir: Path,
-        run_dir: Path,
-        state_dir: Path,
-        control_path: Path,
-        listeners: list[Listener],
-        spawner: Spawner,
-        on_event: Callable[[Generation, str, dict[str, Any]], None],
-        on_exit: Callable[[Generation], None],
-        log: Callable[[str], None],
-    ) -> None:
-        self.runtime_dir = runtime_dir
-        self.run_dir = run_dir
-        self.state_dir = state_dir
-        self.control_path = control_path
-        self.listeners = listeners
-        self.spawner = spawner
-        self.on_event = on_event
-        self.on_exit = on_exit
-        self.log = log
+    def __init__(self, spawner: Spawner | None = None, runtime: Path | None = None) -> None:
+        self.spawner = spawner or Spawner()
+        self._runtime = runtime  # what children run; by default the supervisor's own copy
+        self.runtime_dir = Path()
+        self.run_dir = Path()
+        self.state_dir = Path()
+        self.control_path = Path()
+        self.listeners: list[Listener] = []
+        self.on_event: Callable[[Generation, str, dict[str, Any]], None] = lambda *_: None
+        self.on_exit: Callable[[Generation], None] = lambda _gen: None
+        self.log: Callable[[str], None] = lambda _line: None
+
+    async def open(self, hub: Hub) -> None:
+        loop = asyncio.get_running_loop()
+        if self._runtime is None:
+            self._runtime = await loop.run_in_executor(None, runtime_dir.prepare, hub.state_dir)
+        self.runtime_dir = self._runtime
+        self.run_dir = hub.run_dir
+        self.state_dir = hub.state_dir
+        self.control_path = hub.control_path
+        self.listeners = hub.listeners
+        self.on_event = hub.on_event
+        self.on_exit = hub.on_exit
+        self.log = hub.log
+
+    async def probe(self, gen: Generation, target: str, host: str = "localhost") -> int:
+        assert gen.probe_path is not None
+        return await http_probe(gen.probe_path, target, host)
 
     def _probe_socket(self, path: Path) -> socket.socket:
         with contextlib.suppress(FileNotFoundError):
@@ -258,7 +274,7 @@ class GenerationSpawner:
             release=release,
             process=process,
             probe_path=probe_path,
-            started_mono=time.monotonic(),
+            started_mono=asyncio.get_running_loop().time(),
             started_wall=time.time(),
             service=service.name if service else None,
         )
@@ -288,8 +304,13 @@ class GenerationSpawner:
         while (end := gen._log_buf.find(b"\n")) >= 0:
             self._log_line(gen, bytes(gen._log_buf[:end]))
             del gen._log_buf[: end + 1]
+        if len(gen._log_buf) > MAX_LOG_LINE:  # a line without end: cut it, keep no more
+            self._log_line(gen, bytes(gen._log_buf))
+            gen._log_buf.clear()
 
     def _log_line(self, gen: Generation, raw: bytes) -> None:
+        if len(raw) > MAX_LOG_LINE:
+            raw = raw[:MAX_LOG_LINE] + b" [... %d bytes cut]" % (len(raw) - MAX_LOG_LINE)
         line = raw.decode("utf-8", "replace")
         gen.log_tail.append(line)
         self.log(f"[{gen.label}] {line}")
@@ -330,6 +351,9 @@ class GenerationSpawner:
     def _pidfd_ready(self, gen: Generation) -> None:
         loop = asyncio.get_running_loop()
         loop.remove_reader(gen.process.pidfd)
+        # before reaping (the zombie still holds the group's id): whatever it forked and left
+        # behind dies with it, and cannot keep the listeners (no orphan serves or holds them)
+        gen.process.kill_group()
         gen.returncode = gen.process.poll()
         gen._exit_task = asyncio.create_task(self._finish_exit(gen))
 

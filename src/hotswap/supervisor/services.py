@@ -9,20 +9,25 @@ is :mod:`hotswap.child.service`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import signal
-import time
 from collections.abc import Callable
 from typing import Any
 
+from hotswap.control.protocol import VERSION
 from hotswap.errors import ChildError, HotswapError, UsageError
 from hotswap.release.config import ServiceSpec
 from hotswap.release.store import Release
-from hotswap.supervisor.generation import Generation, GenerationSpawner
+from hotswap.supervisor.children import Children
+from hotswap.supervisor.clock import Clock
+from hotswap.supervisor.generation import Generation
+from hotswap.supervisor.lifecycle import GenState, on_exit
 from hotswap.supervisor.policy import RestartPolicy
+from hotswap.supervisor.restarts import keep_restarting
 
 RESTART_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+KILL_GRACE = 5.0
 
 
 class ServiceManager:
@@ -31,11 +36,13 @@ class ServiceManager:
         extra: list[ServiceSpec],
         *,
         policy: RestartPolicy,
+        clock: Clock,
         log: Callable[[str], None],
         give_up: Callable[[], None],
     ) -> None:
         self.extra = extra
         self.policy = policy
+        self.clock = clock
         self.log = log
         self.give_up = give_up
         self.stopping = False
@@ -45,14 +52,14 @@ class ServiceManager:
         self._restarts: dict[str, int] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._release: Release | None = None
-        self._spawner: GenerationSpawner | None = None
+        self._spawner: Children | None = None
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def running(self) -> list[Generation]:
         return list(self._running.values())
 
-    async def start(self, spawner: GenerationSpawner, release: Release) -> None:
+    async def start(self, spawner: Children, release: Release) -> None:
         """Start every service the release declares (and the extra ones); one that cannot
         start stops the supervisor: there is nothing sensible to serve without it."""
         self._spawner = spawner
@@ -62,12 +69,7 @@ class ServiceManager:
             if spec.name in self._specs:
                 raise UsageError("bad_config", f"service {spec.name!r} is declared twice")
             self._specs[spec.name] = spec
-            self._policies[spec.name] = RestartPolicy(
-                initial=self.policy.initial,
-                maximum=self.policy.maximum,
-                max_restarts=self.policy.max_restarts,
-                window=self.policy.window,
-            )
+            self._policies[spec.name] = dataclasses.replace(self.policy)
             self._restarts[spec.name] = 0
             await self._spawn(spec, config.boot_timeout)
 
@@ -90,6 +92,7 @@ class ServiceManager:
                 "service_failed",
                 f"service {spec.name} failed to start: {e.message}",
                 output=svc.tail(),
+                returncode=e.details.get("returncode"),
             ) from None
         return svc
 
@@ -97,8 +100,14 @@ class ServiceManager:
         assert svc.service is not None
         if name == "hello":
             svc.hello = data
+            if data.get("protocol") != VERSION:
+                self.log(
+                    f"service {svc.service} speaks control protocol {data.get('protocol')!r}, "
+                    f"this supervisor {VERSION}: refused"
+                )
+                svc.kill()
         elif name == "ready":
-            svc.state = "live"
+            svc.move(GenState.LIVE)
             future = self._ready.get(svc.service)
             if future is not None and not future.done():
                 future.set_result(None)
@@ -109,45 +118,47 @@ class ServiceManager:
     def on_exit(self, svc: Generation) -> None:
         assert svc.service is not None
         svc.close()
+        was = svc.state
+        svc.state = on_exit(svc.state)
         name = svc.service
         self.log(f"service {name} (pid {svc.pid}) exited with status {svc.returncode}")
         future = self._ready.get(name)
         if future is not None and not future.done():
             future.set_exception(
-                ChildError("service_failed", f"service {name} exited with {svc.returncode}")
+                ChildError(
+                    "service_failed",
+                    f"service {name} exited with {svc.returncode}",
+                    returncode=svc.returncode,
+                )
             )
         if self._running.get(name) is svc:
             del self._running[name]
-            if not self.stopping and svc.state == "live":
-                task = asyncio.create_task(self._restart(name, time.monotonic() - svc.started_mono))
+            if not self.stopping and was is GenState.LIVE:
+                uptime = self.clock.now() - svc.started_mono
+                task = asyncio.create_task(self._restart(name, uptime))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         if self.stopping and not self._running:
             self._stopped.set()
 
-    def _is_stopping(self) -> bool:
-        return self.stopping
-
     async def _restart(self, name: str, uptime: float) -> None:
         spec = self._specs[name]
-        policy = self._policies[name]
-        while not self.stopping and name not in self._running:
-            delay = policy.on_exit(time.monotonic(), uptime)
-            if delay is None:
-                self.log(f"service {name} keeps dying: giving up (exit status 1)")
-                self.give_up()
-                return
-            self.log(f"service {name} died: restarting it in {delay:g}s")
-            await asyncio.sleep(delay)
-            if self._is_stopping():  # re-read after the await
-                return
-            try:
-                await self._spawn(spec, RESTART_TIMEOUT)
-                self._restarts[name] += 1
-                return
-            except HotswapError as e:
-                self.log(f"restarting service {name} failed: {e}")
-                uptime = 0.0
+
+        async def start() -> None:
+            await self._spawn(spec, RESTART_TIMEOUT)
+            self._restarts[name] += 1
+
+        await keep_restarting(
+            f"service {name}",
+            policy=self._policies[name],
+            clock=self.clock,
+            uptime=uptime,
+            settled=lambda: self.stopping or name in self._running,
+            start=start,
+            give_up=self.give_up,
+            log=self.log,
+            giving_up="{what} keeps dying: giving up (exit status 1)",
+        )
 
     async def call(self, name: str, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         svc = self._running.get(name)
@@ -168,13 +179,11 @@ class ServiceManager:
         self._stopped.clear()
         for svc in self.running():
             svc.process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), STOP_TIMEOUT)
+        await self.clock.wait(self._stopped, STOP_TIMEOUT)
         for svc in self.running():
             self.log(f"service {svc.service} did not stop in time: killing it")
             svc.kill()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), 5.0)
+        await self.clock.wait(self._stopped, KILL_GRACE)
 
     def status(self, now: float) -> list[dict[str, Any]]:
         out = []

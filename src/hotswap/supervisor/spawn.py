@@ -51,7 +51,16 @@ class ChildProcess:
                 signal.pidfd_send_signal(self.pidfd, sig)
 
     def kill(self) -> None:
+        """SIGKILL it and everything in its process group (what it forked and left there)."""
+        self.kill_group()
         self.send_signal(signal.SIGKILL)
+
+    def kill_group(self) -> None:
+        """SIGKILL the process group it leads (it was spawned in a session of its own). Only
+        while it is not reaped: until then its pid, the group's id, cannot be reused."""
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
 
     def close(self) -> None:
         if self.pidfd >= 0:

@@ -4,9 +4,22 @@
   check that a swap of *your* app drops nothing (``Load``, ``wait_http``, ``free_port``);
 - ``write_release``, ``running_release`` and ``code_change``: unit-test your
   ``__code_change__`` hooks and hot upgrades on small release trees, without building
-  (from :mod:`hotswap.hot.testing`).
+  (from :mod:`hotswap.hot.testing`);
+- ``FakeChildren``, ``Script``, ``fake_release`` and ``VirtualClock``: run a real
+  :class:`~hotswap.supervisor.core.Supervisor` against scripted children, in virtual time and
+  without a process (:mod:`hotswap.testing.children`, :mod:`hotswap.testing.clock`).
 """
 
 from hotswap.hot.testing import code_change, running_release, write_release
+from hotswap.testing.children import FakeChildren, Script, fake_release
+from hotswap.testing.clock import VirtualClock
 
-__all__ = ["code_change", "running_release", "write_release"]
+__all__ = [
+    "FakeChildren",
+    "Script",
+    "VirtualClock",
+    "code_change",
+    "fake_release",
+    "running_release",
+    "write_release",
+]

@@ -1,0 +1,259 @@
+"""The swap driver: performs the pure :class:`~.swap.Swap` machine's actions, one swap at a time.
+
+It is the machine's imperative shell: it unpacks, spawns through the
+:class:`~.children.Children` seam, arms deadlines on the supervisor's clock, probes, cuts
+over, kills and commits, and feeds back what happened as events. Whatever an action raises
+becomes an event too (the machine's failure path before cutover, a note or ``commit_failed``
+after), so no exception unwinds a swap half done. Events from generations reach it through
+:meth:`post`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hotswap import contract
+from hotswap.errors import HotswapError
+from hotswap.release.store import Release, is_tarball_ref
+from hotswap.supervisor import swap
+from hotswap.supervisor.generation import Generation
+from hotswap.supervisor.handoff import BEFORE_CUTOVER_KEY
+from hotswap.supervisor.lifecycle import GenState
+
+if TYPE_CHECKING:
+    from hotswap.supervisor.core import Supervisor
+
+Progress = Callable[[dict[str, Any]], None]
+PROBE_EXIT_GRACE = 0.5  # a probe that broke: how long to wait for the child's exit to explain it
+
+
+class SwapDriver:
+    """One swap of ``sup`` to the release ``ref``; :meth:`run` returns its record or raises."""
+
+    def __init__(self, sup: Supervisor, ref: str, how: str, sha256: str | None) -> None:
+        self.sup = sup
+        self.ref = ref
+        self.how = how
+        self.sha256 = sha256
+        self.started_at = time.time()
+        old = sup.active.number if sup.active is not None else None
+        self.machine = swap.Swap(old=old, started=sup.clock.now())
+        self.release: Release | None = None
+        # the new generation stays readable, with its output, after it has left sup.generations
+        self.gen: Generation | None = None
+        self._queue: asyncio.Queue[swap.SwapEvent] = asyncio.Queue()
+        self._timers: list[asyncio.Handle] = []
+
+    def post(self, event: swap.SwapEvent) -> None:
+        self._queue.put_nowait(event)
+
+    def involves(self, gen: Generation) -> bool:
+        return gen.number in (self.machine.new, self.machine.old)
+
+    async def run(self, progress: Progress | None = None) -> dict[str, Any]:
+        try:
+            return await self._drive(progress or (lambda _event: None))
+        finally:
+            for timer in self._timers:
+                timer.cancel()
+            self._timers.clear()
+
+    async def _drive(self, say: Progress) -> dict[str, Any]:
+        machine = self.machine
+        actions = machine.begin()
+        last_phase = machine.phase
+        say({"phase": last_phase.value, "state": "started"})
+        while True:
+            for action in actions:
+                await self._perform(action)
+            if machine.phase != last_phase:
+                failed = machine.phase == swap.Phase.FAILED or (
+                    last_phase == swap.Phase.COMMIT and machine.commit_error is not None
+                )
+                say(
+                    {
+                        "phase": last_phase.value,
+                        "state": "failed" if failed else "done",
+                        "ms": machine.timings.get(last_phase.value),
+                    }
+                )
+                last_phase = machine.phase
+                if not machine.finished:
+                    say({"phase": last_phase.value, "state": "started"})
+            if machine.finished:
+                break
+            event = await self._queue.get()
+            actions = machine.handle(event, self.sup.clock.now())
+        return self._finish()
+
+    def _finish(self) -> dict[str, Any]:
+        machine, sup = self.machine, self.sup
+        record: dict[str, Any] = {
+            "how": self.how,
+            "release": machine.release_id,
+            "ref": self.ref,
+            "ok": machine.phase == swap.Phase.DONE,
+            "generation": machine.new,
+            "from_generation": machine.old,
+            "timings_ms": dict(machine.timings),
+            "total_ms": round((sup.clock.now() - machine.started) * 1000, 3),
+            "at": self.started_at,
+        }
+        if machine.notes:
+            record["notes"] = list(machine.notes)
+        if machine.cut_over:
+            # not sup.active: the new generation may have died during the drain (after
+            # cutover it is the restart policy's); the swap itself happened
+            new = self.gen
+            assert new is not None
+            record["pid"] = new.pid
+            record["drain_killed"] = machine.drain_killed
+            if machine.old is not None:
+                new.send_nowait(
+                    contract.OP_AFTER_CUTOVER, handoff=sup.handoff.get(BEFORE_CUTOVER_KEY)
+                )
+        sup.recent.appendleft(record)
+        if machine.phase == swap.Phase.DONE:
+            return record
+        error = machine.error
+        assert error is not None and error.code is not None
+        output = self.gen.tail() if self.gen is not None else []
+        details = {"phase": _failed_phase(machine), **error.details, "output": output}
+        record["error"] = {"code": error.code, "message": error.message}
+        raise HotswapError.from_json(
+            {"code": error.code, "message": error.message, "details": details}
+        )
+
+    async def _perform(self, action: swap.Action) -> None:
+        """Perform one action; whatever it raises becomes an event of the machine."""
+        try:
+            await self._perform_one(action)
+        except Exception as e:  # a bug or a broken resource, reported as such
+            if isinstance(action, swap.Commit):
+                self.post(swap.CommitFailed(f"{type(e).__name__}: {e}"))
+            else:
+                self.sup.log(f"{type(action).__name__} failed: {e!r}")
+                self.post(_failure(e))
+
+    async def _perform_one(self, action: swap.Action) -> None:
+        sup = self.sup
+        loop = asyncio.get_running_loop()
+        match action:
+            case swap.Unpack():
+                release = await loop.run_in_executor(None, resolve, sup, self.ref, self.sha256)
+                config = release.manifest.app_config()
+                self.release = release
+                self.post(
+                    swap.Unpacked(
+                        release.id,
+                        boot_timeout=config.boot_timeout,
+                        health_timeout=config.health_timeout,
+                        shutdown_timeout=config.shutdown_timeout,
+                        health_check=config.health_path is not None,
+                    )
+                )
+            case swap.Spawn():
+                target = self.release
+                assert target is not None
+                number = sup.next_generation
+                sup.next_generation += 1
+                if self.machine.old is not None:
+                    # the old generation's before_cutover fills this in; no stale value may
+                    # reach the new one (reset here, not between go and drain: a write + fsync)
+                    sup.handoff.put(BEFORE_CUTOVER_KEY, None, reserved_ok=True)
+                gen = await sup.children.spawn(number, target, sup.active)
+                sup.generations[number] = gen
+                self.gen = gen
+                sup.log(f"generation {number} started (pid {gen.pid}) from {target.id}")
+                self.post(swap.Spawned(number))
+            case swap.SetDeadline(phase=phase, seconds=seconds):
+                self._timers.append(sup.clock.call_later(seconds, self.post, swap.Deadline(phase)))
+            case swap.Probe(generation=number):
+                sup.spawn_task(self._probe(number))
+            case swap.Cutover():
+                await self._cutover(action)
+            case swap.Kill(generation=number):
+                victim = sup.generations.get(number)
+                if victim is not None:
+                    sup.log(f"killing generation {number} (pid {victim.pid})")
+                    victim.kill()
+            case swap.Commit(release_id=release_id):
+                if self.how != "restart":  # a restart serves what state.json already names
+                    how = "blue-green" if self.how == "initial" else self.how
+                    protect = sup.releases_in_use()
+                    await loop.run_in_executor(
+                        None,
+                        lambda: sup.store.set_current(release_id, how=how, protect=protect),
+                    )
+                self.post(swap.Committed())
+            case swap.Finish():
+                pass  # read from the machine by _finish
+
+    async def _cutover(self, action: swap.Cutover) -> None:
+        sup = self.sup
+        new = sup.generations.get(action.new)
+        if new is None:
+            self.post(swap.Failed("boot_failed", f"generation {action.new} is gone"))
+            return
+        try:
+            await new.request(contract.OP_GO, timeout=contract.GO_TIMEOUT)
+        except HotswapError as e:
+            self.post(swap.Failed("boot_failed", f"generation {action.new} refused go: {e}"))
+            return
+        new.move(GenState.LIVE)
+        old = sup.active
+        sup.activate(new)
+        if action.old is not None and old is not None and old.number == action.old:
+            old.move(GenState.DRAINING)
+            old.send_nowait(contract.OP_DRAIN, incoming=new.info())
+        self.post(swap.CutoverDone())
+
+    async def _probe(self, number: int) -> None:
+        sup = self.sup
+        gen = sup.generations.get(number)
+        if gen is None:
+            return
+        app = gen.release.manifest.app_config()
+        path = app.health_path or "/"
+        try:
+            status = await sup.children.probe(gen, path, app.health_host)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+            # A connection that breaks often means the generation just died: let its exit be
+            # reported (boot_failed, with its status) rather than blame the probe.
+            if not await sup.clock.wait(gen.exited, PROBE_EXIT_GRACE):
+                self.post(swap.Unhealthy(number, f"GET {path}: {type(e).__name__}: {e}"))
+            return
+        if 200 <= status < 300:
+            self.post(swap.Healthy(number))
+        else:
+            hint = (
+                f" (the probe sends Host: {app.health_host}: allow it, e.g. Django's "
+                "ALLOWED_HOSTS or a trusted-host middleware, or set health_host)"
+                if status == 400
+                else ""
+            )
+            self.post(swap.Unhealthy(number, f"GET {path} answered {status}{hint}"))
+
+
+def resolve(sup: Supervisor, ref: str, sha256: str | None) -> Release:
+    """The release ``ref`` names: a tarball (verified and unpacked) or an id in the store."""
+    if not is_tarball_ref(ref):
+        return sup.store.get(ref)
+    return sup.store.unpack(Path(ref), expected_sha256=sha256)
+
+
+def _failure(e: Exception) -> swap.Failed:
+    """The machine's failure event for an exception an action raised."""
+    if isinstance(e, HotswapError):
+        return swap.Failed(e.code, e.message, e.details)
+    code = "io_error" if isinstance(e, OSError) else "supervisor_failed"
+    return swap.Failed(code, f"{type(e).__name__}: {e}")
+
+
+def _failed_phase(machine: swap.Swap) -> str:
+    finished = list(machine.timings)
+    return finished[-1] if finished else swap.Phase.UNPACK.value

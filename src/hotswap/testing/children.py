@@ -1,0 +1,232 @@
+"""A fake of the supervisor's one OS seam: children scripted by the test, no process at all.
+
+``FakeChildren`` stands where :class:`hotswap.supervisor.generation.OsChildren` does (the
+``children=`` argument of :class:`hotswap.supervisor.core.Supervisor`). Each child it
+"spawns" follows a :class:`Script` on the supervisor's clock: says hello, reports ready, answers
+its health probe, exits with a code, hangs, ignores a drain, sends a bad line. A test can also
+act on a spawned child directly (``child.exit(3)``, ``child.bad_line()``). Run the supervisor on
+:class:`hotswap.testing.VirtualClock` and a 30 s drain deadline takes microseconds (tableflip's
+``testProcess``; trio's ``MockClock``).
+
+``fake_release(state_dir, version)`` puts a small release in a state dir's store, so the
+supervisor can boot and swap it by id without a build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hotswap.control.protocol import VERSION
+from hotswap.errors import ResourceError
+from hotswap.hot.testing import write_release
+from hotswap.release.config import ServiceSpec
+from hotswap.release.store import Release
+from hotswap.supervisor.children import Hub
+from hotswap.supervisor.generation import Generation
+from hotswap.supervisor.spawn import ChildProcess
+
+_pids = itertools.count(4_000_000)  # above any real pid_max default
+
+
+@dataclass
+class Script:
+    """What a fake child does; times are seconds on the supervisor's clock, None is never."""
+
+    protocol: int = VERSION  # the control protocol version it says hello with
+    ready_after: float | None = 0.1  # None: never ready (it hangs in start-up)
+    exit_before_ready: int | None = None  # exit with this code instead of becoming ready
+    health: int = 200  # what its health probe answers
+    go: bool = True  # acknowledges "go" (False: never answers it)
+    exit_after_ready: float | None = None  # exits this long after ready ...
+    exit_code: int = 1  # ... with this code
+    bad_line_after_ready: float | None = None  # sends a line the supervisor cannot parse
+    drain_exit_after: float | None = 0.01  # None: ignores a drain (it must be killed)
+
+
+@dataclass
+class FakeProcess(ChildProcess):
+    child: FakeChild | None = None
+    signals: list[int] = field(default_factory=list)
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None and self.child is not None:
+            self.signals.append(sig)
+            if sig == signal.SIGKILL:
+                self.child.exit(-signal.SIGKILL)
+            elif sig == signal.SIGTERM and self.child.gen.service is not None:
+                self.child.exit(0)
+
+    def kill_group(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FakeGeneration(Generation):
+    """A :class:`Generation` whose channel and process are the fake's."""
+
+    child: FakeChild
+
+    async def request(self, op: str, timeout: float | None = 10.0, **args: Any) -> Any:
+        self.child.requests.append((op, args))
+        if self.child.exited:
+            raise ResourceError("protocol_error", f"generation {self.number}'s channel is closed")
+        if op == "go" and not self.child.script.go:
+            await asyncio.sleep(timeout if timeout is not None else 3600.0)
+            raise ResourceError(
+                "protocol_error", f"generation {self.number} did not answer {op!r} in {timeout}s"
+            )
+        if op == "call":
+            return {"method": args.get("method"), "args": args.get("args")}
+        return {"pid": self.pid}
+
+    def send_nowait(self, op: str, **args: Any) -> None:
+        self.child.requests.append((op, args))
+        if op == "drain" and not self.child.exited:
+            delay = self.child.script.drain_exit_after
+            if delay is not None:
+                self.child.later(delay, self.child.exit, 0)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeChild:
+    """One scripted child; the test may also drive it by hand."""
+
+    def __init__(self, hub: Hub, gen: FakeGeneration, script: Script) -> None:
+        self.hub = hub
+        self.gen = gen
+        self.script = script
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.exited = False
+        self.started = asyncio.get_running_loop().time()  # when it was spawned
+        self._timers: list[asyncio.Handle] = []
+
+    @property
+    def ops(self) -> list[str]:
+        return [op for op, _ in self.requests]
+
+    def later(self, delay: float, fn: Any, *args: Any) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(delay, fn, *args))
+
+    def start(self) -> None:
+        s = self.script
+        self.event("hello", protocol=s.protocol, hotswap="fake", pid=self.gen.pid)
+        if s.exit_before_ready is not None:
+            self.later(s.ready_after or 0.0, self.exit, s.exit_before_ready)
+        elif s.ready_after is not None:
+            self.later(s.ready_after, self.ready)
+
+    def event(self, name: str, **data: Any) -> None:
+        if not self.exited:
+            self.hub.on_event(self.gen, name, data)
+
+    def ready(self) -> None:
+        self.event("ready", pid=self.gen.pid)
+        if self.script.exit_after_ready is not None:
+            self.later(self.script.exit_after_ready, self.exit, self.script.exit_code)
+        if self.script.bad_line_after_ready is not None:
+            self.later(self.script.bad_line_after_ready, self.bad_line)
+
+    def bad_line(self) -> None:
+        error = ResourceError("protocol_error", "not a control protocol line: b'garbage'")
+        self.event("protocol_error", error=error.to_json())
+
+    def exit(self, code: int) -> None:
+        """The process exits with ``code`` (reported on the next turn of the loop)."""
+        if self.exited:
+            return
+        self.exited = True
+        for timer in self._timers:
+            timer.cancel()
+        self.gen.process.returncode = code
+        self.gen.returncode = code
+        asyncio.get_running_loop().call_soon(self.hub.on_exit, self.gen)
+
+
+class FakeChildren:
+    """Scripted children: ``scripts[version]`` for a release's version, else ``default``;
+    ``next`` (a list) overrides both for the next spawns, in order."""
+
+    def __init__(self, default: Script | None = None) -> None:
+        self.default = default or Script()
+        self.scripts: dict[str, Script] = {}
+        self.next: list[Script] = []
+        self.children: list[FakeChild] = []
+        self.spawn_error: OSError | None = None
+        self.hub: Hub | None = None
+
+    async def open(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def child(self, number: int) -> FakeChild:
+        return next(c for c in self.children if c.gen.number == number)
+
+    async def spawn(
+        self,
+        number: int,
+        release: Release,
+        outgoing: Generation | None,
+        service: ServiceSpec | None = None,
+    ) -> Generation:
+        assert self.hub is not None, "open() first"
+        if self.spawn_error is not None:
+            raise ResourceError("io_error", f"cannot start generation {number}: {self.spawn_error}")
+        if self.next:
+            script = self.next.pop(0)
+        else:
+            script = self.scripts.get(release.manifest.version, self.default)
+        process = FakeProcess(pid=next(_pids), pidfd=-1)
+        gen = FakeGeneration(
+            number=number,
+            release=release,
+            process=process,
+            probe_path=None,
+            started_mono=asyncio.get_running_loop().time(),
+            started_wall=time.time(),
+            service=service.name if service else None,
+        )
+        child = FakeChild(self.hub, gen, script)
+        gen.child = child
+        process.child = child
+        self.children.append(child)
+        asyncio.get_running_loop().call_soon(child.start)  # its news comes after the spawn
+        return gen
+
+    async def probe(self, gen: Generation, target: str, host: str = "localhost") -> int:
+        if gen.returncode is not None:
+            raise ConnectionRefusedError(f"generation {gen.number} is gone")
+        assert isinstance(gen, FakeGeneration)
+        return gen.child.script.health
+
+
+def fake_release(state_dir: Path, version: str, **app: Any) -> str:
+    """Put a small release of version ``version`` in ``state_dir``'s store (its ``app``
+    config overridden by ``app``); returns its release id."""
+    releases = state_dir / "releases"
+    releases.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = {"distribution": "fake", "entry": "app:app", "server": "callable", **app}
+    staging = releases / f".fake-{version}"
+    write_release(
+        staging, {"app.py": f"VERSION = {version!r}\n"}, name="fake", version=version, app=config
+    )
+    release_id = str(json.loads((staging / "RELEASE.json").read_text())["release_id"])
+    target = releases / release_id
+    if target.exists():
+        shutil.rmtree(staging)
+    else:
+        staging.rename(target)
+    return release_id
