@@ -38,7 +38,7 @@ from hotswap.supervisor.probe import http_probe
 from hotswap.supervisor.spawn import ChildProcess, Spawner
 
 LOG_TAIL = 50
-MAX_LOG_LINE = 8192  # a longer line of a child's output is cut (the rest is counted)
+MAX_LOG_LINE = 8192  # a longer line of a child's output is cut there (and ends in "...")
 
 
 @dataclass
@@ -310,7 +310,7 @@ class OsChildren:
 
     def _log_line(self, gen: Generation, raw: bytes) -> None:
         if len(raw) > MAX_LOG_LINE:
-            raw = raw[:MAX_LOG_LINE] + b" [... %d bytes cut]" % (len(raw) - MAX_LOG_LINE)
+            raw = raw[:MAX_LOG_LINE] + b"..."
         line = raw.decode("utf-8", "replace")
         gen.log_tail.append(line)
         self.log(f"[{gen.label}] {line}")
