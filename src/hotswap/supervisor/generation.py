@@ -38,6 +38,7 @@ from hotswap.supervisor.probe import http_probe
 from hotswap.supervisor.spawn import ChildProcess, Spawner
 
 LOG_TAIL = 50
+UNIX_PATH_MAX = 108  # sun_path, with its NUL
 MAX_LOG_LINE = 8192  # a longer line of a child's output is cut there (and ends in "...")
 
 
@@ -170,6 +171,7 @@ class OsChildren:
         self.on_event: Callable[[Generation, str, dict[str, Any]], None] = lambda *_: None
         self.on_exit: Callable[[Generation], None] = lambda _gen: None
         self.log: Callable[[str], None] = lambda _line: None
+        self._run_fd = -1
 
     async def open(self, hub: Hub) -> None:
         loop = asyncio.get_running_loop()
@@ -177,6 +179,9 @@ class OsChildren:
             self._runtime = await loop.run_in_executor(None, runtime_dir.prepare, hub.state_dir)
         self.runtime_dir = self._runtime
         self.run_dir = hub.run_dir
+        # probe sockets are bound and reached through this, when their full path is longer
+        # than AF_UNIX takes (a state dir deep in the file system)
+        self._run_fd = os.open(hub.run_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.state_dir = hub.state_dir
         self.control_path = hub.control_path
         self.listeners = hub.listeners
@@ -186,7 +191,14 @@ class OsChildren:
 
     async def probe(self, gen: Generation, target: str, host: str = "localhost") -> int:
         assert gen.probe_path is not None
-        return await http_probe(gen.probe_path, target, host)
+        return await http_probe(self._address(gen.probe_path), target, host)
+
+    def _address(self, path: Path) -> Path:
+        """``path`` (in the run dir) as AF_UNIX can take it: short enough, or by the run
+        dir's descriptor (``/proc/self/fd/N/name``)."""
+        if len(os.fsencode(path)) < UNIX_PATH_MAX:
+            return path
+        return Path(f"/proc/self/fd/{self._run_fd}") / path.name
 
     def _probe_socket(self, path: Path) -> socket.socket:
         with contextlib.suppress(FileNotFoundError):
@@ -194,7 +206,7 @@ class OsChildren:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            sock.bind(str(path))
+            sock.bind(str(self._address(path)))
         finally:
             os.umask(old)
         sock.listen(64)
