@@ -501,3 +501,25 @@ def test_closures_made_between_prepare_and_commit_get_the_new_code(hot: Hot) -> 
     late = m.make(1)  # made while the upgrade is prepared: found by the young-generation walk
     up.commit()
     assert late(1) == 101 == m.make(1)(1)
+
+
+def test_bases_spelled_differently_but_the_same_objects_are_applied(hot: Hot) -> None:
+    v1 = {"m.py": "import collections.abc as cabc\nimport collections\nclass C(cabc.Sized):\n"}
+    v1["m.py"] += "    def __len__(self):\n        return 1\n"
+    v2 = {
+        "m.py": v1["m.py"]
+        .replace("(cabc.Sized)", "(collections.abc.Sized)")
+        .replace("return 1", "return 2")
+    }
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    live = m.C()
+    hot.upgrade(r2)
+    assert len(live) == 2
+
+
+def test_bases_that_are_other_objects_are_refused(hot: Hot) -> None:
+    v1 = {"m.py": "import collections.abc as cabc\nclass Sized:\n    pass\nclass C(cabc.Sized):\n"}
+    v1["m.py"] += "    def __len__(self):\n        return 1\n"
+    v2 = {"m.py": v1["m.py"].replace("class C(cabc.Sized)", "class C(Sized)")}
+    _, r2, _mods = hot.v1_v2(v1, v2, "m")
+    assert refused(hot, r2) == {"class_layout"}

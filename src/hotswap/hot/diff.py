@@ -35,7 +35,7 @@ import ast
 from dataclasses import dataclass
 
 from hotswap.hot.derive import follow_rebound_names, state_shape_changes
-from hotswap.hot.layout import class_body_refusals, header_change
+from hotswap.hot.layout import class_body_refusals, dotted_bases, header_change
 from hotswap.hot.names import (
     DEF_TYPES,
     all_names,
@@ -76,6 +76,7 @@ def diff_module(
             name, BodyPlan(), 0, frozenset(), frozenset(), frozenset(), False, (), refusals
         )
     warnings: list[str] = []
+    base_checks: list[tuple[str, tuple[str, ...]]] = []
     plan = diff_body(
         old.body,
         new.body,
@@ -85,6 +86,7 @@ def diff_module(
         refusals=refusals,
         warnings=warnings,
         is_class=False,
+        base_checks=base_checks,
     )
     rebound: set[str] = set()
     for op in plan.ops:
@@ -117,6 +119,7 @@ def diff_module(
         refusals=refusals,
         warnings=warnings,
         import_nodes=tuple(toplevel_imports(new.body)),
+        base_checks=tuple(base_checks),
     )
 
 
@@ -139,6 +142,7 @@ def diff_body(
     warnings: list[str],
     is_class: bool,
     outer: frozenset[str] = frozenset(),
+    base_checks: list[tuple[str, tuple[str, ...]]] | None = None,
 ) -> BodyPlan:
     """The plan of one body. ``outer`` are the module names the upgrade rebinds (for a class
     body: what its unchanged statements may have read from the module)."""
@@ -185,10 +189,13 @@ def diff_body(
                     "new object; references taken before keep the old decorated object"
                 )
         elif isinstance(stmt, ast.ClassDef) and isinstance(prev, ast.ClassDef):
-            reason = header_change(prev, stmt)
+            dotted = dotted_bases(prev, stmt) if base_checks is not None else None
+            reason = header_change(prev, stmt, bases=dotted is None)
             if reason:
                 refusals.append(Reason("class_layout", f"{where}: {reason}", subject=where))
                 continue
+            if dotted is not None and base_checks is not None:
+                base_checks.append((prefix + stmt.name, dotted))
             refusals.extend(class_body_refusals(prev, stmt, where))
             body = diff_body(
                 prev.body,
@@ -200,6 +207,7 @@ def diff_body(
                 warnings=warnings,
                 is_class=True,
                 outer=frozenset(risky),
+                base_checks=base_checks,
             )
             if body.is_empty():
                 same.append((prev, stmt))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import ast
+import builtins
 import enum
 import types
 import typing
@@ -27,14 +28,65 @@ _ENUM_BASES = ("Enum", "IntEnum", "StrEnum", "Flag", "IntFlag", "ReprEnum")
 # -- from the syntax ----------------------------------------------------------------------------
 
 
-def header_change(old: ast.ClassDef, new: ast.ClassDef) -> str | None:
-    if dumps(old.bases) != dumps(new.bases):
+def header_change(old: ast.ClassDef, new: ast.ClassDef, *, bases: bool = True) -> str | None:
+    """Why the header change cannot be applied; ``bases=False`` leaves the bases to
+    :func:`dotted_bases` (spelled differently, they may still be the same objects)."""
+    if bases and dumps(old.bases) != dumps(new.bases):
         return "its bases changed (instances would need a new layout)"
     if dumps(old.keywords) != dumps(new.keywords):
         return "its metaclass or class keywords changed"
     if dumps(old.decorator_list) != dumps(new.decorator_list):
         return "its class decorators changed (they derive state when the class is created)"
     return None
+
+
+def dotted_bases(old: ast.ClassDef, new: ast.ClassDef) -> tuple[str, ...] | None:
+    """The new bases as dotted names (``typing.Dict``, ``abc.ABC``) when only their spelling
+    may have changed: the same number of them, each a plain name or attribute chain ending in
+    the same name as before (``t.Generic`` → ``typing.Generic``). The live check
+    (:func:`same_bases`) then asks whether they are the class's bases."""
+    if dumps(old.bases) == dumps(new.bases) or len(old.bases) != len(new.bases):
+        return None
+    out = []
+    for was, base in zip(old.bases, new.bases, strict=True):
+        if _last_name(was) is None or _last_name(was) != _last_name(base):
+            return None  # another name altogether: refused without looking
+        parts: list[str] = []
+        node: ast.expr = base
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name):
+            return None
+        out.append(".".join([node.id, *reversed(parts)]))
+    return tuple(out)
+
+
+def _last_name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def same_bases(module: types.ModuleType, cls: type, dotted: tuple[str, ...]) -> bool:
+    """Do ``dotted`` names, looked up in the live module (namespaces only: nothing runs),
+    name exactly ``cls.__bases__``?"""
+    if len(dotted) != len(cls.__bases__):
+        return False
+    for name, base in zip(dotted, cls.__bases__, strict=True):
+        head, *rest = name.split(".")
+        obj: object = vars(module).get(head, vars(builtins).get(head, _NOTHING))
+        for part in rest:
+            d = getattr(obj, "__dict__", None)
+            if not isinstance(d, dict | types.MappingProxyType) or part not in d:
+                return False
+            obj = d[part]
+        if obj is not base:
+            return False
+    return True
+
+
+_NOTHING = object()
 
 
 def _slots(body: list[ast.stmt]) -> str | None:

@@ -128,6 +128,7 @@ class ModuleDiff:
     refusals: list[Reason] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     import_nodes: tuple[ast.stmt, ...] = field(default=(), repr=False)  # top-level imports (new)
+    base_checks: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (class, new bases) to verify live
 
 
 # -- steps: the ops compiled against the live process ----------------------------------------------

@@ -41,7 +41,7 @@ from hotswap.hot.datafiles import data_changes
 from hotswap.hot.fragment import Capture, NameAllocator, compile_statements, fragment, stripped
 from hotswap.hot.heap import HeapIndex
 from hotswap.hot.importers import dependency_order, find_importers, star_importers
-from hotswap.hot.layout import classify
+from hotswap.hot.layout import classify, same_bases
 from hotswap.hot.plan import (
     ClassStep,
     DefStep,
@@ -105,6 +105,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
             migrate.extend(plan.migrate_classes)
             migrate.extend(cls for cls, _why in plan.state_guards)
             _check_entry(analysis, plan, reasons)
+            _check_bases(plan, reasons)
     data_hooks = data_changes(analysis, loaded, reasons)
     _check_module_layout(analysis, loaded, reasons)
     if reasons:
@@ -216,6 +217,22 @@ def _check_module_layout(
                     f"{name}: {removed[name]} became {added[name]} (a module and a package "
                     "are different objects)",
                     subject=name,
+                )
+            )
+
+
+def _check_bases(plan: ModulePlan, reasons: list[Reason]) -> None:
+    """Bases spelled differently (``t.Generic`` → ``typing.Generic``) must be the same objects."""
+    for qualname, dotted in plan.diff.base_checks:
+        cls = resolve(plan.module, qualname)
+        if not (isinstance(cls, type) and same_bases(plan.module, cls, dotted)):
+            where = f"{plan.name}.{qualname}"
+            reasons.append(
+                Reason(
+                    "class_layout",
+                    f"{where}: its bases changed to {', '.join(dotted)}, which are not the "
+                    "classes it was made from (instances would need a new layout)",
+                    subject=where,
                 )
             )
 
