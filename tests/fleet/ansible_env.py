@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,6 +68,26 @@ class Ansible:
         )
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
+    def module(
+        self, name: str, args: dict[str, object], inventory: Path, hosts: str = "all"
+    ) -> Run:
+        """``ansible HOSTS -m hotswap.fleet.<name> -a JSON`` with one-line JSON results."""
+        argv = [
+            str(Path(sys.executable).with_name("ansible")),
+            hosts,
+            "-i",
+            str(inventory),
+            "-m",
+            f"hotswap.fleet.{name}",
+            "-a",
+            json.dumps(args),
+            "-o",
+        ]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=120, check=False, env=self.env()
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
 
 @dataclass
 class Run:
@@ -81,6 +103,15 @@ class Run:
             m = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
             if m:
                 out[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+        return out
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        """``ansible -o`` lines (``host | STATE => {json}``): host -> its result."""
+        out = {}
+        for line in self.stdout.splitlines():
+            m = re.match(r"^(\S+) \| (\w+)!? => (\{.*\})$", line)
+            if m:
+                out[m.group(1)] = {"state": m.group(2), **json.loads(m.group(3))}
         return out
 
     def __repr__(self) -> str:  # what an assertion shows: the end of the run's output

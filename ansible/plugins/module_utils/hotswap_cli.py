@@ -36,8 +36,8 @@ class HotswapFailure(Exception):
 
     def fail_kwargs(self, host_msg=""):
         out = {
-            "msg": "hotswap %s failed [%s]%s: %s"
-            % (self.argv[1] if self.argv and len(self.argv) > 1 else "", self.code,
+            "msg": "hotswap%s failed [%s]%s: %s"
+            % (" " + self.argv[1] if self.argv and len(self.argv) > 1 else "", self.code,
                " in phase %s" % self.phase if self.phase else "", self.message),
             "code": self.code,
             "phase": self.phase,
@@ -63,10 +63,24 @@ def state_args(params):
     return ["--state-dir", params["state_dir"]] if params.get("state_dir") else []
 
 
+def find_executable(module):
+    """The ``hotswap`` command: a path as it is, a bare name looked up in PATH; else
+    ``tool_missing``."""
+    executable = module.params["executable"]
+    found = executable if os.sep in executable else module.get_bin_path(executable)
+    if not found or not os.access(found, os.X_OK):
+        raise HotswapFailure(
+            "tool_missing",
+            "cannot run %s: not found or not executable (set hotswap_executable)" % executable,
+            argv=[executable],
+        )
+    return found
+
+
 def run_json(module, argv, ok_codes=(0,)):
     """Run ``argv`` (``hotswap`` first) and return its JSON object; raise HotswapFailure with
     hotswap's own error code when it failed."""
-    executable = module.params["executable"]
+    executable = find_executable(module)
     full = [executable] + list(argv)
     if "--json" not in full:
         full.append("--json")
@@ -83,9 +97,6 @@ def run_json(module, argv, ok_codes=(0,)):
             err.get("code", "unknown"), err.get("message", ""), err.get("details"), full, rc,
             stderr[-4000:],
         )
-    if rc == 127 or (rc != 0 and not stdout and "No such file" in stderr):
-        raise HotswapFailure("tool_missing", "cannot run %s: %s" % (executable, stderr.strip()),
-                             argv=full, rc=rc)
     raise HotswapFailure(
         "protocol_error",
         "%s exited %s without a JSON result: %s" % (" ".join(full), rc, (stderr or stdout)[-2000:]),

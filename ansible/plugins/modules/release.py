@@ -118,6 +118,7 @@ from ansible_collections.hotswap.fleet.plugins.module_utils.hotswap_cli import (
     EXIT_CHILD,
     HotswapFailure,
     common_argument_spec,
+    find_executable,
     is_s3,
     is_tarball,
     run_json,
@@ -146,7 +147,7 @@ def target_release(module, src, sha256):
 def check_hot(module, old, new):
     """``hotswap check OLD NEW``: the verdict (ok or not) as JSON."""
     p = module.params
-    argv = [p["executable"], "check", old, new, "--json"] + state_args(p)
+    argv = [find_executable(module), "check", old, new, "--json"] + state_args(p)
     if p["allow_dependency_changes"]:
         argv.append("--allow-dependency-changes")
     rc, stdout, stderr = module.run_command(argv, check_rc=False)
