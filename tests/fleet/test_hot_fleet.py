@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
+from hotswap.fleet.fetch import read_pointer
 from hotswap.release.build import BuildResult
 from tests.conftest import BuildRelease
 from tests.fleet.ansible_env import Ansible
+from tests.fleet.conftest import S3Server, run_cli
 from tests.fleet.hosts import open_hosts, write_inventory
 
 pytestmark = pytest.mark.slow
@@ -37,20 +40,37 @@ def new_a(build_release: BuildRelease) -> BuildResult:
 
 
 def test_hot_upgrade_of_three_hosts_keeps_every_process_and_is_idempotent(
-    ansible: Ansible, old_a: BuildResult, new_a: BuildResult, tmp_path: Path
+    ansible: Ansible,
+    s3_server: S3Server,
+    bucket: str,
+    old_a: BuildResult,
+    new_a: BuildResult,
+    tmp_path: Path,
 ) -> None:
     new = new_a.manifest.release_id
+    staged = run_cli("publish", new_a.tarball, f"s3://{bucket}/app/", "--no-current")
+    assert staged.returncode == 0, staged.stderr
+    url = f"s3://{bucket}/app/{new_a.tarball.name}"
     with open_hosts(tmp_path, [old_a.tarball] * 3) as hosts:
         inventory = write_inventory(tmp_path / "inventory.ini", hosts)
         pids = [h.get_json()["pid"] for h in hosts]
-        run = ansible.playbook("hot_upgrade", inventory, hotswap_release=new_a.tarball)
+        hotswap_bin = str(Path(sys.executable).with_name("hotswap"))
+        run = ansible.playbook(
+            "hot_upgrade",
+            inventory,
+            hotswap_release=url,
+            hotswap_promote="true",
+            hotswap_controller_executable=hotswap_bin,
+        )
         assert run.rc == 0, run
+        pointer = read_pointer(f"s3://{bucket}/app/")
+        assert (pointer.release_id, pointer.how) == (new, "hot")
         for host, pid in zip(hosts, pids, strict=True):
             assert host.get_json() == {"version": "2.0.0", "pid": pid, "path": "/"}
             status = host.status()
             assert status["current"] == status["active"]["release"] == new
             assert status["recent"][0]["how"] == "hot"
-        again = ansible.playbook("hot_upgrade", inventory, hotswap_release=new_a.tarball)
+        again = ansible.playbook("hot_upgrade", inventory, hotswap_release=url)
         assert again.rc == 0, again
         assert all(r["changed"] == 0 for r in again.recap().values()), again
 

@@ -13,7 +13,7 @@ from hotswap.errors import HotswapError
 from hotswap.fleet.fetch import fetch, locate, read_pointer
 from hotswap.fleet.follow import resolve_follow
 from hotswap.fleet.pointer import Pointer
-from hotswap.fleet.publish import publish
+from hotswap.fleet.publish import promote, publish
 from hotswap.fleet.s3 import ObjectStore, S3Url
 from hotswap.release.build import BuildResult
 from hotswap.release.store import ReleaseStore
@@ -40,6 +40,7 @@ def test_publish_writes_tarball_checksum_and_pointer_last(
     assert head["Metadata"] == {
         "release-id": release_v1.manifest.release_id,
         "sha256": release_v1.sha256,
+        "name": "fixture-app",
     }
     pointer = json.loads(client.get_object(Bucket=bucket, Key="app/current.json")["Body"].read())
     assert pointer["release_id"] == release_v1.manifest.release_id
@@ -48,6 +49,32 @@ def test_publish_writes_tarball_checksum_and_pointer_last(
     assert pointer["how"] == "blue-green" and pointer["published_by"] == "ci@build"
     assert pointer["published_at"].endswith("Z")
     assert read_pointer(f"s3://{bucket}/app/").release_id == release_v1.manifest.release_id
+
+
+def test_promote_points_current_at_a_published_tarball_without_moving_bytes(
+    s3_server: S3Server, bucket: str, release_v1: BuildResult, release_v2: BuildResult
+) -> None:
+    publish(release_v1.tarball, f"s3://{bucket}/app/")
+    staged = publish(release_v2.tarball, f"s3://{bucket}/app/", set_current=False)
+    assert staged["current"] is None
+    assert read_pointer(f"s3://{bucket}/app/").release_id == release_v1.manifest.release_id
+    out = promote(staged["tarball"], how="hot", by="ops@bastion")
+    pointer = read_pointer(f"s3://{bucket}/app/")
+    assert pointer.to_json() == {**out["pointer"], "format": 1}
+    assert (pointer.release_id, pointer.version, pointer.name) == (
+        release_v2.manifest.release_id,
+        "2.0.0",
+        "fixture-app",
+    )
+    assert (pointer.sha256, pointer.how) == (release_v2.sha256, "hot")
+    # a tarball that hotswap publish did not put there is refused
+    key = f"app/other-{release_v2.tarball.name}"
+    s3_server.client().upload_file(str(release_v2.tarball), bucket, key)
+    s3_server.client().put_object(Bucket=bucket, Key=key + ".sha256", Body=b"a" * 64)
+    with pytest.raises(HotswapError) as caught:
+        promote(f"s3://{bucket}/{key}")
+    assert caught.value.code == "manifest_invalid"
+    assert read_pointer(f"s3://{bucket}/app/").release_id == release_v2.manifest.release_id
 
 
 def test_publish_refuses_a_bad_tarball_before_uploading_anything(

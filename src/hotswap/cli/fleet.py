@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 def register(sub: Subparsers) -> None:
     _register_publish(sub)
+    _register_promote(sub)
     _register_fetch(sub)
 
 
@@ -100,6 +101,33 @@ def render_publish(data: dict[str, Any]) -> str:
     else:
         lines.append("  current.json left as it was")
     return "\n".join(lines)
+
+
+# -- promote ----------------------------------------------------------------------------------
+
+
+def _register_promote(sub: Subparsers) -> None:
+    p = add_command(
+        sub,
+        "promote",
+        cmd_promote,
+        render_publish,
+        help="point current.json at a release already in the bucket",
+        description="Write current.json beside TARBALL_URL naming it, without uploading or"
+        " downloading it (its release id from the object's metadata, its digest from its"
+        " .sha256): after `publish --no-current` and a rollout, or to go back to an older"
+        " release.",
+    )
+    p.add_argument("url", help="s3://bucket/prefix/NAME.tar.gz, published by hotswap publish")
+    p.add_argument("--how", choices=("blue-green", "hot"), default="blue-green")
+    p.add_argument("--by", metavar="WHO", help="who promotes (default as for publish)")
+    add_common(p, state=False)
+
+
+def cmd_promote(args: argparse.Namespace) -> dict[str, Any]:
+    from hotswap.fleet.publish import promote
+
+    return promote(args.url, how=args.how, by=args.by)
 
 
 # -- fetch ------------------------------------------------------------------------------------
