@@ -127,7 +127,7 @@ class Running:
 
 
 def start_supervisor(
-    release: Path | str,
+    release: Path | str | None,
     state_dir: Path,
     *,
     env: dict[str, str] | None = None,
@@ -138,7 +138,8 @@ def start_supervisor(
 ) -> Running:
     port = port or free_port()
     log_path = state_dir.parent / f"{state_dir.name}-supervisor-{port}.log"
-    argv = [sys.executable, "-m", "hotswap.cli", "run", str(release), "--state-dir", str(state_dir)]
+    argv = [sys.executable, "-m", "hotswap.cli", "run", *([str(release)] if release else [])]
+    argv += ["--state-dir", str(state_dir)]  # no release: the current one of the state dir
     for bind in binds or [f"127.0.0.1:{port}"]:
         argv += ["--bind", bind]
     argv += args or []
