@@ -150,7 +150,7 @@ def test_supervisor_sigkilled_at_random_points_of_a_swap_restarts_clean(
                  "--json", "-q"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-            wait_for(lambda: sup.status()["upgrading"], what="the swap to start")
+            wait_for(lambda sup=sup: sup.status()["upgrading"], what="the swap to start")
             delay = rng.uniform(0.0, 0.7)
             time.sleep(delay)  # not a wait: the random point of the swap where the kill lands
             phase = (sup.status().get("upgrade") or {}).get("phase", "none")
