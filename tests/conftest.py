@@ -21,9 +21,8 @@ from hotswap.release.build import BuildResult, build
 # pytest keeps only a user's three newest numbered temp dirs, removing older ones, even those of
 # a run still going: two checkouts testing at once on one machine delete each other's tmp_path.
 # Each checkout gets its own temp root (set before pytest computes its base temp).
-_TEMPROOT = Path("/tmp") / (
-    "hotswap-tests-" + hashlib.sha256(bytes(Path(__file__).parent)).hexdigest()[:10]
-)
+# Short: unix socket paths under tmp_path must stay within AF_UNIX's 108 bytes.
+_TEMPROOT = Path("/tmp") / ("hs-" + hashlib.sha256(bytes(Path(__file__).parent)).hexdigest()[:6])
 _TEMPROOT.mkdir(mode=0o700, exist_ok=True)
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMPROOT))
 
