@@ -58,6 +58,11 @@ def _register_build(sub: Subparsers) -> None:
         default="auto",
         help="what installs the dependencies (default: uv when present, else pip)",
     )
+    p.add_argument(
+        "--no-import-check",
+        action="store_true",
+        help="do not import the entry, hooks and services from the built tree",
+    )
     add_common(p, state=False)
 
 
@@ -65,7 +70,11 @@ def cmd_build(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap.release.build import build
 
     result = build(
-        args.project, args.output, installer=args.installer, progress=Progress(args.quiet)
+        args.project,
+        args.output,
+        installer=args.installer,
+        progress=Progress(args.quiet),
+        check_imports=not args.no_import_check,
     )
     return result.to_json()
 
