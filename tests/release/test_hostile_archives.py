@@ -291,6 +291,40 @@ CASES: dict[str, Case] = {
     "control-char-name": Case(
         archive(plus(file("lib/demo/\x1b[2Jx.py", b"x"))), "unsafe_member", "\\x1b[2Jx.py"
     ),
+    "c1-control-nel": Case(
+        archive(plus(file("lib/demo/x\u0085y.py", b"x"))), "unsafe_member", "lib/demo/x"
+    ),
+    "bidi-override": Case(
+        archive(plus(file("lib/demo/\u202eyp.exe", b"x"))), "unsafe_member", "lib/demo/"
+    ),
+    "line-separator": Case(
+        archive(plus(file("lib/demo/a\u2028b.py", b"x"))), "unsafe_member", "lib/demo/a"
+    ),
+    "pax-path-differs-from-ustar-name": Case(
+        archive(plus(M("lib/EVIL.py", b"x", pax=(("path", "lib/demo/evil.py"),)))),
+        "unsafe_member",
+        "lib/EVIL.py",
+    ),
+    "case-only-pair": Case(
+        archive(with_files({"lib/demo/Main.py": b"x"}, drop_dir="lib/x")),
+        "duplicate_member",
+        "case-insensitive",
+    ),
+    "nfc-nfd-pair": Case(
+        archive(
+            with_files(
+                {"lib/demo/caf\u00e9.py": b"x", "lib/demo/cafe\u0301.py": b"y"},
+                drop_dir="lib/x",
+            )
+        ),
+        "duplicate_member",
+        "normalising",
+    ),
+    "manifest-release-id-double-dot": Case(
+        archive(edit(set_path("release_id", "1..-" + "a" * 12))),
+        "manifest_invalid",
+        "release_id",
+    ),
     "non-utf8-name": Case(
         archive(plus(file("lib/demo/\udcff.py", b"x"))), "unsafe_member", "lib/demo/"
     ),

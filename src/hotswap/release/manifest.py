@@ -33,7 +33,7 @@ from hotswap.release.config import AppConfig
 from hotswap.release.record import MANIFEST_NAME
 
 FORMAT = "hotswap-release/1"
-RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,80}-[0-9a-f]{12}$")
+RELEASE_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._+-]{0,80}-[0-9a-f]{12}\Z")
 CREATED_MAX = 2**40
 MANIFEST_MAX_BYTES = 64 * 1024**2
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -42,7 +42,7 @@ _REQUIRED = ("format", "name", "version", "release_id", "python", "distributions
 
 def make_release_id(version: str, digest: str) -> str:
     """``<version>-<first 12 hex digits of digest>``, the version made safe for a file name."""
-    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", version)[:80] or "0"
+    safe = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._+-]", "_", version))[:80] or "0"
     return f"{safe}-{digest[:12]}"
 
 

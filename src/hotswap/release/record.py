@@ -53,7 +53,9 @@ def hash_file(path: str | os.PathLike[str]) -> Entry:
 
 _DIGEST = re.compile(r"sha256=[A-Za-z0-9_-]{43}")
 _SIZE = re.compile(r"[0-9]{1,19}")  # ASCII digits only ("²".isdigit() is true)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+# C0 and C1 controls (U+0085 is a line break to str.splitlines), backslash, bidi overrides
+# and isolates (a name that reads as another), line and paragraph separators
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 MAX_DEPTH = 64  # path components of one name

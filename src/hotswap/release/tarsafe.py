@@ -83,6 +83,24 @@ class _SafeTarInfo(tarfile.TarInfo):
             )
         return member
 
+    def _apply_pax_info(self, pax_headers: dict[str, str], encoding: str, errors: str) -> None:
+        # A pax path that is not the ustar name it extends: tar tools without pax support
+        # would write the other name. The ustar field holds at most the first 100 bytes (or
+        # prefix + name), with non-ASCII replaced by "?" when Python wrote it.
+        path = pax_headers.get("path")
+        if path is not None:
+            ustar = self.name.rstrip("/")
+            wanted = path.rstrip("/")
+            ascii_form = wanted.encode("ascii", "replace").decode("ascii")
+            if not ustar or not (wanted.startswith(ustar) or ascii_form.startswith(ustar)):
+                raise ReleaseError(
+                    "unsafe_member",
+                    f"member {shown(wanted)} has the ustar name {shown(ustar)}: a pax path "
+                    "must extend it",
+                    member=wanted[:MAX_PATH],
+                )
+        super()._apply_pax_info(pax_headers, encoding, errors)  # type: ignore[misc]
+
     def _proc_gnusparse_00(self, next: tarfile.TarInfo, *args: Any) -> None:
         _refuse_sparse(next.name)
 

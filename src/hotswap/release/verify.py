@@ -29,6 +29,7 @@ import re
 import stat
 import tarfile
 import time
+import unicodedata
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -199,6 +200,7 @@ def scan(
         src = Inflated(raw, keep=limits.buffer_bytes, cap=limits.stream_bytes, tick=deadline.check)
         try:
             seen: set[str] = set()
+            seen_folded: dict[str, str] = {}
             with open_tar(src) as tar:
                 for info in iter_members(tar):
                     deadline.check()
@@ -210,6 +212,15 @@ def scan(
                             member=member.name,
                         )
                     seen.add(member.name)
+                    folded = unicodedata.normalize("NFC", member.name).casefold()
+                    if folded in seen_folded:
+                        raise ReleaseError(
+                            "duplicate_member",
+                            f"member {member.name!r} and {seen_folded[folded]!r} are the same "
+                            "name on a case-insensitive or normalising file system",
+                            member=member.name,
+                        )
+                    seen_folded[folded] = member.name
                     total += member.size
                     if len(seen) > limits.max_files or total > limits.max_bytes:
                         raise ReleaseError(
