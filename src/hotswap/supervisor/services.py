@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from hotswap import contract
 from hotswap.control.protocol import VERSION
 from hotswap.errors import ChildError, HotswapError, UsageError
 from hotswap.release.config import ServiceSpec
@@ -98,7 +99,7 @@ class ServiceManager:
 
     def on_event(self, svc: Generation, name: str, data: dict[str, Any]) -> None:
         assert svc.service is not None
-        if name == "hello":
+        if name == contract.EVENT_HELLO:
             svc.hello = data
             if data.get("protocol") != VERSION:
                 self.log(
@@ -106,12 +107,12 @@ class ServiceManager:
                     f"this supervisor {VERSION}: refused"
                 )
                 svc.kill()
-        elif name == "ready":
+        elif name == contract.EVENT_READY:
             svc.move(GenState.LIVE)
             future = self._ready.get(svc.service)
             if future is not None and not future.done():
                 future.set_result(None)
-        elif name == "protocol_error":
+        elif name == contract.EVENT_PROTOCOL_ERROR:
             self.log(f"service {svc.service}: {data.get('error')}")
             svc.kill()
 
@@ -167,7 +168,9 @@ class ServiceManager:
                 raise ChildError("service_failed", f"service {name} is restarting; try again")
             known = ", ".join(sorted(self._specs)) or "none"
             raise UsageError("service_not_found", f"no service {name!r} (services: {known})")
-        return await svc.request("call", timeout=None, method=method, args=args, kwargs=kwargs)
+        return await svc.request(
+            contract.OP_CALL, timeout=None, method=method, args=args, kwargs=kwargs
+        )
 
     async def stop(self) -> None:
         """SIGTERM every service (its ``stop()`` runs), wait, then kill what is left."""

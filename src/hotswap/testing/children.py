@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hotswap import contract
 from hotswap.control.protocol import VERSION
 from hotswap.errors import ResourceError
 from hotswap.hot.testing import write_release
@@ -83,18 +84,18 @@ class FakeGeneration(Generation):
         self.child.requests.append((op, args))
         if self.child.exited:
             raise ResourceError("protocol_error", f"generation {self.number}'s channel is closed")
-        if op == "go" and not self.child.script.go:
+        if op == contract.OP_GO and not self.child.script.go:
             await asyncio.sleep(timeout if timeout is not None else 3600.0)
             raise ResourceError(
                 "protocol_error", f"generation {self.number} did not answer {op!r} in {timeout}s"
             )
-        if op == "call":
+        if op == contract.OP_CALL:
             return {"method": args.get("method"), "args": args.get("args")}
         return {"pid": self.pid}
 
     def send_nowait(self, op: str, **args: Any) -> None:
         self.child.requests.append((op, args))
-        if op == "drain" and not self.child.exited:
+        if op == contract.OP_DRAIN and not self.child.exited:
             delay = self.child.script.drain_exit_after
             if delay is not None:
                 self.child.later(delay, self.child.exit, 0)
@@ -124,7 +125,7 @@ class FakeChild:
 
     def start(self) -> None:
         s = self.script
-        self.event("hello", protocol=s.protocol, hotswap="fake", pid=self.gen.pid)
+        self.event(contract.EVENT_HELLO, protocol=s.protocol, hotswap="fake", pid=self.gen.pid)
         if s.exit_before_ready is not None:
             self.later(s.ready_after or 0.0, self.exit, s.exit_before_ready)
         elif s.ready_after is not None:
@@ -135,7 +136,7 @@ class FakeChild:
             self.hub.on_event(self.gen, name, data)
 
     def ready(self) -> None:
-        self.event("ready", pid=self.gen.pid)
+        self.event(contract.EVENT_READY, pid=self.gen.pid)
         if self.script.exit_after_ready is not None:
             self.later(self.script.exit_after_ready, self.exit, self.script.exit_code)
         if self.script.bad_line_after_ready is not None:
@@ -143,7 +144,7 @@ class FakeChild:
 
     def bad_line(self) -> None:
         error = ResourceError("protocol_error", "not a control protocol line: b'garbage'")
-        self.event("protocol_error", error=error.to_json())
+        self.event(contract.EVENT_PROTOCOL_ERROR, error=error.to_json())
 
     def exit(self, code: int) -> None:
         """The process exits with ``code`` (reported on the next turn of the loop)."""
