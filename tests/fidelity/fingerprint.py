@@ -122,14 +122,16 @@ class Describer:
         if isinstance(v, dict) and depth < 3:
             items = sorted(((repr(k), self.value(x, depth=depth + 1)) for k, x in v.items()))
             return "dict:" + self.digest(items)
-        return self.instance(v)
+        return self.instance(v, nested=depth > 0)
 
-    def instance(self, v: Any) -> str:
+    def instance(self, v: Any, nested: bool = False) -> str:
+        """The class and attribute names (and their types, unless ``nested`` in a container:
+        objects that import-time code used hold scratch state, a rebuilt one does not)."""
         t = type(v)
         kind = f"instance:{t.__module__}.{t.__qualname__}"
         state = _safe_getattr(v, "__dict__")
         if isinstance(state, dict):
-            keys = sorted((k, type(x).__qualname__) for k, x in state.items())
+            keys = sorted(k if nested else (k, type(x).__qualname__) for k, x in state.items())
             return kind + ":" + self.digest(keys)
         if t.__repr__ is not object.__repr__:
             try:

@@ -20,6 +20,7 @@ differences.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -170,7 +171,9 @@ def _timed(fn: Any, samples: int, *args: Any) -> tuple[str, list[float]]:
 
 
 def _run_pair(pair: Pair, work: Path, cache: Path, samples: int) -> Result:
-    from hotswap.hot.check import check, static_check
+    checks = importlib.import_module("hotswap.hot.check")
+    check = checks.check
+    static_check = getattr(checks, "static_check", check)  # older engines: check was static
 
     base = work / f"{_norm(pair.dist)}-{pair.old}-{pair.new}"
     old = build_release(base / "old", cache, pair, pair.old)

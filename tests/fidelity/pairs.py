@@ -281,7 +281,11 @@ PAIRS: tuple[Pair, ...] = (
         ("soupsieve",),
         needs=(("beautifulsoup4", "4.12.3"),),
         setup="import soupsieve as sv",
-        probes=("sv.compile('div > p:nth-child(2n+1)').pattern",),
+        probes=(
+            "sv.compile('div > p:nth-child(2n+1)').pattern",
+            "sv.compile('& > p').pattern",
+            "sv.compile(':nonexistent')",
+        ),
     ),
     Pair(
         "typing-extensions",
