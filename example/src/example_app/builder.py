@@ -12,8 +12,8 @@ The deployer service uses it for every deploy; ``start.sh`` uses it for the firs
 
 ``fault`` makes a deliberately bad build, for the page's failure drills: ``"build"`` writes a
 module that does not compile (``hotswap build`` fails while compiling bytecode), ``"boot"`` one
-that raises when imported (the build succeeds, the new generation dies at boot and the swap is
-refused).
+that raises when imported inside a generation (the build and its import check succeed, the new
+generation dies at boot and the swap is refused).
 """
 
 from __future__ import annotations
@@ -78,8 +78,12 @@ def render_constants(label: str, build: int, fault: str | None = None) -> str:
     elif fault == "boot":
         lines += [
             "",
-            "# The 'Crash on boot' drill: the build succeeds, importing the app fails.",
-            'raise RuntimeError("this build crashes on boot, as asked")',
+            "# The 'Crash on boot' drill: importing the app fails only where it runs (as an",
+            "# app missing a production setting would), so the build and its import check pass",
+            "# and the new generation dies at boot.",
+            "import os",
+            'if os.environ.get("HOTSWAP_CHILD"):',
+            '    raise RuntimeError("this build crashes on boot, as asked")',
         ]
     elif fault is not None:
         raise ValueError(f"fault must be one of {FAULTS}, got {fault!r}")
