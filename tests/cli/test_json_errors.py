@@ -30,6 +30,7 @@ BAD = [
     (["handoff", "get", "k", "--state-dir", "{state}"], "not_running"),
     (["publish", "{tmp}/nope.tar.gz", "not-a-url"], None),
     (["fetch", "not-a-url", "--state-dir", "{state}"], "bad_url"),
+    (["promote", "not-a-url"], "bad_url"),
     (["systemd-unit", "--name", "x", "--release", "{tmp}/nope.tar.gz"], "release_not_found"),
     (["env", "list", "--state-dir", "{tmp}/a-file"], None),
     (["env", "set", "NOEQUALS"], "bad_arguments"),

@@ -117,6 +117,7 @@ def _register_promote(sub: Subparsers) -> None:
         " downloading it (its release id from the object's metadata, its digest from its"
         " .sha256): after `publish --no-current` and a rollout, or to go back to an older"
         " release.",
+        example="hotswap promote s3://releases/myapp/myapp-1.1.0-f6612c7111d9.tar.gz",
     )
     p.add_argument("url", help="s3://bucket/prefix/NAME.tar.gz, published by hotswap publish")
     p.add_argument("--how", choices=("blue-green", "hot"), default="blue-green")
