@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hotswap.cli import EXIT_USAGE
+from hotswap.cli import EXIT_RESOURCE, EXIT_USAGE
 from hotswap.errors import ALL_CODES
 from tests.cli.helpers import as_json, hotswap
 from tests.cli.test_commands import COMMANDS
@@ -80,3 +80,12 @@ def test_every_command_is_covered_here() -> None:
 def test_every_help_ends_with_an_example(command: str, tmp_path: Path) -> None:
     lines = hotswap(command, "--help", home=tmp_path).stdout.rstrip().splitlines()
     assert lines[-1].startswith(f"example: hotswap {command} ")
+
+
+def test_an_os_error_no_layer_mapped_is_io_error_not_a_traceback(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 110)  # its control.sock is over the AF_UNIX path limit
+    deep.mkdir(mode=0o700)
+    proc = hotswap("status", "--state-dir", deep, "--json", home=tmp_path)
+    assert proc.returncode == EXIT_RESOURCE
+    assert as_json(proc)["error"]["code"] == "io_error"
+    assert "Traceback" not in proc.stderr

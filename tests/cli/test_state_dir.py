@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hotswap.cli import EXIT_OK, EXIT_USAGE
+import pytest
+
+from hotswap.cli import EXIT_OK, EXIT_USAGE, statedir
+from hotswap.errors import UsageError
+from hotswap.release.build import BuildResult
 from tests.cli.helpers import as_json, hotswap
 
 
@@ -66,3 +70,24 @@ def test_help_says_how_the_state_dir_is_chosen(tmp_path: Path) -> None:
     releases = " ".join(hotswap("releases", "--help", home=tmp_path).stdout.split())
     assert "the only state dir under" in releases
     assert "/default" not in releases
+
+
+def test_unpack_defaults_to_the_tarballs_app_dir(tmp_path: Path, release_v1: BuildResult) -> None:
+    base = _app_dirs(tmp_path, "shop")  # another app's dir is not where this release goes
+    proc = hotswap("unpack", release_v1.tarball, "--json", home=tmp_path)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert Path(as_json(proc)["path"]).parent.parent == base / release_v1.manifest.name
+
+
+def test_with_several_state_dirs_a_tarball_picks_its_apps(
+    tmp_path: Path, release_v1: BuildResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # in-process (upgrade's own socket path would not fit AF_UNIX's limit this deep)
+    monkeypatch.delenv("HOTSWAP_STATE_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "x"))
+    base = _app_dirs(tmp_path, "shop", release_v1.manifest.name)
+    picked = statedir.resolve(None, tarball=str(release_v1.tarball))
+    assert picked == base / release_v1.manifest.name
+    with pytest.raises(UsageError) as unknown:
+        statedir.resolve(None)  # without the tarball: which one?
+    assert unknown.value.code == "state_dir_unknown"

@@ -182,17 +182,25 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         data = handler(args)
     except HotswapError as e:
-        if args.json:
-            print(json.dumps({"ok": False, "error": e.to_json()}, indent=2))
-        else:
-            tail = int(getattr(args, "error_tail", ERROR_TAIL))
-            print(error_text(e, tail=tail), file=sys.stderr)
-        return exit_status(e)
+        return _refuse(args, e)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # what no layer below mapped: still a code, never a traceback
+        return _refuse(args, ResourceError("io_error", f"{type(e).__name__}: {e}"))
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
     else:
         render: Renderer = args.render
         print(render(data))
     return int(getattr(args, "exit_status", EXIT_OK))
+
+
+def _refuse(args: argparse.Namespace, error: HotswapError) -> int:
+    """Print ``error`` (JSON on stdout with ``--json``, else text on stderr); its status."""
+    if args.json:
+        print(json.dumps({"ok": False, "error": error.to_json()}, indent=2))
+    else:
+        print(error_text(error, tail=int(getattr(args, "error_tail", ERROR_TAIL))), file=sys.stderr)
+    return exit_status(error)

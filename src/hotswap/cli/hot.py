@@ -69,7 +69,7 @@ def cmd_hot_upgrade(args: argparse.Namespace) -> dict[str, Any]:
     return api.hot_upgrade_generation(
         args.release,
         sha256=args.sha256,
-        state_dir=statedir.resolve(args.state_dir),
+        state_dir=statedir.resolve(args.state_dir, tarball=args.release),
         suspend_timeout=args.suspend_timeout,
         allow_dependency_changes=args.allow_dependency_changes,
         no_quiesce=args.no_quiesce,

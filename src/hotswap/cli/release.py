@@ -13,6 +13,7 @@ from hotswap.cli.render import Progress, human_bytes, when
 if TYPE_CHECKING:
     from hotswap.cli import Subparsers
     from hotswap.release.store import ReleaseStore
+    from hotswap.release.verify import Limits
 
 
 def register(sub: Subparsers) -> None:
@@ -22,20 +23,28 @@ def register(sub: Subparsers) -> None:
     _register_releases(sub)
 
 
-def open_store(args: argparse.Namespace, *, writes: bool = True) -> ReleaseStore:
-    """The release store of the state dir (see :mod:`~hotswap.cli.statedir`), bounded by
-    ``--max-bytes`` / ``--max-files``. A command that ``writes`` nothing (``inspect``) needs
-    no state dir and gets a store that is never created."""
+def open_store(
+    args: argparse.Namespace, *, writes: bool = True, app: str | None = None
+) -> ReleaseStore:
+    """The release store of the state dir (see :mod:`~hotswap.cli.statedir`; ``app``'s own
+    by default when it is known), bounded by ``--max-bytes`` / ``--max-files``. A command that
+    ``writes`` nothing (``inspect``) needs no state dir and gets a store never created."""
     from hotswap.release.store import ReleaseStore
+
+    limits = limits_of(args)
+    if not writes and not statedir.given(args.state_dir):
+        return ReleaseStore(statedir.base_dir() / "unused", limits=limits)
+    return ReleaseStore(statedir.resolve(args.state_dir, app=app), limits=limits)
+
+
+def limits_of(args: argparse.Namespace) -> Limits:
+    """The verification limits, with ``--max-bytes`` / ``--max-files`` where given."""
     from hotswap.release.verify import Limits
 
-    limits = Limits(
+    return Limits(
         max_bytes=getattr(args, "max_bytes", None) or Limits.max_bytes,
         max_files=getattr(args, "max_files", None) or Limits.max_files,
     )
-    if not writes and not statedir.given(args.state_dir):
-        return ReleaseStore(statedir.base_dir() / "unused", limits=limits)
-    return ReleaseStore(statedir.resolve(args.state_dir), limits=limits)
 
 
 # -- build ------------------------------------------------------------------------------------
@@ -153,11 +162,14 @@ def _register_unpack(sub: Subparsers) -> None:
         help="verify a tarball and unpack it into the release store",
     )
     add_verify_options(p)
-    add_common(p)
+    add_common(p, state_help=statedir.APP_HELP)
 
 
 def cmd_unpack(args: argparse.Namespace) -> dict[str, Any]:
-    release = open_store(args).unpack(
+    app = None
+    if not statedir.given(args.state_dir):  # the tarball's app names the store
+        app = statedir.app_of(args.tarball, args.sha256, limits_of(args))
+    release = open_store(args, app=app).unpack(
         Path(args.tarball), expected_sha256=args.sha256, progress=Progress(args.quiet)
     )
     return {"ok": True, **release.summary()}

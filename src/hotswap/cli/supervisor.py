@@ -29,10 +29,7 @@ def register(sub: Subparsers) -> None:
 # -- run --------------------------------------------------------------------------------------
 
 
-RUN_STATE_HELP = (
-    "the app's state dir (default: $HOTSWAP_STATE_DIR, else ~/.local/state/hotswap/APP"
-    " with APP the tarball's app name, else the only state dir there)"
-)
+RUN_STATE_HELP = statedir.APP_HELP[:-1] + ", else the only state dir there)"
 
 
 def _register_run(sub: Subparsers) -> None:
@@ -115,7 +112,6 @@ def _binds(args: argparse.Namespace) -> list[BindSpec]:
 def prepare_run(args: argparse.Namespace) -> tuple[ReleaseStore, str | None, str | None]:
     """The store, the release ``run`` serves and its sha256, verified and unpacked: everything
     that can be refused is refused here, before a listener is bound."""
-    from hotswap.release import verify
     from hotswap.release.store import ReleaseStore, absolute_ref, is_tarball_ref
 
     store = None
@@ -129,7 +125,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[ReleaseStore, str | None, str
         named = ref or initial  # a tarball names its app, and so the app's state dir
         app = None
         if named is not None and is_tarball_ref(named) and not statedir.given(args.state_dir):
-            app = verify.scan(Path(named), expected_sha256=sha256).manifest.name
+            app = statedir.app_of(named, sha256)
         store = ReleaseStore(statedir.resolve(args.state_dir, app=app))
     if ref is None and initial is not None and not store.read_state()["current"]:
         ref = initial
@@ -201,7 +197,7 @@ def cmd_upgrade(args: argparse.Namespace) -> dict[str, Any]:
     return api.upgrade(
         args.release,
         sha256=args.sha256,
-        state_dir=statedir.resolve(args.state_dir),
+        state_dir=statedir.resolve(args.state_dir, tarball=args.release),
         on_phase=PhasePrinter(args.quiet or args.json),
     )
 
