@@ -73,12 +73,15 @@ def upgrade(
     state_dir: StateDir = None,
     on_phase: Callable[[dict[str, Any]], None] | None = None,
     timeout: float | None = None,
+    allow_other_app: bool = False,
 ) -> dict[str, Any]:
     """Blue-green swap to ``release`` (a tarball path, a release id already in the store, or
     an ``s3://`` URL, see :func:`local_release`). Blocks until done; returns the swap record
     (timings per phase) or raises the error with its code (``upgrade_in_progress``,
-    ``boot_failed``, ``health_failed``, ...)."""
+    ``boot_failed``, ``health_failed``, ...). A release of another app than the one that
+    serves is refused (``different_app``) unless ``allow_other_app``."""
     ref, sha256 = local_release(release, sha256, state_dir=state_dir)
+    extra = {"allow_other_app": True} if allow_other_app else {}
     result: dict[str, Any] = client.call(
         contract.OP_UPGRADE,
         state_dir=state_dir,
@@ -86,6 +89,7 @@ def upgrade(
         on_event=on_phase,
         release=ref,
         sha256=sha256,
+        **extra,
     )
     return result
 

@@ -37,6 +37,7 @@ USAGE_CODES = frozenset(
         "bad_request",  # malformed control request
         "handoff_too_large",  # handoff value over the size limit
         "handoff_invalid",  # handoff value not JSON-compatible or bytes
+        "different_app",  # upgrade to a release of another app (allow_other_app to mean it)
         "service_not_found",  # no service of that name runs under the supervisor
         "bad_url",  # not a valid s3:// URL (bucket name, '..' in the key)
         "import_failed",  # at build: the entry, a hook, a service or the server won't import

@@ -371,3 +371,19 @@ def test_generation_states_follow_the_lifecycle(tmp_path: Path) -> None:
 
     states, _, _w = run(tmp_path, scenario)
     assert states == [GenState.LIVE, GenState.RETIRED, GenState.LIVE]
+
+
+def test_an_upgrade_to_another_app_is_refused_unless_allowed(tmp_path: Path) -> None:
+    async def scenario(w: World) -> tuple[HotswapError, int, dict[str, Any]]:
+        other = fake_release(w.sup.state_dir, "9", name="other", **APP)
+        with pytest.raises(UsageError) as caught:
+            await w.sup.upgrade(other)
+        spawned = len(w.fake.children)
+        allowed = await w.sup.upgrade(other, allow_other_app=True)
+        return caught.value, spawned, allowed
+
+    (error, spawned, allowed), _, w = run(tmp_path, scenario)
+    assert error.code == "different_app" and error.details["phase"] == "unpack"
+    assert error.details["serving"] == "fake" and error.details["release_app"] == "other"
+    assert spawned == 1  # refused before anything was started
+    assert allowed["ok"] and w.sup.store.read_state()["current"] == allowed["release"]

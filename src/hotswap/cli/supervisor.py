@@ -188,6 +188,11 @@ def _register_upgrade(sub: Subparsers) -> None:
         "release", help="release tarball, the id of a release in the store, or an s3:// URL"
     )
     p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
+    p.add_argument(
+        "--allow-other-app",
+        action="store_true",
+        help="swap to a release of another app than the one serving (refused otherwise)",
+    )
     add_common(p)
 
 
@@ -199,6 +204,7 @@ def cmd_upgrade(args: argparse.Namespace) -> dict[str, Any]:
         sha256=args.sha256,
         state_dir=statedir.resolve(args.state_dir, tarball=args.release),
         on_phase=PhasePrinter(args.quiet or args.json),
+        allow_other_app=args.allow_other_app,
     )
 
 

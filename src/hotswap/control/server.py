@@ -58,6 +58,7 @@ class Steerable(Protocol):
         how: str = ...,
         sha256: str | None = ...,
         progress: Progress | None = ...,
+        allow_other_app: bool = ...,
     ) -> dict[str, Any]: ...
 
     async def rollback(self, *, progress: Progress | None = ...) -> dict[str, Any]: ...
@@ -239,7 +240,10 @@ async def _status(sup: Steerable, _args: Args, _progress: Progress) -> Any:
 
 async def _upgrade(sup: Steerable, args: Args, progress: Progress) -> Any:
     ref, sha256 = args.string("release"), args.sha256()
-    return await sup.upgrade(ref, how="blue-green", sha256=sha256, progress=progress)
+    other = args.flag("allow_other_app")
+    return await sup.upgrade(
+        ref, how="blue-green", sha256=sha256, progress=progress, allow_other_app=other
+    )
 
 
 async def _rollback(sup: Steerable, _args: Args, progress: Progress) -> Any:
@@ -282,7 +286,7 @@ async def _handoff_delete(sup: Steerable, args: Args, _progress: Progress) -> An
 _OPS: dict[str, tuple[frozenset[str], Op]] = {
     contract.OP_PING: (frozenset(), _ping),
     contract.OP_STATUS: (frozenset(), _status),
-    contract.OP_UPGRADE: (frozenset({"release", "sha256"}), _upgrade),
+    contract.OP_UPGRADE: (frozenset({"release", "sha256", "allow_other_app"}), _upgrade),
     contract.OP_ROLLBACK: (frozenset(), _rollback),
     contract.OP_HOT_UPGRADE: (
         frozenset(

@@ -410,13 +410,16 @@ class Supervisor:
         how: str = "blue-green",
         sha256: str | None = None,
         progress: Progress | None = None,
+        allow_other_app: bool = False,
     ) -> dict[str, Any]:
         """Swap to the release ``ref`` (a tarball path or a release id in the store).
-        Refused at once while another swap runs (promise 4)."""
+        Refused at once while another swap runs (promise 4); refused (``different_app``) in
+        its unpack phase if it is another app than the one serving, unless
+        ``allow_other_app``."""
         self._refuse_if_busy()
         if self.stopping:
             raise UsageError("not_running", "the supervisor is shutting down")
-        driver = SwapDriver(self, ref, how, sha256)
+        driver = SwapDriver(self, ref, how, sha256, allow_other_app=allow_other_app)
         self.swapping = driver
         self._idle.clear()
         if how in RELOADS and self.active is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hotswap import contract
-from hotswap.errors import HotswapError
+from hotswap.errors import HotswapError, UsageError
 from hotswap.release.store import Release, is_tarball_ref
 from hotswap.supervisor import swap
 from hotswap.supervisor.generation import Generation
@@ -34,8 +34,17 @@ PROBE_EXIT_GRACE = 0.5  # a probe that broke: how long to wait for the child's e
 class SwapDriver:
     """One swap of ``sup`` to the release ``ref``; :meth:`run` returns its record or raises."""
 
-    def __init__(self, sup: Supervisor, ref: str, how: str, sha256: str | None) -> None:
+    def __init__(
+        self,
+        sup: Supervisor,
+        ref: str,
+        how: str,
+        sha256: str | None,
+        *,
+        allow_other_app: bool = False,
+    ) -> None:
         self.sup = sup
+        self.allow_other_app = allow_other_app
         self.ref = ref
         self.how = how
         self.sha256 = sha256
@@ -145,6 +154,7 @@ class SwapDriver:
         match action:
             case swap.Unpack():
                 release = await loop.run_in_executor(None, resolve, sup, self.ref, self.sha256)
+                self._check_app(release)
                 config = release.manifest.app_config()
                 self.release = release
                 self.post(
@@ -192,6 +202,20 @@ class SwapDriver:
                 self.post(swap.Committed())
             case swap.Finish():
                 pass  # read from the machine by _finish
+
+    def _check_app(self, release: Release) -> None:
+        """A blue-green upgrade to another app is a mistake more often than not: refused
+        unless the caller says it means it."""
+        serving = self.sup.active.release.manifest.name if self.sup.active else None
+        name = release.manifest.name
+        if self.how == "blue-green" and serving not in (None, name) and not self.allow_other_app:
+            raise UsageError(
+                "different_app",
+                f"{release.id} is a release of {name!r}, and {serving!r} serves here: "
+                "pass allow_other_app (hotswap upgrade --allow-other-app) to swap to it",
+                serving=serving,
+                release_app=name,
+            )
 
     async def _cutover(self, action: swap.Cutover) -> None:
         sup = self.sup

@@ -214,15 +214,15 @@ class FakeChildren:
         return gen.child.script.health
 
 
-def fake_release(state_dir: Path, version: str, **app: Any) -> str:
-    """Put a small release of version ``version`` in ``state_dir``'s store (its ``app``
-    config overridden by ``app``); returns its release id."""
+def fake_release(state_dir: Path, version: str, *, name: str = "fake", **app: Any) -> str:
+    """Put a small release of app ``name``, version ``version``, in ``state_dir``'s store
+    (its ``app`` config overridden by ``app``); returns its release id."""
     releases = state_dir / "releases"
     releases.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config = {"distribution": "fake", "entry": "app:app", "server": "callable", **app}
-    staging = releases / f".fake-{version}"
+    config = {"distribution": name, "entry": "app:app", "server": "callable", **app}
+    staging = releases / f".fake-{name}-{version}"
     write_release(
-        staging, {"app.py": f"VERSION = {version!r}\n"}, name="fake", version=version, app=config
+        staging, {"app.py": f"VERSION = {version!r}\n"}, name=name, version=version, app=config
     )
     release_id = str(json.loads((staging / "RELEASE.json").read_text())["release_id"])
     target = releases / release_id
