@@ -2,7 +2,8 @@
 
 ``supervisor(tarball, tmp_path, env=...)`` starts ``hotswap run`` on a free loopback port,
 waits until it answers, and on exit stops it with SIGTERM and checks that nothing leaked:
-every generation it started is gone, and nothing listens on the port any more.
+no descriptor more than once it served, every generation it started gone, nothing listening
+on the port any more.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Running:
     state_dir: Path
     log_path: Path
     seen_pids: set[int] = field(default_factory=set)
+    fds_at_start: int | None = None  # the supervisor's open descriptors once it served
 
     def get(self, path: str = "/", timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -157,6 +159,7 @@ def start_supervisor(
         running.get_json()
         # serving starts at cutover; the initial swap still records state.json after it
         wait_for(lambda: not running.status()["upgrading"], what="the initial boot to finish")
+        running.fds_at_start = fd_count(proc.pid)
     return running
 
 
@@ -180,8 +183,17 @@ def supervisor(
 
 
 def stop_and_check(running: Running, pids: set[int]) -> None:
-    """Stop the supervisor with SIGTERM and check it left nothing behind: exit status 0, every
-    process in ``pids`` gone, nothing listening on its port any more."""
+    """Stop the supervisor with SIGTERM and check it left nothing behind: no more descriptors
+    open than once it served, exit status 0, every process in ``pids`` gone, nothing
+    listening on its port any more."""
+    start = running.fds_at_start
+    if start is not None and running.proc.poll() is None:
+        pid = running.proc.pid
+        wait_for(
+            lambda: fd_count(pid) <= start,
+            timeout=10,
+            what=f"the supervisor's descriptors to come back to {start} (a leak?)",
+        )
     code = running.stop()
     assert code == 0, f"supervisor exited {code}:\n{running.log()[-3000:]}"
     wait_for(
