@@ -240,10 +240,8 @@ async def _status(sup: Steerable, _args: Args, _progress: Progress) -> Any:
 
 async def _upgrade(sup: Steerable, args: Args, progress: Progress) -> Any:
     ref, sha256 = args.string("release"), args.sha256()
-    other = args.flag("allow_other_app")
-    return await sup.upgrade(
-        ref, how="blue-green", sha256=sha256, progress=progress, allow_other_app=other
-    )
+    other = {"allow_other_app": True} if args.flag("allow_other_app") else {}
+    return await sup.upgrade(ref, how="blue-green", sha256=sha256, progress=progress, **other)
 
 
 async def _rollback(sup: Steerable, _args: Args, progress: Progress) -> Any:
