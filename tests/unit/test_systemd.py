@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -172,3 +173,14 @@ def test_a_release_under_tmp_and_a_missing_state_dir_are_warned_about(tmp_path: 
     assert any("PrivateTmp" in w for w in found)
     assert any("does not exist" in w for w in found)
     assert warnings(_opts()) == []  # /var/lib: systemd creates it (StateDirectory=)
+
+
+def test_systemd_unit_defaults_the_state_dir_to_var_lib_name(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "HOTSWAP_STATE_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hotswap.cli", "systemd-unit", "--name", "shop", "--json"],
+        capture_output=True, text=True, timeout=60, check=True, env={**env, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    service = _directives(json.loads(done.stdout)["files"]["shop.service"])
+    assert service["Environment"] == ["HOTSWAP_STATE_DIR=/var/lib/shop"]
+    assert service["StateDirectory"] == ["shop"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -22,8 +23,9 @@ def register(sub: Subparsers) -> None:
         render_units,
         help="print systemd units that run the supervisor (Type=notify, reload = blue-green)",
         description="Print NAME.service (and with --socket one NAME.socket per listener name) "
-        "for a supervisor of this state dir. With --release the unit boots that tarball the "
-        "first time, the current release every later time, and takes its shutdown_timeout.",
+        "for a supervisor of this state dir (default /var/lib/NAME). With --release the unit "
+        "boots that tarball the first time, the current release every later time, and takes "
+        "its shutdown_timeout.",
         example="hotswap systemd-unit --name shop --bind 127.0.0.1:8000"
         " --state-dir /var/lib/shop --release dist/shop-1.0.0-*.tar.gz -o /etc/systemd/system",
     )
@@ -71,10 +73,13 @@ def cmd_systemd_unit(args: argparse.Namespace) -> dict[str, Any]:
         DEFAULT_HEALTH_TIMEOUT,
         DEFAULT_SHUTDOWN_TIMEOUT,
     )
-    from hotswap.release.store import ReleaseStore, absolute_ref, resolve_state_dir
+    from hotswap.release.store import ReleaseStore, absolute_ref
     from hotswap.systemd import UnitOptions, service_unit, socket_units, warnings
 
-    state_dir = resolve_state_dir(args.state_dir).absolute()
+    # a system service keeps its state in /var/lib/NAME (StateDirectory=), not in a home dir
+    state_dir = Path(
+        args.state_dir or os.environ.get("HOTSWAP_STATE_DIR") or f"/var/lib/{args.name}"
+    ).absolute()
     timeouts: dict[str, float] = {
         "shutdown_timeout": DEFAULT_SHUTDOWN_TIMEOUT,
         "boot_timeout": DEFAULT_BOOT_TIMEOUT,
