@@ -64,9 +64,11 @@ def test_unit_starts_reloads_blue_green_stops_in_time_and_restarts_on_the_curren
     notify.settimeout(60)
     env = {"NOTIFY_SOCKET": str(notify_path)}
     seen: list[str] = []
+    launched: list[subprocess.Popen[bytes]] = []
     try:
         # first start: nothing deployed, so --initial boots v1
         proc = launch_activated(exec_start, {"http": port}, tmp_path / "first.log", env)
+        launched.append(proc)
         running = Running(proc, port, tmp_path / "state", tmp_path / "first.log")
         _recv_until(notify, "READY=1", seen)
         assert running.get_json()["version"] == "1.0.0"
@@ -98,6 +100,7 @@ def test_unit_starts_reloads_blue_green_stops_in_time_and_restarts_on_the_curren
         _recv_until(notify, "STOPPING=1", seen)
         # the next start (a reboot): the same ExecStart boots the current release, v2
         proc = launch_activated(exec_start, {"http": port}, tmp_path / "second.log", env)
+        launched.append(proc)
         again = Running(proc, port, tmp_path / "state", tmp_path / "second.log")
         _recv_until(notify, "READY=1", seen)
         wait_for(lambda: not again.status()["upgrading"], what="the boot to finish")
@@ -105,3 +108,7 @@ def test_unit_starts_reloads_blue_green_stops_in_time_and_restarts_on_the_curren
         stop_and_check(again, again.seen_pids)
     finally:
         notify.close()
+        for leftover in launched:  # on a failure: nothing of this test keeps running
+            if leftover.poll() is None:
+                leftover.kill()
+                leftover.wait(10)
