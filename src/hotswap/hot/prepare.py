@@ -359,26 +359,6 @@ def _check_closures(plan: ModulePlan, index: HeapIndex, reasons: list[Reason]) -
             reasons.append(Reason("closure", f"{plan.name}: {cells}", subject=where))
 
 
-def _owner_class(module: types.ModuleType, qualname: str) -> type | None:
-    parts = qualname.split(".")
-    if "<locals>" in parts:
-        parts = parts[: parts.index("<locals>")]
-    cls = _resolve(module, ".".join(parts[:-1]))
-    return cls if isinstance(cls, type) else None
-
-
-def _resolve(module: types.ModuleType, qualname: str) -> object:
-    obj: object = module
-    for part in qualname.split(".") if qualname else ():
-        if part.startswith("<"):
-            return None
-        d = getattr(obj, "__dict__", None)
-        if not isinstance(d, dict | types.MappingProxyType) or part not in d:
-            return None
-        obj = d[part]
-    return obj
-
-
 def _with_subclasses(cls: type) -> set[type]:
     out: set[type] = set()
     stack = [cls]
