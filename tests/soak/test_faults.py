@@ -27,8 +27,8 @@ import pytest
 
 import hotswap
 from tests.conftest import BuildRelease, BuildResult
+from tests.diskfull import fill, small_tmpfs
 from tests.e2e.harness import start_supervisor, stop_and_check, wait_for
-from tests.e2e.test_commit_failure import fill, small_tmpfs
 from tests.soak.soak import hotswap_processes
 
 FAST = {"boot_timeout": 20, "health_timeout": 5, "shutdown_timeout": 3}

@@ -3,7 +3,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from hotswap.errors import ResourceError, UsageError
 from hotswap.supervisor import handoff
 from hotswap.supervisor.handoff import BEFORE_CUTOVER_KEY, MAX_VALUE, HandoffStore
+from tests.diskfull import small_tmpfs
 
 
 def test_values_persist_across_instances(tmp_path: Path) -> None:
@@ -62,22 +62,8 @@ def test_look_alikes_of_the_bytes_escape_come_back_as_they_were_put(tmp_path: Pa
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A directory on a 64 KiB tmpfs (needs root and CAP_SYS_ADMIN), unmounted afterwards."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _fill(directory: Path) -> None:
