@@ -13,8 +13,10 @@ from hotswap.cli.render import PhasePrinter
 from hotswap.errors import ResourceError, UsageError
 
 if TYPE_CHECKING:
+    import socket
+
     from hotswap.cli import Subparsers
-    from hotswap.release.store import ReleaseStore
+    from hotswap.release.store import Release, ReleaseStore
     from hotswap.supervisor.listeners import BindSpec
 
 
@@ -86,6 +88,12 @@ def _register_run(sub: Subparsers) -> None:
         help="a new release dying within S seconds of its cutover is rolled back to the one it "
         "replaced (0: never; default 10)",
     )
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics from the supervisor (needs "
+        "hotswap[metrics]; default: the release's [tool.hotswap] metrics, else none)",
+    )
     add_follow_option(p)
     add_common(p, state_help=RUN_STATE_HELP)
     p.set_defaults(error_tail=0)  # the supervisor's log already shows the generation's output
@@ -112,6 +120,13 @@ def _binds(args: argparse.Namespace) -> list[BindSpec]:
 def prepare_run(args: argparse.Namespace) -> tuple[ReleaseStore, str | None, str | None]:
     """The store, the release ``run`` serves and its sha256, verified and unpacked: everything
     that can be refused is refused here, before a listener is bound."""
+    store, ref, sha256, _release = _prepare_run(args)
+    return store, ref, sha256
+
+
+def _prepare_run(
+    args: argparse.Namespace,
+) -> tuple[ReleaseStore, str | None, str | None, Release]:
     from hotswap.release.store import ReleaseStore, absolute_ref, is_tarball_ref
 
     store = None
@@ -136,12 +151,39 @@ def prepare_run(args: argparse.Namespace) -> tuple[ReleaseStore, str | None, str
                 "release_not_found",
                 f"nothing is deployed in {store.state_dir} yet: give a release tarball to run",
             )
-        store.get(str(current))
+        release = store.get(str(current))
     elif is_tarball_ref(ref):
-        store.unpack(Path(ref), expected_sha256=sha256)  # quiet: the supervisor logs the rest
+        release = store.unpack(Path(ref), expected_sha256=sha256)  # quiet: the supervisor logs
     else:
-        store.get(ref)
-    return store, ref, sha256
+        release = store.get(ref)
+    return store, ref, sha256, release
+
+
+def _metrics_address(text: object, where: str) -> tuple[str, int]:
+    """``--metrics`` (or the release's ``metrics``), parsed; ``extra_missing`` without
+    prometheus_client. Refused before anything is bound."""
+    from hotswap.release.config import parse_metrics_address
+
+    address = parse_metrics_address(text, where)
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError as e:
+        raise ResourceError(
+            "extra_missing",
+            f"{where} needs prometheus_client, which cannot be imported ({e}): "
+            "pip install 'hotswap[metrics]'",
+            extra="metrics",
+        ) from None
+    return address
+
+
+def _bind_metrics(address: tuple[str, int]) -> socket.socket:
+    import socket
+
+    from hotswap.supervisor import listeners
+
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    return listeners.bind(listeners.BindSpec("metrics", family, address)).sock
 
 
 def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -150,8 +192,12 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from hotswap.supervisor.core import Supervisor
     from hotswap.supervisor.policy import RestartPolicy
 
+    metrics = _metrics_address(args.metrics, "--metrics") if args.metrics else None
     binds = _binds(args)
-    store, ref, sha256 = prepare_run(args)
+    store, ref, sha256, release = _prepare_run(args)
+    configured = release.manifest.app_config().metrics
+    if metrics is None and configured is not None:  # --metrics wins over the release's
+        metrics = _metrics_address(configured, "[tool.hotswap] metrics")
     policy = RestartPolicy(
         initial=args.restart_backoff, max_restarts=args.max_restarts, window=args.restart_window
     )
@@ -164,7 +210,12 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         stability_window=args.stability_window,
     )
     try:
-        code = asyncio.run(supervisor.run())
+        if metrics is None:
+            code = asyncio.run(supervisor.run())
+        else:
+            from hotswap.supervisor import metrics as metrics_mod
+
+            code = asyncio.run(metrics_mod.serve(supervisor, _bind_metrics(metrics)))
     except OSError as e:  # e.g. a control socket path over the AF_UNIX limit: a code, not a trace
         raise ResourceError("io_error", f"the supervisor could not start: {e}") from e
     if supervisor.start_error is not None:

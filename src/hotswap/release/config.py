@@ -18,6 +18,7 @@ Example, in the app's ``pyproject.toml``::
     shutdown_timeout = 30
     listeners = ["http"]
     services = [{ name = "deployer", entry = "myapp.deployer:Deployer" }]
+    metrics = "127.0.0.1:9100"      # the supervisor's Prometheus endpoint (hotswap[metrics])
 
     [tool.hotswap.uvicorn]          # passed to uvicorn.Config (hotswap.child.adapters.settings)
     proxy_headers = true
@@ -85,6 +86,7 @@ class AppConfig:
     uvicorn: dict[str, Any] = field(default_factory=dict)
     hypercorn: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    metrics: str | None = None  # HOST:PORT of the supervisor's /metrics; `run --metrics` wins
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -258,4 +260,32 @@ def parse_table(table: dict[str, Any], *, distribution: str, where: str) -> AppC
         uvicorn=settings["uvicorn"],
         hypercorn=settings["hypercorn"],
         env=_env(table, where),
+        metrics=_metrics(table, where),
     )
+
+
+_METRICS_ADDRESS = re.compile(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9._-]*):(\d{1,5})")
+
+
+def parse_metrics_address(value: object, where: str) -> tuple[str, int]:
+    """``metrics``: ``HOST:PORT``, ``[IPV6]:PORT`` or ``:PORT`` (all IPv4 interfaces), parsed
+    into the (host, port) the supervisor's metrics listener binds; ``bad_config`` otherwise."""
+    match = _METRICS_ADDRESS.fullmatch(value) if isinstance(value, str) else None
+    port = int(match.group(2) or match.group(4)) if match else -1
+    if match is None or not 0 < port <= 65535:
+        raise UsageError(
+            "bad_config",
+            f"{where} must be HOST:PORT, [IPV6]:PORT or :PORT with a port in [1, 65535], "
+            f"got {value!r}",
+            key="metrics",
+        )
+    host = match.group(1) or match.group(3) or "0.0.0.0"
+    return host, port
+
+
+def _metrics(table: dict[str, Any], where: str) -> str | None:
+    value = table.get("metrics")
+    if value is None:
+        return None
+    parse_metrics_address(value, f"{where}.metrics")
+    return str(value)

@@ -88,6 +88,10 @@ class HandoffStore:
         # value by value: the keys are the user's own (a key may start with "$")
         return {key: from_wire(wire) for key, wire in self._data.items()}
 
+    def stats(self) -> tuple[int, int]:
+        """The number of keys and the bytes their values take, JSON-encoded."""
+        return len(self._data), sum(self._sizes.values())
+
     def delete(self, key: str) -> bool:
         self._check_key(key)
         if key not in self._data:

@@ -1,0 +1,505 @@
+"""Prometheus metrics of the supervisor: ``hotswap run --metrics HOST:PORT``.
+
+The supervisor serves ``GET /metrics`` on a listener of its own (never a generation's, so the
+endpoint and its counters survive every swap), in the Prometheus text format, or OpenMetrics
+(with the swap id as exemplar where a swap record has one) when the scraper asks for it. The
+exposition is the official ``prometheus_client``'s, from a registry of our own (not the
+global one), installed by the optional extra ``hotswap[metrics]``.
+
+How it stays out of the loop's way (the endpoint never delays the control socket or a swap):
+
+- HTTP runs in threads (one per connection, at most ``MAX_CLIENTS`` at once, each dropped
+  after ``CLIENT_TIMEOUT`` seconds without progress), never on the asyncio loop. A scraper
+  that connects and sends nothing, half a request, or reads nothing holds only its own thread.
+- No thread calls into the :class:`~.core.Supervisor`. Only the loop reads it: every
+  ``REFRESH_INTERVAL`` seconds, and when a scrape asks (``run_coroutine_threadsafe`` with a
+  ``SCRAPE_REFRESH_TIMEOUT``; scrapes closer together than ``MIN_REFRESH_GAP`` share one),
+  the loop takes ``status()`` and the handoff store's size, feeds the swap records that
+  appeared in ``recent`` since the last look to the counters and histograms
+  (``prometheus_client``'s objects are thread-safe), and swaps in a new :class:`Snapshot`
+  of the gauges, which the collector reads under a lock. A loop that does not answer in time
+  (it should never happen) costs the scrape its freshness, not its answer: the last snapshot
+  is served and ``hotswap_metrics_stale_scrapes_total`` counts it.
+- The supervisor process's RSS and open descriptors are read from ``/proc/self`` by the
+  scrape's thread, which needs nothing of the supervisor for it.
+
+Swaps are observed from the ``recent`` records (``how``, ``ok``, ``error.code``,
+``timings_ms``, ``total_ms``; a hot upgrade's ``stats``), each counted once: records are
+told apart by identity, newest first, down to the newest one already seen. ``recent`` keeps
+the last 20, and the loop looks at least every ``REFRESH_INTERVAL``: a swap takes longer than
+that divided by 20.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+if TYPE_CHECKING:
+    from hotswap.supervisor.core import Supervisor
+
+REFRESH_INTERVAL = 1.0  # the loop looks at the supervisor at least this often
+SCRAPE_REFRESH_TIMEOUT = 0.5  # a scrape waits this long for the loop, then serves the last look
+MIN_REFRESH_GAP = 0.05  # scrapes closer together than this share one refresh
+CLIENT_TIMEOUT = 10.0  # a scraper's socket: no progress for this long and it is dropped
+MAX_CLIENTS = 16  # connections served at once; more are closed at accept
+PATH = "/metrics"
+
+# swaps and their phases: 10 ms .. 60 s (boot_timeout's default); the hot-upgrade suspension
+# window: 0.5 ms .. 3 s (suspend_timeout's default)
+SWAP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+WINDOW_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0)
+PHASES = ("unpack", "spawn", "boot", "health", "cutover", "commit", "drain")
+HOT_PHASES = ("prepare", "quiesce")  # a hot upgrade's, from its stats (the window has its own)
+RESTARTS = ("restart", "auto-rollback")  # with no generation to swap from: the active one died
+DEAD = ("retired", "failed", "exited", "dead", "stopped")  # a worker in these is not alive
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The gauges, as the loop last saw them (the collector reads them under a lock)."""
+
+    taken: float = 0.0  # time.monotonic() of the look; 0: none yet
+    generation: int = 0
+    release: str | None = None
+    version: str | None = None
+    uptime_s: float = 0.0
+    upgrading: bool = False
+    workers_alive: int = 0
+    worker_restarts: int = 0
+    generations: dict[str, int] = field(default_factory=dict)  # by state
+    handoff_keys: int = 0
+    handoff_bytes: int = 0
+    log_lines_dropped: int = 0
+    supervisor_uptime_s: float = 0.0
+    service_restarts: dict[str, int] = field(default_factory=dict)
+
+
+def snapshot_of(status: dict[str, Any], handoff: tuple[int, int], taken: float) -> Snapshot:
+    """The gauges of one ``status()`` (and the handoff store's keys and bytes)."""
+    active = status.get("active") or None
+    sup = status.get("supervisor") or {}
+    generations: dict[str, int] = {}
+    for gen in status.get("generations") or []:
+        state = str(gen.get("state"))
+        generations[state] = generations.get(state, 0) + 1
+    workers_alive = restarts = 0
+    if active is not None:
+        workers = active.get("workers")
+        if isinstance(workers, list):  # a generation of several workers
+            workers_alive = sum(
+                1 for w in workers if w.get("pid") and str(w.get("state")) not in DEAD
+            )
+            restarts = sum(int(w.get("restarts") or 0) for w in workers)
+        else:  # one process: alive while it is the active generation
+            workers_alive = 1
+    return Snapshot(
+        taken=taken,
+        generation=int(active["generation"]) if active else 0,
+        release=str(active.get("release")) if active else None,
+        version=str(active.get("version")) if active else None,
+        uptime_s=float(active.get("uptime_s") or 0.0) if active else 0.0,
+        upgrading=bool(status.get("upgrading")),
+        workers_alive=workers_alive,
+        worker_restarts=restarts,
+        generations=generations,
+        handoff_keys=handoff[0],
+        handoff_bytes=handoff[1],
+        log_lines_dropped=int(sup.get("log_lines_dropped") or 0),
+        supervisor_uptime_s=float(sup.get("uptime_s") or 0.0),
+        service_restarts={
+            str(s.get("name")): int(s.get("restarts") or 0) for s in status.get("services") or []
+        },
+    )
+
+
+class RecordWatch:
+    """Which records of ``recent`` (newest first) are new since the last call: told apart by
+    identity, down to the newest one already seen (kept referenced, so its id stays its own)."""
+
+    def __init__(self) -> None:
+        self._newest: dict[str, Any] | None = None
+
+    def new(self, recent: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records not seen yet, oldest first."""
+        fresh = []
+        for record in recent:
+            if record is self._newest:
+                break
+            fresh.append(record)
+        if fresh:
+            self._newest = fresh[0]
+        return fresh[::-1]
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd")) - 1  # less the listing's own
+
+
+class Metrics:
+    """The registry: counters and histograms fed with swap records, gauges from a snapshot.
+
+    :meth:`observe` is called on the loop only; :meth:`render` in any thread."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._lock = threading.Lock()
+        self._snapshot = Snapshot()
+        self._watch = RecordWatch()
+        reg = self.registry
+        self.swaps = Counter(
+            "hotswap_swaps",
+            "Swaps that ended, by kind (initial, blue-green, rollback, restart, auto-rollback, "
+            "hot) and outcome (ok, or the error code).",
+            ["kind", "outcome"],
+            registry=reg,
+        )
+        self.swap_seconds = Histogram(
+            "hotswap_swap_duration_seconds",
+            "Duration of a swap from its request to its end, by kind and result (ok, failed).",
+            ["kind", "result"],
+            buckets=SWAP_BUCKETS,
+            registry=reg,
+        )
+        self.phase_seconds = Histogram(
+            "hotswap_swap_phase_duration_seconds",
+            "Duration of each phase of a swap (unpack, spawn, boot, health, cutover, commit, "
+            "drain; a hot upgrade's prepare and quiesce), by kind, phase and the swap's result.",
+            ["kind", "phase", "result"],
+            buckets=SWAP_BUCKETS,
+            registry=reg,
+        )
+        self.window_seconds = Histogram(
+            "hotswap_hot_suspension_seconds",
+            "A successful hot upgrade's suspension window: from the moment the process was "
+            "quiescent to the end of its patching and state migration.",
+            buckets=WINDOW_BUCKETS,
+            registry=reg,
+        )
+        self.restarts = Counter(
+            "hotswap_generation_restarts",
+            "Times the active generation died and the supervisor started another in its place "
+            "(kind restart: the current release; auto-rollback: the release it had replaced), "
+            "by kind and outcome.",
+            ["kind", "outcome"],
+            registry=reg,
+        )
+        self.stale = Counter(
+            "hotswap_metrics_stale_scrapes",
+            "Scrapes served from the previous look because the supervisor's loop did not "
+            f"answer within {SCRAPE_REFRESH_TIMEOUT}s.",
+            registry=reg,
+        )
+        reg.register(_SnapshotCollector(self))
+
+    @property
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return self._snapshot
+
+    def observe(
+        self, status: dict[str, Any], handoff: tuple[int, int], recent: Sequence[dict[str, Any]]
+    ) -> None:
+        """One look at the supervisor (on its loop): new swap records, new gauges."""
+        for record in self._watch.new(recent):
+            self.record(record)
+        snapshot = snapshot_of(status, handoff, time.monotonic())
+        with self._lock:
+            self._snapshot = snapshot
+
+    def record(self, record: dict[str, Any]) -> None:
+        """Count one finished swap (an entry of ``recent``)."""
+        kind = str(record.get("how"))
+        ok = bool(record.get("ok"))
+        outcome = "ok" if ok else str((record.get("error") or {}).get("code") or "failed")
+        result = "ok" if ok else "failed"
+        exemplar = {"swap_id": str(record["id"])[:100]} if record.get("id") else None
+        self.swaps.labels(kind, outcome).inc(exemplar=exemplar)
+        if kind in RESTARTS and record.get("from_generation") is None:
+            self.restarts.labels(kind, outcome).inc(exemplar=exemplar)
+        total = record.get("total_ms")
+        if isinstance(total, int | float):
+            self.swap_seconds.labels(kind, result).observe(total / 1000, exemplar)
+        phases = dict(record.get("timings_ms") or {})
+        stats = record.get("stats") or {}
+        phases.update({p: stats[f"{p}_ms"] for p in HOT_PHASES if f"{p}_ms" in stats})
+        for phase, ms in phases.items():
+            if isinstance(ms, int | float):
+                self.phase_seconds.labels(kind, phase, result).observe(ms / 1000, exemplar)
+        window = stats.get("window_ms")
+        if ok and isinstance(window, int | float):
+            self.window_seconds.observe(window / 1000, exemplar)
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition (OpenMetrics if ``accept`` asks for it) and its content type."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+class _SnapshotCollector:
+    """The gauges: read from the last snapshot, and from ``/proc/self`` for the process."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        s = self.metrics.snapshot
+        yield _gauge(
+            "hotswap_active_generation",
+            "Number of the active generation (0: none serving).",
+            s.generation,
+        )
+        info = GaugeMetricFamily(
+            "hotswap_active_release_info",
+            "The release the active generation serves (value 1; no sample while none serves).",
+            labels=["release", "version"],
+        )
+        if s.release is not None:
+            info.add_metric([s.release, s.version or ""], 1)
+        yield info
+        yield _gauge(
+            "hotswap_active_generation_uptime_seconds",
+            "Seconds since the active generation was started.",
+            s.uptime_s,
+        )
+        yield _gauge(
+            "hotswap_upgrading",
+            "1 while a swap or a hot upgrade is under way, else 0.",
+            int(s.upgrading),
+        )
+        yield _gauge(
+            "hotswap_workers_alive",
+            "Worker processes of the active generation that are alive.",
+            s.workers_alive,
+        )
+        yield _gauge(
+            "hotswap_active_worker_restarts",
+            "Restarts of the active generation's workers since it started.",
+            s.worker_restarts,
+        )
+        gens = GaugeMetricFamily(
+            "hotswap_generations",
+            "Generations the supervisor holds, by state (starting, ready, live, draining).",
+            labels=["state"],
+        )
+        for state, count in sorted(s.generations.items()):
+            gens.add_metric([state], count)
+        yield gens
+        yield _gauge("hotswap_handoff_store_keys", "Keys in the handoff store.", s.handoff_keys)
+        yield _gauge(
+            "hotswap_handoff_store_bytes",
+            "Size of the handoff store's values, JSON-encoded.",
+            s.handoff_bytes,
+        )
+        dropped = CounterMetricFamily(
+            "hotswap_log_lines_dropped",
+            "Supervisor log lines dropped because stderr was not being read.",
+        )
+        dropped.add_metric([], s.log_lines_dropped)
+        yield dropped
+        services = CounterMetricFamily(
+            "hotswap_service_restarts", "Restarts of each service.", labels=["service"]
+        )
+        for name, count in sorted(s.service_restarts.items()):
+            services.add_metric([name], count)
+        yield services
+        yield _gauge(
+            "hotswap_supervisor_uptime_seconds",
+            "Seconds since the supervisor started.",
+            s.supervisor_uptime_s,
+        )
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            yield _gauge(
+                "hotswap_supervisor_resident_memory_bytes",
+                "Resident memory of the supervisor process (its generations not included).",
+                _rss_bytes(),
+            )
+        with contextlib.suppress(OSError):
+            yield _gauge(
+                "hotswap_supervisor_open_fds",
+                "Open file descriptors of the supervisor process.",
+                _open_fds(),
+            )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+# -- the endpoint ------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    timeout = CLIENT_TIMEOUT  # socket timeout: a scraper that stalls is dropped
+    server: MetricsServer
+    server_version = "hotswap-metrics"
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] != PATH:
+            self._send(404, b"not found: the metrics are at /metrics\n", "text/plain")
+            return
+        self.server.exporter.refresh_from_thread()
+        body, content_type = self.server.exporter.metrics.render(self.headers.get("Accept", ""))
+        self._send(200, body, content_type)
+
+    def _send(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a scrape every few seconds is not news
+
+
+class MetricsServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``MAX_CLIENTS`` at once (more are closed at accept)."""
+
+    daemon_threads = True
+
+    def __init__(self, sock: socket.socket, exporter: Exporter) -> None:
+        super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+        self.server_name, self.server_port = str(sock.getsockname()[0]), sock.getsockname()[1]
+        self.exporter = exporter
+        self._clients = threading.BoundedSemaphore(MAX_CLIENTS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._clients.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._clients.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._clients.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a scraper that hung up or timed out: its connection is closed, nothing else
+
+
+class Exporter:
+    """The metrics of ``sup`` served on ``sock`` (bound already) while the supervisor runs."""
+
+    def __init__(self, sup: Supervisor, sock: socket.socket) -> None:
+        self.sup = sup
+        self.metrics = Metrics()
+        self._sock = sock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: MetricsServer | None = None
+        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last = 0.0  # time.monotonic() of the last refresh
+        self._failure: str | None = None  # the last look's error, logged once
+
+    @property
+    def address(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"[{host}]:{port}" if self._sock.family == socket.AF_INET6 else f"{host}:{port}"
+
+    def refresh(self) -> None:
+        """Look at the supervisor: on its loop only."""
+        self._last = time.monotonic()
+        sup = self.sup
+        try:
+            self.metrics.observe(sup.status(), sup.handoff.stats(), sup.recent)
+        except Exception as e:  # a bug: the last snapshot stays, the supervisor goes on
+            failure = f"metrics: looking at the supervisor failed: {e!r}"
+            if failure != self._failure:
+                sup.log(failure)
+            self._failure = failure
+        else:
+            self._failure = None
+
+    async def _refresh(self) -> None:
+        self.refresh()
+
+    def refresh_from_thread(self) -> None:
+        """Ask the loop for a fresh look (from a scrape's thread), waiting a bounded time."""
+        loop = self._loop
+        if loop is None or time.monotonic() - self._last < MIN_REFRESH_GAP:
+            return
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._refresh(), loop)
+        except RuntimeError:  # the loop is closed: the supervisor is exiting
+            return
+        try:
+            future.result(SCRAPE_REFRESH_TIMEOUT)
+        except TimeoutError:
+            future.cancel()
+            self.metrics.stale.inc()
+
+    async def _tick(self) -> None:
+        while True:
+            self.refresh()
+            await asyncio.sleep(REFRESH_INTERVAL)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.refresh()
+        self._task = asyncio.create_task(self._tick())
+        self._server = MetricsServer(self._sock, self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="hotswap-metrics",
+            daemon=True,
+        )
+        self._thread.start()
+        self.sup.log(f"metrics on http://{self.address}{PATH}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._server is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._server.shutdown)
+            self._server.server_close()
+        else:
+            self._sock.close()
+
+
+async def serve(sup: Supervisor, sock: socket.socket) -> int:
+    """Run ``sup`` with its metrics served on ``sock``; returns the supervisor's exit code."""
+    exporter = Exporter(sup, sock)
+    await exporter.start()
+    try:
+        return await sup.run()
+    finally:
+        await exporter.close()
+
+
+def parsed(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """Every sample of an exposition as (name, labels, value): for tests and the bench."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            yield sample.name, dict(sample.labels), float(sample.value)
