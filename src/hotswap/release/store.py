@@ -1,16 +1,19 @@
-"""The release store: the state dir, unpacked releases, and ``state.json``.
+"""The release store: one app's state dir, the releases unpacked into it, which one is current.
 
 Layout of a state dir (mode 0700)::
 
     <state>/
       releases/<release_id>/    verified, read-only releases (RELEASE.json, RECORD, lib/)
       releases/.staging-*       an unpack in progress; removed on failure, renamed on success
-      state.json                current, previous and history; written atomically
-      control.sock              the supervisor's control socket (later)
+      releases/.tarballs.json   sha256 of a tarball unpacked before -> its id (release.tarballs)
+      state.json                current, previous and history (release.statefile)
+      lock                      held by the supervisor of this state dir (fsutil.lock_state_dir)
+      control.sock, handoff.json, run/, runtime/   the supervisor's (docs/supervisor.md)
 
-``state.json`` is what survives a crash or reboot (promise 7): the supervisor boots
-``current`` on start. It is replaced with write, fsync, rename, fsync of the directory, so a
-crash leaves the old or the new version, never half of one.
+This module keeps the store's rules: the state dir and what below it is trusted, unpack and
+its staging, lookup, the current release (falling back to the previous one) and retention. An
+unpacked release is :class:`~hotswap.release.unpacked.Release`; the verification itself is
+:mod:`hotswap.release.verify` and :mod:`hotswap.release.extract`.
 
 State dir resolution: :func:`hotswap.fsutil.resolve_state_dir`.
 """
@@ -22,78 +25,28 @@ import os
 import stat
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hotswap.errors import HotswapError, ReleaseError, ResourceError, UsageError
-from hotswap.fsutil import check_private, fsync_dir, make_read_only, write_json_atomic
+from hotswap.errors import ReleaseError, ResourceError, UsageError
+from hotswap.fsutil import check_private, fsync_dir, make_read_only
 from hotswap.fsutil import remove_tree as remove_tree  # re-exported
 from hotswap.fsutil import resolve_state_dir as resolve_state_dir  # re-exported
-from hotswap.release import extract, interpreter, verify
+from hotswap.fsutil import write_json_atomic as write_json_atomic  # re-exported
+from hotswap.release import extract, interpreter, unpacked, verify
 from hotswap.release.archive import sha256_file
-from hotswap.release.manifest import RELEASE_ID, Manifest, parse_json, release_id_for
-from hotswap.release.record import MANIFEST_NAME, RECORD_NAME
+from hotswap.release.record import MANIFEST_NAME
+from hotswap.release.statefile import STATE_NAME, StateFile
+from hotswap.release.tarballs import INDEX_NAME, TarballIndex
+from hotswap.release.unpacked import Release as Release  # re-exported
+from hotswap.release.unpacked import absolute_ref as absolute_ref  # re-exported
+from hotswap.release.unpacked import is_tarball_ref as is_tarball_ref  # re-exported
 
-STATE_NAME = "state.json"
 RELEASES = "releases"
 STAGING_PREFIX = ".staging-"
 DEFAULT_KEEP = 5
-HISTORY_MAX = 50
-STATE_MAX_BYTES = 16 * 1024**2
 TRUSTED_DIRS = (RELEASES, "runtime", "run")  # below the state dir, checked by ensure()
-
-
-def is_tarball_ref(ref: str) -> bool:
-    """A release is named by a tarball path or by its id in the store; ids have no ``/``."""
-    return "/" in ref or ref.endswith(".tar.gz")
-
-
-def absolute_ref(ref: str | os.PathLike[str]) -> str:
-    """A tarball path made absolute (the supervisor's working dir is not the caller's); an id
-    as it is."""
-    text = os.fspath(ref)
-    return str(Path(text).absolute()) if is_tarball_ref(text) else text
-
-
-@dataclass(frozen=True)
-class Release:
-    """An unpacked, verified release in the store."""
-
-    id: str
-    root: Path
-    manifest: Manifest
-
-    @property
-    def lib(self) -> Path:
-        return self.root / "lib"
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.manifest.name,
-            "version": self.manifest.version,
-            "created": self.manifest.created,
-            "path": str(self.root),
-        }
-
-
-def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
-
-
-def _self_consistent(release: Release) -> bool:
-    """A release found through the index is used only if its RECORD has the sha256 its
-    manifest pins and the manifest's id (recomputed from RECORD, app and python) is its
-    directory's name: a planted or edited copy under another id is not taken for it."""
-    try:
-        digest = sha256_file(release.root / RECORD_NAME)
-    except OSError:
-        return False
-    manifest = release.manifest
-    return digest == manifest.record["sha256"] and release_id_for(manifest.raw) == release.id
 
 
 def _warn(message: str) -> None:
@@ -115,6 +68,12 @@ class ReleaseStore:
         self.limits = limits
         self.keep = keep
         self.warn = warn or _warn
+        # through _say, so that a warn replaced later (a test's) is the one they call
+        self._state = StateFile(self.state_file, self._say)
+        self._index = TarballIndex(self.releases_dir / INDEX_NAME, self._say)
+
+    def _say(self, message: str) -> None:
+        self.warn(message)
 
     @property
     def releases_dir(self) -> Path:
@@ -220,36 +179,11 @@ class ReleaseStore:
             remove_tree(staging)
             raise
         fsync_dir(self.releases_dir)
-        self._remember(result.sha256, release_id)
+        self._index.remember(result.sha256, release_id, {r.id for r in self.releases()})
         return Release(release_id, final, result.manifest)
 
-    # A tarball already unpacked is recognised by its sha256 (``releases/.tarballs.json``),
-    # so a swap back to it (a rollback by path, a retry) costs one hash of the file rather
-    # than a full scan. The hash is still compared with the expected one first.
-
-    @property
-    def _index_path(self) -> Path:
-        return self.releases_dir / ".tarballs.json"
-
-    def _read_index(self) -> dict[str, str]:
-        """The index, with anything malformed in it ignored (it is only a shortcut), and all
-        of it when it is not this user's own, private file."""
-        try:
-            with open(self._index_path, "rb", opener=_no_follow) as f:
-                check_private(self._index_path, is_dir=False, st=os.fstat(f.fileno()))
-                data = f.read(STATE_MAX_BYTES)
-            index = parse_json(data, ".tarballs.json", "manifest_invalid")
-        except FileNotFoundError:
-            return {}
-        except (OSError, HotswapError) as e:
-            self.warn(f"ignoring {self._index_path}: {e}")
-            return {}
-        if not isinstance(index, dict):
-            return {}
-        return {k: v for k, v in index.items() if isinstance(v, str) and RELEASE_ID.match(v)}
-
     def _known(self, tarball: Path, expected_sha256: str | None) -> Release | None:
-        index = self._read_index()
+        index = self._index.read()
         if not index or not tarball.is_file():
             return None
         expected = verify.expected_digest(tarball, expected_sha256)
@@ -259,19 +193,12 @@ class ReleaseStore:
         if actual != expected:
             raise verify.checksum_mismatch(tarball, actual, expected)
         release = self.find(index[actual])
-        if release is not None and not _self_consistent(release):
+        if release is not None and not release.self_consistent():
             self.warn(f"release {release.id} does not match its RECORD: unpacking again")
             return None
         if release is not None:
             interpreter.check(release.manifest.python, release.manifest.distributions)
         return release
-
-    def _remember(self, sha256: str, release_id: str) -> None:
-        index = self._read_index()
-        live = {r.id for r in self.releases()}
-        index = {k: v for k, v in index.items() if v in live}
-        index[sha256] = release_id
-        write_json_atomic(self._index_path, index)
 
     def clean_staging(self) -> int:
         """Remove staging dirs left by a crash mid-unpack; returns how many. Never raises for
@@ -297,16 +224,7 @@ class ReleaseStore:
     def find(self, release_id: str) -> Release | None:
         """The release of that id in the store, or None. Its directory must be a real one of
         this user's (never a symlink: it would run code from outside the state dir)."""
-        if not RELEASE_ID.match(release_id):
-            return None
-        root = self.releases_dir / release_id
-        try:
-            check_private(root, is_dir=True)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if not (root / MANIFEST_NAME).is_file():
-            return None
-        return Release(release_id, root, Manifest.load(root))
+        return unpacked.find(self.releases_dir, release_id)
 
     def get(self, release_id: str) -> Release:
         release = self.find(release_id)
@@ -320,67 +238,13 @@ class ReleaseStore:
 
     def releases(self) -> list[Release]:
         """Every unpacked release, newest first (by build time, then id)."""
-        out: list[Release] = []
-        if self.releases_dir.is_dir():
-            for entry in self.releases_dir.iterdir():
-                if entry.name.startswith(".") or not RELEASE_ID.match(entry.name):
-                    continue
-                try:
-                    out.append(Release(entry.name, entry, Manifest.load(entry)))
-                except ReleaseError as e:
-                    self.warn(f"skipping release {entry.name}: {e}")
-        out.sort(key=lambda r: (r.manifest.created, r.id), reverse=True)
-        return out
+        return unpacked.listing(self.releases_dir, self._say)
 
     # -- state.json -----------------------------------------------------------------------
 
     def read_state(self) -> dict[str, Any]:
-        """``current``, ``previous`` (ids or None) and ``history`` (a list of objects). A file
-        that is not JSON or not of that shape is moved aside (``state.json.corrupt-<time>``)
-        with a warning and read as empty, so that an explicit release can still start; history
-        entries that are not objects are dropped."""
-        empty: dict[str, Any] = {"current": None, "previous": None, "history": []}
-        try:
-            with open(self.state_file, "rb", opener=_no_follow) as f:
-                check_private(self.state_file, is_dir=False, st=os.fstat(f.fileno()))
-                data = f.read(STATE_MAX_BYTES + 1)
-        except FileNotFoundError:
-            return empty
-        except OSError as e:
-            raise ResourceError("io_error", f"{self.state_file} is unreadable: {e}") from None
-        try:
-            if len(data) > STATE_MAX_BYTES:
-                raise ReleaseError("manifest_invalid", f"it is over {STATE_MAX_BYTES} bytes")
-            state = parse_json(data, STATE_NAME, "manifest_invalid")
-            if not isinstance(state, dict):
-                raise ReleaseError("manifest_invalid", "it is not a JSON object")
-            for key in ("current", "previous"):
-                value = state.setdefault(key, None)
-                if value is not None and not (isinstance(value, str) and RELEASE_ID.match(value)):
-                    raise ReleaseError("manifest_invalid", f"its '{key}' is {value!r:.80}")
-        except ReleaseError as e:
-            self._move_aside(e.message)
-            return empty
-        history = state.setdefault("history", [])
-        if not isinstance(history, list):
-            self.warn(f"{self.state_file}: 'history' is not a list; ignored")
-            history = []
-        state["history"] = [entry for entry in history if isinstance(entry, dict)]
-        return dict(state)
-
-    def _move_aside(self, why: str) -> None:
-        aside = self.state_file.with_name(
-            f"{STATE_NAME}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-        )
-        try:
-            os.replace(self.state_file, aside)
-        except OSError as e:
-            self.warn(f"{self.state_file} is corrupt ({why}) and could not be moved aside: {e}")
-            return
-        self.warn(
-            f"{self.state_file} is corrupt ({why}): moved aside to {aside.name}; "
-            "no release is current"
-        )
+        """``state.json``: :meth:`~hotswap.release.statefile.StateFile.read`."""
+        return self._state.read()
 
     def current(self) -> Release | None:
         """The current release (None when nothing is deployed). When it is missing from the
@@ -425,13 +289,7 @@ class ReleaseStore:
         becomes previous. ``how`` is ``blue-green``, ``hot``, ``rollback`` or ``initial``."""
         self.get(release_id)
         self.ensure()
-        state = self.read_state()
-        if state["current"] != release_id:
-            state["previous"] = state["current"]
-            state["current"] = release_id
-        entry = {"release": release_id, "how": how, "at": time.time(), **info}
-        state["history"] = [entry, *state["history"]][:HISTORY_MAX]
-        write_json_atomic(self.state_file, state)
+        state = self._state.record(release_id, how, info)
         self.prune(protect=protect)
         return state
 
