@@ -1,10 +1,24 @@
 """Boot of a generation: the first hotswap code that runs in a child process.
 
-The supervisor starts ``python -I -S -u <runtime>/boot.py`` (isolated: no user site, no
-``PYTHON*`` variables, no script dir on the path). ``boot.py`` puts the release's ``lib/`` on
-``sys.path`` (``site.addsitedir``, so ``.pth`` files work), then the supervisor's own copy of
-hotswap *after* it, and calls :func:`main`. A release that bundles its own hotswap therefore
-uses it; the control protocol carries its version, so a mismatch is refused at ``hello``.
+The supervisor starts ``python -I -S -u -B <runtime>/boot.py`` (``OsChildren.spawn``), so what
+a generation imports is decided by the release and the supervisor alone:
+
+- ``-I`` isolated mode: no ``PYTHON*`` variable (``PYTHONPATH``, ``PYTHONHOME``, ...) of the
+  operator's shell or unit changes the interpreter, no user site-packages, and neither the
+  working dir nor the script's dir goes on ``sys.path``;
+- ``-S`` no ``site`` at start: the interpreter's own site-packages (the supervisor's venv) are
+  not on ``sys.path``, so the release runs the dependencies it bundles, not whatever the host
+  has installed;
+- ``-u`` unbuffered stdout and stderr: every line reaches the supervisor's log pipe when it is
+  written, so the last lines before a crash are in the log and in a failed swap's
+  ``details.output`` instead of lost in a buffer;
+- ``-B`` no ``.pyc`` writes: the release's ``lib/`` is verified and read-only, and the runtime
+  copy is precompiled with checked-hash pycs; a generation never writes into either.
+
+``boot.py`` puts the release's ``lib/`` on ``sys.path`` (``site.addsitedir``, so ``.pth`` files
+work), then the supervisor's own copy of hotswap *after* it, and calls :func:`main`. A release
+that bundles its own hotswap therefore uses it; ``hello`` carries its control protocol version,
+and a generation speaking another one is refused (``version_mismatch``).
 
 Descriptors: 0 is /dev/null, 1 and 2 go to the supervisor's log, 3 .. 3+LISTEN_FDS-1 are the
 public listeners (systemd's protocol, with ``LISTEN_PID`` set here to this pid), then the

@@ -62,10 +62,8 @@ class ChildRuntime:
     incoming: dict[str, Any] | None = None
     go: threading.Event = field(default_factory=threading.Event)
     drain: threading.Event = field(default_factory=threading.Event)
-    supervisor_gone: threading.Event = field(default_factory=threading.Event)
     ready_reported: bool = False
     _wakers: list[Callable[[], None]] = field(default_factory=list)
-    hot_upgrade_handler: Callable[[dict[str, Any]], Any] | None = None
 
     @property
     def draining(self) -> bool:
@@ -155,7 +153,6 @@ class ChildRuntime:
 
         stdout and stderr are pipes the dead supervisor read: they now point to /dev/null,
         so no later write (ours, the server's, the app's) fails with EPIPE mid-drain."""
-        self.supervisor_gone.set()
         self.drain.set()
         self._wake()
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -176,9 +173,6 @@ class ChildRuntime:
         """Hot-upgrade this process to the (already verified and unpacked) release the
         supervisor names; the commit runs wherever the adapter said this process quiesces
         (``hotswap.hot.set_quiescence``). On success this generation runs the new release."""
-        if self.hot_upgrade_handler is not None:
-            return self.hot_upgrade_handler(args)
-        from hotswap.errors import UsageError
         from hotswap.hot import hot_upgrade
 
         root = args.get("release_root")
