@@ -10,6 +10,7 @@
   building long paths, so a tree of any depth (one a hostile archive or a crash left) is
   handled: ``shutil.rmtree`` and ``os.walk`` recurse (``RecursionError`` at about 1,000
   levels on 3.11) and paths past ``PATH_MAX`` fail with ``ENAMETOOLONG``.
+- :func:`unix_address`: a Unix socket path AF_UNIX can take, however deep the state dir is.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hotswap.errors import ResourceError, UsageError
 
 LOCK_NAME = "lock"
+UNIX_PATH_MAX = 108  # AF_UNIX's sun_path, with its NUL
 
 
 def resolve_state_dir(explicit: str | os.PathLike[str] | None = None, app: str = "default") -> Path:
@@ -38,6 +41,24 @@ def resolve_state_dir(explicit: str | os.PathLike[str] | None = None, app: str =
         return Path(env).expanduser().absolute()
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
     return Path(base, "hotswap", app).absolute()
+
+
+@contextlib.contextmanager
+def unix_address(path: str | os.PathLike[str]) -> Iterator[str]:
+    """``path`` as AF_UNIX takes it, for the ``bind`` or ``connect`` made inside the block:
+    the path itself when it fits in ``sun_path``, else the same socket reached through an
+    ``O_PATH`` descriptor of its directory (``/proc/self/fd/N/<name>``), closed on exit. A
+    state dir deep in the file system would otherwise make its ``control.sock`` unusable."""
+    text = os.fspath(path)
+    if len(os.fsencode(text)) < UNIX_PATH_MAX:
+        yield text
+        return
+    head, name = os.path.split(text)
+    fd = os.open(head or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{name}"
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

@@ -4,6 +4,7 @@ state dir."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from hotswap.cli.supervisor import prepare_run
 from hotswap.release.build import BuildResult
 from hotswap.testing.load import free_port
 from tests.cli.helpers import as_json, hotswap
+from tests.e2e.harness import start_supervisor, stop_and_check
 
 
 def test_run_with_a_missing_tarball_binds_nothing_and_exits_2(tmp_path: Path) -> None:
@@ -80,10 +82,33 @@ def test_an_os_error_at_start_is_io_error_not_a_traceback(tmp_path: Path) -> Non
 
     (tmp_path / "in").mkdir()
     tarball = forge.write_archive(tmp_path / "in" / "good.tar.gz", forge.release_members())
-    deep = tmp_path / ("d" * 100)  # its control.sock is over the AF_UNIX path limit
+    state = tmp_path / "state"
+    (state / "control.sock").mkdir(parents=True, mode=0o700)  # cannot be replaced by a socket
+    state.chmod(0o700)
     proc = hotswap(
-        "run", tarball, "--state-dir", deep, "--bind", f"127.0.0.1:{free_port()}", home=tmp_path
+        "run", tarball, "--state-dir", state, "--bind", f"127.0.0.1:{free_port()}", home=tmp_path
     )
     assert proc.returncode == EXIT_RESOURCE, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "error [io_error]" in proc.stderr
+
+
+def test_run_serves_and_is_steered_with_a_state_dir_too_deep_for_af_unix(
+    tmp_path: Path, release_v1: BuildResult
+) -> None:
+    """``<state>/control.sock`` over AF_UNIX's 108 bytes: the supervisor binds it, the CLI,
+    the Python client and a generation (the handoff API) reach it, all through the
+    directory's descriptor; it used to fail with ``io_error`` once the listeners were bound."""
+    state = tmp_path / ("d" * 60) / "state"
+    assert len(str(state / "control.sock").encode()) > 108
+    state.parent.mkdir()
+    running = start_supervisor(release_v1.tarball, state)
+    try:
+        assert running.status()["active"]["release"] == release_v1.manifest.release_id
+        remembered = running.get_json("/remember?key=deep")  # from inside the generation
+        assert "deep" in remembered["all"]
+        proc = running.cli("status", "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["active"]["release"] == release_v1.manifest.release_id
+    finally:
+        stop_and_check(running, running.seen_pids)

@@ -241,3 +241,19 @@ def test_the_server_answers_every_control_op_of_the_contract() -> None:
         contract.OP_HANDOFF_DELETE,
     }
     assert set(server._OPS) == control_ops
+
+
+def test_a_state_dir_too_deep_for_af_unix_still_serves_and_is_reached(tmp_path: Path) -> None:
+    """``control.sock`` under a state dir deep enough that its path is over AF_UNIX's 108
+    bytes is bound and reached through the directory's descriptor (``/proc/self/fd/N``):
+    ``hotswap run`` used to fail there with ``io_error`` after binding its listeners."""
+    deep = tmp_path / ("d" * 110)
+    deep.mkdir()
+    assert len(str(deep / "control.sock").encode()) > 108
+
+    def body(path: Path) -> tuple[Any, int]:
+        return _call(path, "status"), path.stat().st_mode & 0o777
+
+    status, mode = _serve(deep, FakeSupervisor(), body)
+    assert status == {"upgrading": False}
+    assert mode == 0o600  # still created under umask 0177

@@ -216,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
             from hotswap.supervisor import metrics as metrics_mod
 
             code = asyncio.run(metrics_mod.serve(supervisor, _bind_metrics(metrics)))
-    except OSError as e:  # e.g. a control socket path over the AF_UNIX limit: a code, not a trace
+    except OSError as e:  # e.g. control.sock cannot be replaced: a code, not a trace
         raise ResourceError("io_error", f"the supervisor could not start: {e}") from e
     if supervisor.start_error is not None:
         raise supervisor.start_error  # exits with its class's status, printed as every error

@@ -17,6 +17,7 @@ from hotswap import contract
 from hotswap.control.connection import Closed, Connection, Fault, Incoming
 from hotswap.control.protocol import Event, Response
 from hotswap.errors import ResourceError, UsageError
+from hotswap.fsutil import resolve_state_dir, unix_address
 
 
 def control_path(state_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -24,8 +25,6 @@ def control_path(state_dir: str | os.PathLike[str] | None = None) -> Path:
     dir's (explicit, ``$HOTSWAP_STATE_DIR``, or the default)."""
     if state_dir is None and os.environ.get("HOTSWAP_CONTROL_SOCKET"):
         return Path(os.environ["HOTSWAP_CONTROL_SOCKET"])
-    from hotswap.fsutil import resolve_state_dir
-
     return resolve_state_dir(state_dir) / contract.CONTROL_SOCKET
 
 
@@ -52,7 +51,8 @@ class Client:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout)
             try:
-                sock.connect(str(self.path))
+                with unix_address(self.path) as address:  # a deep state dir's path is too long
+                    sock.connect(address)
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()
                 raise UsageError(

@@ -32,6 +32,7 @@ from hotswap import contract
 from hotswap.control.connection import Connection, Fault
 from hotswap.control.protocol import MAX_LINE, Request
 from hotswap.errors import HotswapError, ResourceError, UsageError
+from hotswap.fsutil import unix_address
 from hotswap.supervisor.handoff import HandoffStore
 
 _UCRED = struct.Struct("3i")
@@ -88,11 +89,15 @@ class ControlServer:
     async def start(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(path), limit=MAX_LINE
-            )
+            with unix_address(path) as address:  # a deep state dir's path is too long
+                sock.bind(address)
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE)
+        except BaseException:
+            sock.close()
+            raise
         finally:
             os.umask(old)
 
