@@ -83,9 +83,10 @@ def test_every_help_ends_with_an_example(command: str, tmp_path: Path) -> None:
 
 
 def test_an_os_error_no_layer_mapped_is_io_error_not_a_traceback(tmp_path: Path) -> None:
-    deep = tmp_path / ("d" * 110)  # its control.sock is over the AF_UNIX path limit
-    deep.mkdir(mode=0o700)
-    proc = hotswap("status", "--state-dir", deep, "--json", home=tmp_path)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "control.sock").symlink_to("control.sock")  # connect: ELOOP
+    proc = hotswap("status", "--state-dir", state, "--json", home=tmp_path)
     assert proc.returncode == EXIT_RESOURCE
     assert as_json(proc)["error"]["code"] == "io_error"
     assert "Traceback" not in proc.stderr

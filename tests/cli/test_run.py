@@ -65,8 +65,7 @@ def test_run_of_a_release_that_fails_to_boot_exits_with_the_child_status(
 def test_run_defaults_to_the_tarballs_app_dir(
     tmp_path: Path, release_v1: BuildResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # in-process: prepare_run is everything run does before it binds (a real supervisor's
-    # control socket would not fit the AF_UNIX path limit this deep in tmp_path)
+    # in-process: prepare_run is everything run does before it binds
     monkeypatch.delenv("HOTSWAP_STATE_DIR", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "x"))
     (tmp_path / "x" / "hotswap" / "other-app").mkdir(parents=True)  # the app decides, not this

@@ -82,7 +82,7 @@ def test_unpack_defaults_to_the_tarballs_app_dir(tmp_path: Path, release_v1: Bui
 def test_with_several_state_dirs_a_tarball_picks_its_apps(
     tmp_path: Path, release_v1: BuildResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # in-process (upgrade's own socket path would not fit AF_UNIX's limit this deep)
+    # in-process: the resolution alone
     monkeypatch.delenv("HOTSWAP_STATE_DIR", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "x"))
     base = _app_dirs(tmp_path, "shop", release_v1.manifest.name)
