@@ -59,6 +59,7 @@ _API = (
     "upgrade",
     "upgrading",
     "wait_draining",
+    "worker_index",
 )
 
 __all__ = [

@@ -267,3 +267,13 @@ def generation() -> int | None:
 
     runtime = current()
     return runtime.generation if runtime is not None else None
+
+
+def worker_index() -> int | None:
+    """Inside a generation: this worker's index, 0 to ``workers - 1`` (the same for a worker
+    restarted in its place); outside a generation (a service, a script, a test): None. E.g.
+    to run a periodic job in one worker only: ``if hotswap.worker_index() == 0: ...``."""
+    from hotswap.child.runtime import current
+
+    runtime = current()
+    return runtime.worker if runtime is not None else None

@@ -21,6 +21,7 @@ import os
 import re
 import stat
 from pathlib import Path
+from typing import Any
 
 from hotswap.errors import ResourceError, UsageError
 from hotswap.fsutil import fsync_dir
@@ -137,7 +138,17 @@ def unset_variables(state_dir: str | os.PathLike[str], names: list[str]) -> list
 
 def generation_environment(
     defaults: dict[str, str], inherited: dict[str, str], state_dir: str | os.PathLike[str]
-) -> dict[str, str]:
+) -> tuple[dict[str, str], dict[str, Any]]:
     """A generation's environment before hotswap adds its own variables: the release's
-    defaults, then the supervisor's environment, then the state dir's file."""
-    return {**defaults, **inherited, **read(state_dir)}
+    defaults, then the supervisor's environment, then the state dir's file. With it, what
+    ``status`` shows of it: the release's defaults that were not overridden, with their values
+    (they are in the tarball anyway), and the names only of the environment file's variables
+    (secrets) and of the release defaults the supervisor's environment overrode."""
+    secret = read(state_dir)
+    env = {**defaults, **inherited, **secret}
+    shown = {
+        "release": {k: v for k, v in sorted(defaults.items()) if env.get(k) == v},
+        "env_file": sorted(secret),
+        "overridden": sorted(k for k in defaults if env.get(k) != defaults[k]),
+    }
+    return env, shown

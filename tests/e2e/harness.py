@@ -95,12 +95,14 @@ class Running:
     def upgrade(self, tarball: Path | str, **kwargs: Any) -> dict[str, Any]:
         result = hotswap.upgrade(tarball, state_dir=self.state_dir, **kwargs)
         self.seen_pids.add(int(result["pid"]))
+        self.seen_pids.update(int(pid) for pid in result.get("pids", []))
         return result
 
     def status(self) -> dict[str, Any]:
         status = hotswap.status(state_dir=self.state_dir)
         for gen in status["generations"]:
             self.seen_pids.add(int(gen["pid"]))
+            self.seen_pids.update(int(pid) for pid in gen.get("pids", []))
         return status
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -33,6 +33,9 @@ def test_env_set_reaches_the_next_generation_and_not_the_running_one(
         assert after["version"] == "2.0.0" and after["env"] == "postgres://db/app?x=1"
         listed = sup.cli("env", "list", "--json")
         assert json.loads(listed.stdout)["names"] == ["FIXTURE_ENV", "OTHER"]
+        environment = sup.status()["active"]["environment"]
+        assert environment["env_file"] == ["FIXTURE_ENV", "OTHER"]
+        assert "postgres" not in json.dumps(environment)  # the file's values are not shown
         assert "postgres" not in listed.stdout  # names only, unless --values
         assert sup.cli("env", "unset", "FIXTURE_ENV").returncode == 0
         sup.upgrade(flask_releases[0].tarball)
@@ -41,10 +44,12 @@ def test_env_set_reaches_the_next_generation_and_not_the_running_one(
 
 def test_precedence_is_release_defaults_then_supervisor_then_file(tmp_path: Path) -> None:
     envfile.set_variables(tmp_path, {"A": "file"})
-    env = envfile.generation_environment(
+    env, shown = envfile.generation_environment(
         {"A": "default", "B": "default", "C": "default"}, {"A": "sup", "B": "sup"}, tmp_path
     )
     assert (env["A"], env["B"], env["C"]) == ("file", "sup", "default")
+    # what status shows: release defaults in force with their values, the file's names only
+    assert shown == {"release": {"C": "default"}, "env_file": ["A"], "overridden": ["A", "B"]}
 
 
 @pytest.mark.parametrize(

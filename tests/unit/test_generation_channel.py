@@ -12,7 +12,8 @@ import pytest
 
 from hotswap.release.store import Release
 from hotswap.supervisor.children import Hub
-from hotswap.supervisor.generation import Generation, OsChildren
+from hotswap.supervisor.oschildren import OsChildren
+from hotswap.supervisor.process import Child
 from hotswap.supervisor.spawn import Spawner
 
 # A stand-in for boot.py: sends the line in LINE.bin on the channel, then waits to be killed.
@@ -35,14 +36,14 @@ async def _run_child(tmp_path: Path, line: bytes, *, raise_in_on_event: bool = F
     exited = asyncio.Event()
     logged: list[str] = []
 
-    def on_event(gen: Generation, name: str, data: dict[str, Any]) -> None:
+    def on_event(gen: Child, name: str, data: dict[str, Any]) -> None:
         events.append((name, data))
         if name == "protocol_error":
             gen.kill()
         elif raise_in_on_event:
             raise RuntimeError("a bug in the event routing")
 
-    def on_exit(gen: Generation) -> None:
+    def on_exit(gen: Child) -> None:
         gen.close()
         exited.set()
 
@@ -59,7 +60,7 @@ async def _run_child(tmp_path: Path, line: bytes, *, raise_in_on_event: bool = F
         )
     )
     release = Release("test-1", tmp_path, None)  # type: ignore[arg-type]
-    await spawner.spawn(1, release, None)
+    await spawner.spawn_worker(1, 0, 1, release, None)
     await asyncio.wait_for(exited.wait(), 10)
     return events, logged
 

@@ -155,7 +155,7 @@ def test_sighup_during_a_swap_is_ignored_and_after_it_restarts_blue_green(tmp_pa
     assert code == 0 and result["ok"]
     assert w.logged("SIGHUP ignored: an upgrade is in progress")
     assert w.logged("SIGHUP: blue-green restart of the current release")
-    assert [c.gen.release.id for c in w.fake.children] == [w.ids["1"], w.ids["2"], w.ids["2"]]
+    assert [c.proc.release.id for c in w.fake.children] == [w.ids["1"], w.ids["2"], w.ids["2"]]
     assert w.sup.recent[0]["how"] == "restart"
 
 
@@ -177,8 +177,8 @@ def test_shutdown_during_a_swap_fails_it_kills_the_new_one_and_drains_the_old(
     assert code == 0
     assert error.code == "not_running" and error.details["phase"] == "boot"
     old, new = w.fake.children
-    assert signal.SIGKILL in new.gen.process.signals  # type: ignore[attr-defined]
-    assert old.ops[-1] == "drain" and old.gen.returncode == 0  # drained, not killed
+    assert signal.SIGKILL in new.proc.process.signals  # type: ignore[attr-defined]
+    assert old.ops[-1] == "drain" and old.proc.returncode == 0  # drained, not killed
     assert w.sup.generations == {}
 
 
@@ -196,7 +196,7 @@ def test_an_old_generation_ignoring_its_drain_is_killed_at_shutdown_timeout(
     assert result["timings_ms"]["commit"] + result["timings_ms"]["drain"] == pytest.approx(
         7000, abs=1
     )
-    assert w.fake.child(1).gen.returncode == -signal.SIGKILL
+    assert w.fake.child(1).proc.returncode == -signal.SIGKILL
 
 
 def test_shutdown_kills_a_generation_that_does_not_drain_in_time(tmp_path: Path) -> None:
@@ -208,7 +208,7 @@ def test_shutdown_kills_a_generation_that_does_not_drain_in_time(tmp_path: Path)
 
     _, code, w = run(tmp_path, scenario, fake=fake)
     assert code == 0
-    assert w.fake.child(1).gen.returncode == -signal.SIGKILL
+    assert w.fake.child(1).proc.returncode == -signal.SIGKILL
     assert w.logged("generation 1 did not exit in time: killing it")
     assert w.now() - stopped[0] == pytest.approx(7.0, abs=0.05)
 
@@ -226,7 +226,7 @@ def test_boot_timeout_fails_the_swap_and_keeps_the_old_generation(tmp_path: Path
     (error, took), _, w = run(tmp_path, scenario, fake=fake)
     assert error.code == "not_ready" and error.details["phase"] == "boot"
     assert took == pytest.approx(3.0, abs=0.05)
-    assert w.fake.child(2).gen.returncode == -signal.SIGKILL
+    assert w.fake.child(2).proc.returncode == -signal.SIGKILL
     assert w.sup.recent[0]["error"]["code"] == "not_ready"
 
 
@@ -259,7 +259,7 @@ def test_a_protocol_error_from_the_new_generation_after_cutover_is_not_a_failed_
     result, _, w = run(tmp_path, scenario, fake=fake, stability_window=0.0)
     assert result["ok"]
     assert result["notes"] == ["protocol_error: not a control protocol line: b'garbage'"]
-    assert w.fake.child(2).gen.returncode == -signal.SIGKILL  # the supervisor's to restart
+    assert w.fake.child(2).proc.returncode == -signal.SIGKILL  # the supervisor's to restart
 
 
 def test_spawn_failing_fails_the_swap_in_spawn(tmp_path: Path) -> None:
@@ -288,7 +288,7 @@ def test_go_never_acknowledged_fails_at_cutover_and_keeps_the_old(tmp_path: Path
     assert "refused go" in error.message
     assert serving == 1
     assert "drain" not in old_ops  # never told to drain
-    assert w.fake.child(2).gen.returncode == -signal.SIGKILL
+    assert w.fake.child(2).proc.returncode == -signal.SIGKILL
 
 
 def test_a_commit_failing_after_cutover_says_what_serves_and_finishes_the_drain(
@@ -310,7 +310,7 @@ def test_a_commit_failing_after_cutover_says_what_serves_and_finishes_the_drain(
     assert error.code == "commit_failed"
     assert error.details["serving"] == w.ids["2"] and error.details["drain_killed"] is True
     assert serving == 2
-    assert w.fake.child(1).gen.returncode == -signal.SIGKILL  # the drain was bounded
+    assert w.fake.child(1).proc.returncode == -signal.SIGKILL  # the drain was bounded
     assert "after_cutover" in w.fake.child(2).ops
     assert w.sup.recent[0]["error"]["code"] == "commit_failed"
     assert w.sup.store.read_state()["current"] == w.ids["1"]
@@ -340,7 +340,7 @@ def test_a_release_dying_within_the_stability_window_is_rolled_back(tmp_path: Pa
 
     _, code, w = run(tmp_path, scenario, fake=fake)
     assert code == 0
-    assert [c.gen.release.id for c in w.fake.children] == [w.ids["1"], w.ids["2"], w.ids["1"]]
+    assert [c.proc.release.id for c in w.fake.children] == [w.ids["1"], w.ids["2"], w.ids["1"]]
     assert w.sup.recent[0]["how"] == "auto-rollback" and w.sup.recent[0]["ok"]
     state = w.sup.store.read_state()
     assert state["current"] == w.ids["1"] and state["history"][0]["how"] == "auto-rollback"
@@ -358,16 +358,16 @@ def test_a_release_dying_after_the_stability_window_is_restarted_not_rolled_back
         await w.until(lambda: w.sup.active is not None and w.sup.active.number == 3)
 
     _, _, w = run(tmp_path, scenario, fake=fake)
-    assert w.fake.children[2].gen.release.id == w.ids["2"]
+    assert w.fake.children[2].proc.release.id == w.ids["2"]
     assert w.sup.recent[0]["how"] == "restart"
 
 
 def test_generation_states_follow_the_lifecycle(tmp_path: Path) -> None:
     async def scenario(w: World) -> list[GenState]:
-        old = w.fake.child(1).gen
+        old = w.fake.child(1).proc
         before = [old.state]
         await w.sup.upgrade(w.ids["2"])
-        return [*before, old.state, w.fake.child(2).gen.state]
+        return [*before, old.state, w.fake.child(2).proc.state]
 
     states, _, _w = run(tmp_path, scenario)
     assert states == [GenState.LIVE, GenState.RETIRED, GenState.LIVE]

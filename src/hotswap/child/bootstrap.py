@@ -45,6 +45,8 @@ from hotswap.contract import (
     ENV_PROBE_FD,
     ENV_RELEASE_DIR,
     ENV_SERVICE,
+    ENV_WORKER,
+    ENV_WORKERS,
     LISTEN_FDS_START,
     STARTUP_FAILURE,
 )
@@ -82,6 +84,8 @@ def main() -> int:
         return service.main()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
     generation = int(os.environ[ENV_GENERATION])
+    worker = int(os.environ.get(ENV_WORKER, "0"))
+    workers = int(os.environ.get(ENV_WORKERS, "1"))
     release_root = Path(os.environ[ENV_RELEASE_DIR])
     listeners = _listeners()
     probe = socket.socket(fileno=int(os.environ[ENV_PROBE_FD]))
@@ -106,18 +110,20 @@ def main() -> int:
         probe=probe,
         channel=channel,
         outgoing=_json_env(ENV_OUTGOING),
+        worker=worker,
+        workers=workers,
     )
     runtime.attach()
     set_current(runtime)
     channel.start()
     log(
-        f"generation {generation}: {manifest.name} {manifest.version} "
+        f"{runtime.name}: {manifest.name} {manifest.version} "
         f"({manifest.release_id}), pid {os.getpid()}, server {config.server}"
     )
     try:
         app = import_target(config.entry)
     except BaseException:
-        log(f"generation {generation}: importing {config.entry} failed")
+        log(f"{runtime.name}: importing {config.entry} failed")
         traceback.print_exc()
         return STARTUP_FAILURE
     if config.server == "uvicorn":

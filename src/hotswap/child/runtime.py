@@ -60,10 +60,19 @@ class ChildRuntime:
     channel: Channel
     outgoing: dict[str, Any] | None = None
     incoming: dict[str, Any] | None = None
+    worker: int = 0  # its index among its generation's workers
+    workers: int = 1  # how many workers its generation runs
     go: threading.Event = field(default_factory=threading.Event)
     drain: threading.Event = field(default_factory=threading.Event)
     ready_reported: bool = False
     _wakers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """``generation 4``, or ``generation 4 worker 1`` when it has several workers."""
+        if self.workers > 1:
+            return f"generation {self.generation} worker {self.worker}"
+        return f"generation {self.generation}"
 
     @property
     def draining(self) -> bool:
@@ -165,7 +174,7 @@ class ChildRuntime:
         self.begin_drain("SIGTERM")
 
     def begin_drain(self, reason: str) -> None:
-        log(f"generation {self.generation}: {reason}, draining")
+        log(f"{self.name}: {reason}, draining")
         self.drain.set()
         self._wake()
 

@@ -66,6 +66,13 @@ def _register_run(sub: Subparsers) -> None:
     )
     p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
     p.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="worker processes per generation, or 'auto' (the CPU count); overrides the "
+        "release's [tool.hotswap] workers (default: the release's, else 1)",
+    )
+    p.add_argument(
         "--restart-backoff",
         type=float,
         default=1.0,
@@ -97,6 +104,23 @@ def _register_run(sub: Subparsers) -> None:
     add_follow_option(p)
     add_common(p, state_help=RUN_STATE_HELP)
     p.set_defaults(error_tail=0)  # the supervisor's log already shows the generation's output
+
+
+def _workers(text: str) -> int | str:
+    from hotswap.release.config import check_workers
+
+    value: int | str = text
+    if text != "auto":
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer or 'auto', not {text!r}"
+            ) from None
+    try:
+        return check_workers(value, "--workers")
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(e.message) from None
 
 
 def _binds(args: argparse.Namespace) -> list[BindSpec]:
@@ -208,6 +232,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         sha256=sha256,
         policy=policy,
         stability_window=args.stability_window,
+        workers=args.workers,
     )
     try:
         if metrics is None:

@@ -8,6 +8,7 @@ Example, in the app's ``pyproject.toml``::
     server = "uvicorn"              # uvicorn | hypercorn | callable
     interface = "auto"              # auto | asgi | wsgi (auto: detected from the entry)
     threads = 8                     # WSGI: requests run in a pool of this many threads
+    workers = 2                     # processes per generation, or "auto" (the CPU count)
     health_path = "/health"         # HTTP GET on the private probe socket; omit for none
     health_host = "localhost"       # the probe's Host header (Django's ALLOWED_HOSTS)
     ws_drain_grace = 1.0            # at drain, open WebSockets get close 1012 after this
@@ -33,6 +34,7 @@ The validated table is baked into the release manifest under ``app``.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -43,6 +45,7 @@ from hotswap.errors import UsageError
 SERVERS = ("uvicorn", "hypercorn", "callable")
 INTERFACES = ("auto", "asgi", "wsgi")
 DEFAULT_THREADS = 8
+MAX_WORKERS = 256
 DEFAULT_WS_DRAIN_GRACE = 1.0
 DEFAULT_HEALTH_HOST = "localhost"
 
@@ -73,6 +76,7 @@ class AppConfig:
     server: str = "uvicorn"
     interface: str = "auto"
     threads: int = DEFAULT_THREADS
+    workers: int | str = 1  # worker processes per generation, or "auto" (the CPU count)
     health_path: str | None = None
     health_host: str = DEFAULT_HEALTH_HOST
     ws_drain_grace: float = DEFAULT_WS_DRAIN_GRACE
@@ -93,6 +97,10 @@ class AppConfig:
         out["listeners"] = list(self.listeners)
         out["services"] = [asdict(s) for s in self.services]
         return out
+
+    def worker_count(self) -> int:
+        """How many worker processes a generation of this release runs."""
+        return worker_count(self.workers)
 
     def server_settings(self) -> dict[str, Any]:
         """The ``[tool.hotswap.<server>]`` table of the configured server."""
@@ -123,6 +131,27 @@ def _target(table: dict[str, Any], key: str, where: str, required: bool = False)
             "bad_config", f'{where}.{key} must be "module:attr", got {value!r}', key=key
         )
     return value
+
+
+def check_workers(value: object, where: str) -> int | str:
+    """``workers``: an integer in [1, MAX_WORKERS] or ``"auto"`` (the CPU count)."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise UsageError(
+            "bad_config",
+            f'{where} must be an integer in [1, {MAX_WORKERS}] or "auto", got {value!r}',
+            key="workers",
+        )
+    return value
+
+
+def worker_count(workers: int | str) -> int:
+    """The number of processes ``workers`` means here (``"auto"``: the CPUs it may use)."""
+    if workers == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    assert isinstance(workers, int)
+    return workers
 
 
 def _seconds(table: dict[str, Any], key: str, default: float, where: str) -> float:
@@ -185,6 +214,7 @@ def parse_table(table: dict[str, Any], *, distribution: str, where: str) -> AppC
         raise UsageError(
             "bad_config", f"{where}.threads must be an integer in [1, 1024]", key="threads"
         )
+    workers = check_workers(table.get("workers", 1), f"{where}.workers")
     health_host = table.get("health_host", DEFAULT_HEALTH_HOST)
     if not isinstance(health_host, str) or not _HOST.match(health_host):
         raise UsageError(
@@ -247,6 +277,7 @@ def parse_table(table: dict[str, Any], *, distribution: str, where: str) -> AppC
         server=server,
         interface=interface,
         threads=threads,
+        workers=workers,
         health_path=health_path,
         health_host=health_host,
         ws_drain_grace=float(grace),

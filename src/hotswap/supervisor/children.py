@@ -1,11 +1,12 @@
 """The one seam between the supervisor and its children (tableflip's ``env.go``).
 
 Everything the supervisor asks of the operating system about child processes goes through a
-:class:`Children`: preparing what children run (the runtime copy of hotswap), spawning one with
-its exact descriptor layout (listeners, probe socket, channel, log pipe), signalling it (its
-whole process group), probing its private health socket, and learning of its exit, delivered
-as the ``on_exit`` callback once it is reaped and its channel read to the end. The real one is
-:class:`hotswap.supervisor.generation.OsChildren`; :class:`hotswap.testing.FakeChildren` lets
+:class:`Children`: preparing what children run (the runtime copy of hotswap), spawning a
+generation's worker or a service with its exact descriptor layout (listeners, probe socket,
+channel, log pipe), signalling it (its whole process group), probing its private health
+socket, and learning of its exit, delivered as the ``on_exit`` callback once it is reaped and
+its channel read to the end. The real one is
+:class:`hotswap.supervisor.oschildren.OsChildren`; :class:`hotswap.testing.FakeChildren` lets
 a test script children (ready, exit with code N, hang, send a bad line) without a process.
 """
 
@@ -21,7 +22,7 @@ from hotswap.release.store import Release
 from hotswap.supervisor.listeners import Listener
 
 if TYPE_CHECKING:
-    from hotswap.supervisor.generation import Generation
+    from hotswap.supervisor.process import Child
 
 
 @dataclass
@@ -32,8 +33,8 @@ class Hub:
     run_dir: Path
     control_path: Path
     listeners: list[Listener]
-    on_event: Callable[[Generation, str, dict[str, Any]], None]
-    on_exit: Callable[[Generation], None]
+    on_event: Callable[[Child, str, dict[str, Any]], None]
+    on_exit: Callable[[Child], None]
     log: Callable[[str], None]
 
 
@@ -41,16 +42,21 @@ class Children(Protocol):
     async def open(self, hub: Hub) -> None:
         """Get ready to spawn (the supervisor calls it once, before the first spawn)."""
 
-    async def spawn(
+    async def spawn_worker(
         self,
         number: int,
+        worker: int,
+        workers: int,
         release: Release,
-        outgoing: Generation | None,
-        service: ServiceSpec | None = None,
-    ) -> Generation:
-        """Start generation ``number`` of ``release`` (or, with ``service``, a service)."""
+        outgoing: dict[str, Any] | None,
+    ) -> Child:
+        """Start worker ``worker`` of ``workers`` of generation ``number`` of ``release``;
+        ``outgoing`` is what it is told of the generation it replaces."""
 
-    async def probe(self, gen: Generation, target: str, host: str = "localhost") -> int:
-        """``GET target`` (``Host: host``) on the generation's private probe socket; the
-        HTTP status. Raises OSError, ValueError or asyncio.IncompleteReadError if it cannot
+    async def spawn_service(self, spec: ServiceSpec, release: Release) -> Child:
+        """Start the service ``spec`` from ``release``."""
+
+    async def probe(self, child: Child, target: str, host: str = "localhost") -> int:
+        """``GET target`` (``Host: host``) on the worker's private probe socket; the HTTP
+        status. Raises OSError, ValueError or asyncio.IncompleteReadError if it cannot
         tell."""

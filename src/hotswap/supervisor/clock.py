@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock:
@@ -33,3 +35,8 @@ class Clock:
         except TimeoutError:
             return False
         return True
+
+    async def wait_for(self, awaitable: asyncio.Future[T], timeout: float | None) -> T:
+        """``awaitable``'s result, or TimeoutError after ``timeout`` seconds (it is then
+        cancelled)."""
+        return await asyncio.wait_for(awaitable, timeout)

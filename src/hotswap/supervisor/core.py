@@ -2,18 +2,15 @@
 
 Runs one asyncio loop in one thread. Everything that can wait (unpacking, a generation's boot,
 a drain) is awaited, never blocked on, so ``status`` and the handoff store answer at once
-while a swap runs (promise 4). This module is the wiring: life (run, shutdown), signals,
-routing what generations say, the choice between a restart and a rollback, and status. A swap
-is :mod:`.driver` performing the pure :mod:`.swap` machine; children are reached only through
-the :mod:`.children` seam; time only through the :mod:`.clock`.
+while a swap runs (promise 4). This module is the wiring: life (run, shutdown), signals, the
+entry points of swaps, and status. A swap is :mod:`.driver` performing the pure :mod:`.swap`
+machine; what children say is routed by :mod:`.events` (N workers' news folded into their
+generation's); what happens when the active generation's processes die is :mod:`.recovery`;
+children are reached only through the :mod:`.children` seam; time only through the
+:mod:`.clock`.
 
 Ownership of a new generation before readiness belongs to the swap that started it (kill it,
-keep the old one, report why); after cutover to the supervisor. If the active generation dies
-within ``stability_window`` seconds of the cutover that made it active, the release it
-replaced is brought back (an automatic rollback, ``how: auto-rollback`` in history and
-``recent``); later, or without a release to go back to, it is restarted from the current
-release with backoff, and the supervisor gives up (exit status 1, so systemd or the like
-restarts the whole supervisor) after too many restarts in a window.
+keep the old one, report why); after cutover to the supervisor (:mod:`.recovery`).
 
 Signals only record (their handler puts them on a queue): SIGTERM/SIGINT drain and exit,
 SIGHUP does a blue-green restart of the current release.
@@ -32,25 +29,26 @@ from typing import Any
 
 import hotswap
 from hotswap import contract
-from hotswap.control.protocol import VERSION
 from hotswap.control.server import ControlServer
 from hotswap.errors import HotswapError, UsageError
 from hotswap.fsutil import lock_state_dir
-from hotswap.release.config import ServiceSpec
-from hotswap.release.store import ReleaseStore
+from hotswap.release.config import ServiceSpec, worker_count
+from hotswap.release.store import Release, ReleaseStore
+from hotswap.supervisor import events
 from hotswap.supervisor import listeners as listeners_mod
 from hotswap.supervisor import swap as swap_machine
 from hotswap.supervisor.children import Children, Hub
 from hotswap.supervisor.clock import Clock
 from hotswap.supervisor.driver import Progress, SwapDriver, resolve
-from hotswap.supervisor.generation import Generation, OsChildren
-from hotswap.supervisor.handoff import BEFORE_CUTOVER_KEY, FILE_NAME, HandoffStore
+from hotswap.supervisor.generation import Generation
+from hotswap.supervisor.handoff import FILE_NAME, HandoffStore
 from hotswap.supervisor.hot import hot_upgrade
-from hotswap.supervisor.lifecycle import GenState, on_exit
+from hotswap.supervisor.lifecycle import GenState
 from hotswap.supervisor.logsink import LogSink
 from hotswap.supervisor.notify import reloading, sd_notify, trim_heap
+from hotswap.supervisor.oschildren import OsChildren
 from hotswap.supervisor.policy import RestartPolicy
-from hotswap.supervisor.restarts import keep_restarting
+from hotswap.supervisor.recovery import Recovery
 from hotswap.supervisor.services import ServiceManager
 
 RECENT_SWAPS = 20
@@ -71,6 +69,7 @@ class Supervisor:
         policy: RestartPolicy | None = None,
         services: Sequence[ServiceSpec] = (),
         stability_window: float = contract.STABILITY_WINDOW,
+        workers: int | str | None = None,
         log: Callable[[str], None] | None = None,
         control: bool = True,
     ) -> None:
@@ -85,6 +84,7 @@ class Supervisor:
         self.clock = clock or Clock()
         self.policy = policy or RestartPolicy()
         self.stability_window = stability_window
+        self.workers = workers  # overrides every release's ``workers`` (hotswap run --workers)
         self.listeners: list[listeners_mod.Listener] = []
         self.generations: dict[int, Generation] = {}
         self.active: Generation | None = None
@@ -97,13 +97,12 @@ class Supervisor:
         self.exit_code = 0
         self.start_error: HotswapError | None = None  # why the first boot failed
         self._started = 0.0
-        self._cutover: tuple[int, float, str, str | None] | None = None  # gen, at, how, from
         self._stopped = asyncio.Event()
-        self._idle = asyncio.Event()  # no swap under way
-        self._idle.set()
-        self._none_left = asyncio.Event()  # no generation left
+        self.idle = asyncio.Event()  # no swap under way
+        self.idle.set()
+        self.none_left = asyncio.Event()  # no generation left
+        self.recovery = Recovery(self)
         self._signals: asyncio.Queue[int] = asyncio.Queue()
-        self._restart_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._control: ControlServer | None = None
         self._serve_control = control  # the control socket (tests of the driver may go without)
@@ -145,8 +144,8 @@ class Supervisor:
             run_dir=run_dir,
             control_path=self.control_path,
             listeners=self.listeners,
-            on_event=self._on_event,
-            on_exit=self._on_exit,
+            on_event=lambda child, name, data: events.handle_event(self, child, name, data),
+            on_exit=lambda child: events.handle_exit(self, child),
             log=self.log,
         )
         await self.children.open(hub)
@@ -184,7 +183,9 @@ class Supervisor:
             self.log(f"warning: {e}")
         active = self.active
         assert active is not None
-        self.log(f"serving {release.id} as generation {active.number} (pid {active.pid})")
+        pids = ", ".join(map(str, active.pids))
+        workers = f"{active.size} workers, pids" if active.size > 1 else "pid"
+        self.log(f"serving {release.id} as generation {active.number} ({workers} {pids})")
         sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving {release.id}")
 
     def _initial_ref(self) -> str:
@@ -237,8 +238,7 @@ class Supervisor:
     async def _shutdown(self) -> None:
         """Drain every generation within its ``shutdown_timeout``, then kill what is left."""
         sd_notify("STOPPING=1")
-        if self._restart_task is not None:
-            self._restart_task.cancel()
+        self.recovery.cancel()
         if self._control is not None:
             await self._control.close()
         if self.swapping is not None and not self.swapping.machine.cut_over:
@@ -249,6 +249,9 @@ class Supervisor:
             if gen.state in (GenState.STARTING, GenState.READY):
                 gen.kill()
             elif gen.state in (GenState.LIVE, GenState.DRAINING):
+                for child in gen.alive():  # a worker restarting is not serving yet
+                    if child.state in (GenState.STARTING, GenState.READY):
+                        child.kill()
                 gen.move(GenState.DRAINING)
                 gen.send_nowait(contract.OP_DRAIN)
         timeout = max(
@@ -256,12 +259,12 @@ class Supervisor:
             default=0.0,
         )
         if self.generations:
-            self._none_left.clear()
-            await self.clock.wait(self._none_left, timeout)
+            self.none_left.clear()
+            await self.clock.wait(self.none_left, timeout)
         for gen in list(self.generations.values()):
             self.log(f"generation {gen.number} did not exit in time: killing it")
             gen.kill()
-        if self.generations and not await self.clock.wait(self._none_left, KILL_GRACE):
+        if self.generations and not await self.clock.wait(self.none_left, KILL_GRACE):
             self.log(f"generations {sorted(self.generations)} killed but not reported gone")
         await self.services.stop()
         listeners_mod.close_all(self.listeners)
@@ -270,136 +273,19 @@ class Supervisor:
         for task in list(self._tasks):
             task.cancel()
 
-    # -- what generations say ------------------------------------------------------------
-
-    def _post(self, event: swap_machine.SwapEvent) -> None:
-        if self.swapping is not None:
-            self.swapping.post(event)
-
-    def _is_new(self, gen: Generation) -> bool:
-        """Is ``gen`` the new generation of the swap under way (set as soon as it spawned)."""
-        return self.swapping is not None and self.swapping.gen is gen
-
-    def _on_event(self, gen: Generation, name: str, data: dict[str, Any]) -> None:
-        if gen.service is not None:
-            self.services.on_event(gen, name, data)
-            return
-        if name == contract.EVENT_HELLO:
-            gen.hello = data
-            if data.get("protocol") != VERSION:
-                message = (
-                    f"generation {gen.number} speaks control protocol {data.get('protocol')!r} "
-                    f"(hotswap {data.get('hotswap')}), this supervisor {VERSION}"
-                )
-                self.log(message)
-                if self._is_new(gen):
-                    self._post(swap_machine.Failed("version_mismatch", message))
-                gen.kill()
-        elif name == contract.EVENT_READY:
-            if gen.state is GenState.STARTING:
-                gen.move(GenState.READY)
-            if self._is_new(gen):
-                self._post(swap_machine.Ready(gen.number))
-        elif name == contract.EVENT_BEFORE_CUTOVER and gen.state is GenState.DRAINING:
-            try:
-                self.handoff.put(BEFORE_CUTOVER_KEY, data.get("result"), reserved_ok=True)
-            except Exception as e:  # refused, or the disk is full: the swap goes on
-                self.log(f"generation {gen.number}'s before_cutover result refused: {e}")
-        elif name == contract.EVENT_PROTOCOL_ERROR:
-            error = data.get("error") or {}
-            self.log(f"generation {gen.number}: {error.get('message')}")
-            if self._is_new(gen):  # the machine knows whether it still matters
-                code = str(error.get("code", "protocol_error"))
-                self._post(swap_machine.Failed(code, str(error.get("message"))))
-            gen.kill()
-
-    def _on_exit(self, gen: Generation) -> None:
-        if gen.service is not None:
-            self.services.on_exit(gen)
-            return
-        gen.close()
-        self.generations.pop(gen.number, None)
-        gen.state = on_exit(gen.state)
-        gen.exited.set()
-        self.log(f"generation {gen.number} (pid {gen.pid}) exited with status {gen.returncode}")
-        if self.swapping is not None and self.swapping.involves(gen):
-            self._post(swap_machine.Exited(gen.number, gen.returncode))
-        if gen is self.active:
-            self.active = None
-            if not self.stopping:
-                self._active_died(gen)
-        if not self.generations:
-            self._none_left.set()
-
     def activate(self, gen: Generation) -> None:
         """``gen`` is the active generation from now on (its swap cut over to it)."""
         old = self.active
         how = self.swapping.how if self.swapping is not None else "initial"
-        self._cutover = (gen.number, self.clock.now(), how, old.release.id if old else None)
+        self.recovery.cutover(gen, how, old.release.id if old else None)
         self.active = gen
 
-    # -- when the active generation dies -------------------------------------------------
-
-    def _active_died(self, dead: Generation) -> None:
-        if self._restart_task is not None and not self._restart_task.done():
-            return
-        uptime = self.clock.now() - dead.started_mono
-        if dead.returncode == contract.STARTUP_FAILURE:
-            self.log(
-                f"generation {dead.number} exited with the startup-failure status "
-                f"({contract.STARTUP_FAILURE}): not respawned, giving up (exit status 1)"
-            )
-            self.stop(exit_code=contract.GIVE_UP)
-            return
-        previous = self._rollback_target(dead)
-        if previous is not None:
-            self._restart_task = asyncio.create_task(self._auto_rollback(dead, previous))
-        else:
-            self._restart_task = asyncio.create_task(self._restart(uptime))
-
-    def _rollback_target(self, dead: Generation) -> str | None:
-        """The release to go back to if ``dead`` died within the stability window of the
-        cutover that brought it in (never for a restart or a rollback of its own)."""
-        if self._cutover is None:
-            return None
-        number, at, how, previous = self._cutover
-        if number != dead.number or how not in ("blue-green", "rollback") or previous is None:
-            return None
-        if self.clock.now() - at >= self.stability_window or previous == dead.release.id:
-            return None
-        return previous
-
-    async def _auto_rollback(self, dead: Generation, previous: str) -> None:
-        self.log(
-            f"generation {dead.number} ({dead.release.id}) died within the stability window "
-            f"({self.stability_window:g}s after its cutover): rolling back to {previous}"
-        )
-        await self._idle.wait()
-        if self.active is not None or self.stopping:
-            return
-        try:
-            await self.upgrade(previous, how="auto-rollback")
-        except HotswapError as e:
-            self.log(f"automatic rollback failed: {e}")
-            await self._restart(0.0)
-
-    async def _restart(self, uptime: float) -> None:
-        async def start() -> None:
-            await self.upgrade(str(self.store.read_state()["current"]), how="restart")
-
-        await keep_restarting(
-            "the active generation",
-            restarting="active generation died: restarting the current release in {delay:g}s",
-            giving_up="the app keeps dying: too many restarts, giving up (exit status 1)",
-            policy=self.policy,
-            clock=self.clock,
-            uptime=uptime,
-            settled=lambda: self.active is not None or self.stopping,
-            start=start,
-            give_up=lambda: self.stop(exit_code=contract.GIVE_UP),
-            log=self.log,
-            idle=self._idle.wait,
-        )
+    def worker_count(self, release: Release) -> int:
+        """How many workers a generation of ``release`` runs: ``--workers`` if given, else
+        the release's ``workers``."""
+        if self.workers is not None:
+            return worker_count(self.workers)
+        return release.manifest.app_config().worker_count()
 
     # -- swaps ---------------------------------------------------------------------------
 
@@ -421,7 +307,7 @@ class Supervisor:
             raise UsageError("not_running", "the supervisor is shutting down")
         driver = SwapDriver(self, ref, how, sha256, allow_other_app=allow_other_app)
         self.swapping = driver
-        self._idle.clear()
+        self.idle.clear()
         if how in RELOADS and self.active is not None:
             reloading()
         try:
@@ -431,7 +317,7 @@ class Supervisor:
             return record
         finally:
             self.swapping = None
-            self._idle.set()
+            self.idle.set()
             if how in RELOADS:
                 sd_notify("READY=1")
             trim_heap()
@@ -449,8 +335,10 @@ class Supervisor:
         reads the source lines of its unchanged modules (tracebacks) from older releases, and
         services run from the release the supervisor booted with. Retention keeps them."""
         used: set[str] = set()
-        for child in [*self.generations.values(), *self.services.running()]:
-            used |= child.loaded
+        for gen in self.generations.values():
+            used |= gen.releases()
+        for svc in self.services.running():
+            used |= svc.loaded
         return frozenset(used)
 
     def _refuse_if_busy(self) -> None:

@@ -23,12 +23,14 @@ from hotswap.supervisor import swap
 from hotswap.supervisor.generation import Generation
 from hotswap.supervisor.handoff import BEFORE_CUTOVER_KEY
 from hotswap.supervisor.lifecycle import GenState
+from hotswap.supervisor.process import Child
 
 if TYPE_CHECKING:
     from hotswap.supervisor.core import Supervisor
 
 Progress = Callable[[dict[str, Any]], None]
 PROBE_EXIT_GRACE = 0.5  # a probe that broke: how long to wait for the child's exit to explain it
+GONE = "gone"  # a worker whose probe broke because it exited: its exit fails the swap
 
 
 class SwapDriver:
@@ -120,6 +122,8 @@ class SwapDriver:
             new = self.gen
             assert new is not None
             record["pid"] = new.pid
+            if new.size > 1:
+                record["pids"] = new.pids
             record["drain_killed"] = machine.drain_killed
             if machine.old is not None:
                 new.send_nowait(
@@ -132,6 +136,8 @@ class SwapDriver:
         assert error is not None and error.code is not None
         output = self.gen.tail() if self.gen is not None else []
         details = {"phase": _failed_phase(machine), **error.details, "output": output}
+        if self.gen is not None and self.gen.size > 1 and self.gen.failed_worker is not None:
+            details.setdefault("worker", self.gen.failed_worker)
         record["error"] = {"code": error.code, "message": error.message}
         raise HotswapError.from_json(
             {"code": error.code, "message": error.message, "details": details}
@@ -175,11 +181,7 @@ class SwapDriver:
                     # the old generation's before_cutover fills this in; no stale value may
                     # reach the new one (reset here, not between go and drain: a write + fsync)
                     sup.handoff.put(BEFORE_CUTOVER_KEY, None, reserved_ok=True)
-                gen = await sup.children.spawn(number, target, sup.active)
-                sup.generations[number] = gen
-                self.gen = gen
-                sup.log(f"generation {number} started (pid {gen.pid}) from {target.id}")
-                self.post(swap.Spawned(number))
+                await self._spawn(number, target)
             case swap.SetDeadline(phase=phase, seconds=seconds):
                 self._timers.append(sup.clock.call_later(seconds, self.post, swap.Deadline(phase)))
             case swap.Probe(generation=number):
@@ -188,8 +190,9 @@ class SwapDriver:
                 await self._cutover(action)
             case swap.Kill(generation=number):
                 victim = sup.generations.get(number)
-                if victim is not None:
-                    sup.log(f"killing generation {number} (pid {victim.pid})")
+                if victim is not None and victim.alive():
+                    pids = ", ".join(str(c.pid) for c in victim.alive())
+                    sup.log(f"killing generation {number} (pid {pids})")
                     victim.kill()
             case swap.Commit(release_id=release_id):
                 if self.how != "restart":  # a restart serves what state.json already names
@@ -217,17 +220,65 @@ class SwapDriver:
                 release_app=name,
             )
 
+    async def _spawn(self, number: int, release: Release) -> None:
+        """Start every worker of generation ``number`` in parallel. What its workers say
+        while they are spawned may reach the machine before ``Spawned`` does, where it does
+        not apply yet: an exit or a readiness it missed is posted again after it."""
+        sup = self.sup
+        size = sup.worker_count(release)
+        gen = Generation(
+            number=number,
+            release=release,
+            size=size,
+            started_mono=sup.clock.now(),
+            started_wall=time.time(),
+        )
+        gen.arm_policies(sup.policy)
+        sup.generations[number] = gen
+        self.gen = gen  # its workers' news reaches the machine from now on
+        outgoing = sup.active.info() if sup.active is not None else None
+
+        async def one(index: int) -> None:
+            child = await sup.children.spawn_worker(number, index, size, release, outgoing)
+            gen.workers[index] = child  # before its first event can be read
+
+        results = await asyncio.gather(*(one(i) for i in range(size)), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            gen.kill()
+            if not gen.children():
+                sup.generations.pop(number, None)
+            raise errors[0]
+        pids = ", ".join(map(str, gen.pids))
+        workers = f"{size} workers, pids" if size > 1 else "pid"
+        sup.log(f"generation {number} started ({workers} {pids}) from {release.id}")
+        self.post(swap.Spawned(number))
+        gone = next((c for c in gen.children() if c.exited.is_set()), None)
+        if gone is not None:  # a worker died before the machine could hear of it
+            worker = gone.worker if size > 1 else None
+            self.post(swap.Exited(number, gone.returncode, worker))
+        elif gen.state is GenState.READY:  # every worker was ready before it was ours
+            gen.announced_ready = True
+            self.post(swap.Ready(number))
+
     async def _cutover(self, action: swap.Cutover) -> None:
+        """Every worker of the new generation starts accepting (``go``), then every worker
+        of the old one drains."""
         sup = self.sup
         new = sup.generations.get(action.new)
-        if new is None:
+        if new is None or len(new.alive()) < new.size:
             self.post(swap.Failed("boot_failed", f"generation {action.new} is gone"))
             return
-        try:
-            await new.request(contract.OP_GO, timeout=contract.GO_TIMEOUT)
-        except HotswapError as e:
-            self.post(swap.Failed("boot_failed", f"generation {action.new} refused go: {e}"))
-            return
+        workers = new.alive()
+        answers = await asyncio.gather(
+            *(c.request(contract.OP_GO, timeout=contract.GO_TIMEOUT) for c in workers),
+            return_exceptions=True,
+        )
+        for child, answer in zip(workers, answers, strict=True):
+            if isinstance(answer, BaseException):
+                new.failed_worker = child.worker
+                self.post(swap.Failed("boot_failed", f"{child.name} refused go: {answer}"))
+                return
         new.move(GenState.LIVE)
         old = sup.active
         sup.activate(new)
@@ -237,30 +288,48 @@ class SwapDriver:
         self.post(swap.CutoverDone())
 
     async def _probe(self, number: int) -> None:
+        """Probe every worker's private socket at once: Healthy when all pass, Unhealthy
+        (naming the worker) at the first that does not."""
         sup = self.sup
         gen = sup.generations.get(number)
         if gen is None:
             return
         app = gen.release.manifest.app_config()
         path = app.health_path or "/"
-        try:
-            status = await sup.children.probe(gen, path, app.health_host)
-        except (OSError, asyncio.IncompleteReadError, ValueError) as e:
-            # A connection that breaks often means the generation just died: let its exit be
-            # reported (boot_failed, with its status) rather than blame the probe.
-            if not await sup.clock.wait(gen.exited, PROBE_EXIT_GRACE):
-                self.post(swap.Unhealthy(number, f"GET {path}: {type(e).__name__}: {e}"))
+        results = await asyncio.gather(
+            *(self._probe_one(c, path, app.health_host) for c in gen.alive())
+        )
+        if any(why is GONE for _child, why in results):
             return
-        if 200 <= status < 300:
+        failures = [(child, why) for child, why in results if why is not None]
+        if not failures and len(results) == gen.size:
             self.post(swap.Healthy(number))
-        else:
-            hint = (
-                f" (the probe sends Host: {app.health_host}: allow it, e.g. Django's "
-                "ALLOWED_HOSTS or a trusted-host middleware, or set health_host)"
-                if status == 400
-                else ""
-            )
-            self.post(swap.Unhealthy(number, f"GET {path} answered {status}{hint}"))
+        elif failures:
+            child, why = failures[0]
+            if gen.failed_worker is None:
+                gen.failed_worker = child.worker
+            where = f"worker {child.worker}: " if gen.size > 1 else ""
+            self.post(swap.Unhealthy(number, f"{where}{why}"))
+
+    async def _probe_one(self, child: Child, path: str, host: str) -> tuple[Child, str | None]:
+        """``(child, None)`` if its probe passed, else why not; a worker whose connection
+        broke because it died is left to its exit (boot_failed, with its status)."""
+        sup = self.sup
+        try:
+            status = await sup.children.probe(child, path, host)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+            if await sup.clock.wait(child.exited, PROBE_EXIT_GRACE):
+                return child, GONE
+            return child, f"GET {path}: {type(e).__name__}: {e}"
+        if 200 <= status < 300:
+            return child, None
+        hint = (
+            f" (the probe sends Host: {host}: allow it, e.g. Django's "
+            "ALLOWED_HOSTS or a trusted-host middleware, or set health_host)"
+            if status == 400
+            else ""
+        )
+        return child, f"GET {path} answered {status}{hint}"
 
 
 def resolve(sup: Supervisor, ref: str, sha256: str | None) -> Release:

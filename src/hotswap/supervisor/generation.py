@@ -1,91 +1,125 @@
-"""One generation, seen from the supervisor: a child process running one release.
+"""One generation, seen from the supervisor: N worker processes running one release.
 
-It owns the child's descriptors on the supervisor side (its channel end, its log pipe, its
-pidfd, its private probe socket) and turns what happens into callbacks the supervisor routes:
-``on_event(gen, name, data)`` for channel events (``hello``, ``ready``, ``before_cutover``)
-and ``on_exit(gen)`` (with ``gen.returncode`` set) once the process is reaped *and* its
-channel has been read to the end, so no late event is lost behind the exit.
+Every worker serves the same inherited listeners (bound once by the supervisor, never closed
+by a swap); each has its own private probe socket and channel (:class:`~.process.Child`). The
+generation is what a swap gates, cuts over and drains, as one: it is ready when *every* worker
+has started its app and reported ready, healthy when every worker's probe passed, and gone
+when its last worker has exited. Before cutover one worker's failure is the whole
+generation's (the swap kills it and keeps the old one); after cutover a worker that dies is
+restarted alone (:mod:`.recovery`) while the others serve.
 
-States: :mod:`.lifecycle` (starting → ready → live → draining → retired, or failed).
+Workers are spawned, not forked from a process that imported the app first (see
+``docs/supervisor.md``, "Workers"): each boots the release from scratch, in parallel.
+
+States (:mod:`.lifecycle`) are the generation's; each worker has its own as well.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
-import socket
-import sys
-import time
-from collections import deque
-from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hotswap import contract, envfile
-from hotswap.control.connection import Closed, Connection, Fault, Incoming
-from hotswap.control.protocol import MAX_LINE, Event, Response
-from hotswap.errors import HotswapError, ResourceError
-from hotswap.release.config import ServiceSpec
 from hotswap.release.store import Release
-from hotswap.supervisor import runtime_dir
-from hotswap.supervisor.children import Hub
-from hotswap.supervisor.lifecycle import GenState, advance
-from hotswap.supervisor.listeners import Listener
-from hotswap.supervisor.probe import http_probe
-from hotswap.supervisor.spawn import ChildProcess, Spawner
-
-LOG_TAIL = 50
-UNIX_PATH_MAX = 108  # sun_path, with its NUL
-MAX_LOG_LINE = 8192  # a longer line of a child's output is cut there (and ends in "...")
+from hotswap.supervisor.lifecycle import NEXT, GenState, advance
+from hotswap.supervisor.policy import RestartPolicy
+from hotswap.supervisor.process import Child
 
 
 @dataclass
 class Generation:
     number: int
     release: Release
-    process: ChildProcess
-    probe_path: Path | None
+    size: int  # how many workers it runs
     started_mono: float
     started_wall: float
     state: GenState = GenState.STARTING
-    service: str | None = None  # a service process rather than a generation
+    workers: list[Child | None] = field(default_factory=list)  # by index: its process now
+    restarts: list[int] = field(default_factory=list)  # by index: restarts after cutover
+    policies: list[RestartPolicy] = field(default_factory=list)  # by index: their backoff
     loaded: set[str] = field(default_factory=set)  # releases it runs code from
-    hello: dict[str, Any] | None = None
-    log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
-    returncode: int | None = None
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
-    _writer: asyncio.StreamWriter | None = None
-    _reader_task: asyncio.Task[None] | None = None
-    _exit_task: asyncio.Task[None] | None = None
-    _conn: Connection = field(default_factory=Connection)
-    _calls: dict[int, asyncio.Future[Response]] = field(default_factory=dict)
-    _log_fd: int = -1
-    _log_buf: bytearray = field(default_factory=bytearray)
-    _closed: bool = False
+    announced_ready: bool = False  # Ready was posted to its swap
+    failed_worker: int | None = None  # the first worker that failed before cutover
+    returncode: int | None = None  # the exit status of its last worker to exit
+    exited: asyncio.Event = field(default_factory=asyncio.Event)  # every worker is gone
 
     def __post_init__(self) -> None:
         self.loaded.add(self.release.id)
+        self.workers = [None] * self.size
+        self.restarts = [0] * self.size
+
+    def arm_policies(self, policy: RestartPolicy) -> None:
+        """Each worker restarts on its own backoff, a copy of the supervisor's policy."""
+        self.policies = [dataclasses.replace(policy) for _ in range(self.size)]
 
     def move(self, to: GenState) -> None:
-        """Move along the lifecycle (:mod:`.lifecycle`); a move it does not allow raises."""
+        """Move the generation along the lifecycle, and with it every worker that is not
+        gone and may make that move (a replacement still starting may not go live or drain:
+        it is killed instead)."""
         self.state = advance(self.state, to)
+        for child in self.alive():
+            if to is child.state or to in NEXT[child.state]:
+                child.move(to)
+
+    def children(self) -> list[Child]:
+        return [c for c in self.workers if c is not None]
+
+    def alive(self) -> list[Child]:
+        """The workers not reported gone."""
+        return [c for c in self.workers if c is not None and not c.exited.is_set()]
+
+    def is_slot(self, child: Child) -> bool:
+        """Is ``child`` the process its worker index has now (not one it replaced)."""
+        return 0 <= child.worker < self.size and self.workers[child.worker] is child
+
+    def all_ready(self) -> bool:
+        """Every worker spawned, alive and ready (reported ``ready``, not yet live)."""
+        return all(
+            c is not None and not c.exited.is_set() and c.state is GenState.READY
+            for c in self.workers
+        )
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        """Its first worker's pid (there is always one once it spawned)."""
+        first = next((c for c in self.workers if c is not None), None)
+        return first.pid if first is not None else 0
 
     @property
-    def label(self) -> str:
-        return f"svc {self.service}" if self.service else f"gen {self.number}"
+    def pids(self) -> list[int]:
+        return [c.pid for c in self.children()]
+
+    def kill(self) -> None:
+        for child in self.alive():
+            child.kill()
+
+    def send_nowait(self, op: str, **args: Any) -> None:
+        """Fire-and-forget ``op`` to every worker that is not gone."""
+        for child in self.alive():
+            child.send_nowait(op, **args)
+
+    def set_release(self, release: Release) -> None:
+        """A hot upgrade moved every worker to ``release``."""
+        self.release = release
+        self.loaded.add(release.id)
+        for child in self.children():
+            child.release = release
+            child.loaded.add(release.id)
+
+    def releases(self) -> set[str]:
+        used = set(self.loaded)
+        for child in self.children():
+            used |= child.loaded
+        return used
 
     def info(self) -> dict[str, Any]:
         """What a peer generation is told about this one (incoming/outgoing peer)."""
         return {
             "generation": self.number,
             "pid": self.pid,
+            "pids": self.pids,
+            "worker_count": self.size,
             "release": self.release.id,
             "version": self.release.manifest.version,
         }
@@ -96,296 +130,17 @@ class Generation:
             "state": self.state,
             "uptime_s": round(now_mono - self.started_mono, 3),
             "started_at": self.started_wall,
+            "environment": self.workers[0].environment if self.workers[0] is not None else {},
+            "workers": [
+                {**child.status(now_mono), "restarts": self.restarts[child.worker]}
+                for child in self.children()
+            ],
         }
 
     def tail(self) -> list[str]:
-        return list(self.log_tail)
-
-    async def request(self, op: str, timeout: float | None = 10.0, **args: Any) -> Any:
-        """Send a request on the channel and wait for its response."""
-        if self._writer is None or self._writer.is_closing() or self._conn.closed:
-            raise ResourceError("protocol_error", f"generation {self.number}'s channel is closed")
-        ident, line = self._conn.request(op, args)  # bad_request if args cannot be sent
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._calls[ident] = future
-        try:
-            self._writer.write(line)
-            await self._writer.drain()
-            response = await asyncio.wait_for(future, timeout)
-        except (OSError, ConnectionError) as e:
-            raise ResourceError(
-                "protocol_error", f"generation {self.number}'s channel failed: {e}"
-            ) from None
-        except TimeoutError:
-            raise ResourceError(
-                "protocol_error", f"generation {self.number} did not answer {op!r} in {timeout}s"
-            ) from None
-        finally:
-            self._calls.pop(ident, None)
-            self._conn.forget(ident)
-        return response.unwrap()
-
-    def send_nowait(self, op: str, **args: Any) -> None:
-        """Fire-and-forget request (its response is dropped)."""
-        if self._writer is not None and not self._writer.is_closing():
-            with contextlib.suppress(OSError, HotswapError):
-                ident, line = self._conn.request(op, args)
-                self._conn.forget(ident)
-                self._writer.write(line)
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def close(self) -> None:
-        """Release the supervisor-side descriptors once the child is gone."""
-        if self._closed:
-            return
-        self._closed = True
-        loop = asyncio.get_running_loop()
-        if self._log_fd >= 0:
-            loop.remove_reader(self._log_fd)
-            os.close(self._log_fd)
-            self._log_fd = -1
-        if self.process.pidfd >= 0:
-            loop.remove_reader(self.process.pidfd)
-        self.process.close()
-        if self._writer is not None:
-            self._writer.close()
-        if self.probe_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.probe_path.unlink()
-
-
-class OsChildren:
-    """The real :class:`~hotswap.supervisor.children.Children`: builds the descriptor layout
-    of a generation and starts it with posix_spawn, in a process group of its own."""
-
-    def __init__(self, spawner: Spawner | None = None, runtime: Path | None = None) -> None:
-        self.spawner = spawner or Spawner()
-        self._runtime = runtime  # what children run; by default the supervisor's own copy
-        self.runtime_dir = Path()
-        self.run_dir = Path()
-        self.state_dir = Path()
-        self.control_path = Path()
-        self.listeners: list[Listener] = []
-        self.on_event: Callable[[Generation, str, dict[str, Any]], None] = lambda *_: None
-        self.on_exit: Callable[[Generation], None] = lambda _gen: None
-        self.log: Callable[[str], None] = lambda _line: None
-        self._run_fd = -1
-
-    async def open(self, hub: Hub) -> None:
-        loop = asyncio.get_running_loop()
-        if self._runtime is None:
-            self._runtime = await loop.run_in_executor(None, runtime_dir.prepare, hub.state_dir)
-        self.runtime_dir = self._runtime
-        self.run_dir = hub.run_dir
-        # probe sockets are bound and reached through this, when their full path is longer
-        # than AF_UNIX takes (a state dir deep in the file system)
-        self._run_fd = os.open(hub.run_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.state_dir = hub.state_dir
-        self.control_path = hub.control_path
-        self.listeners = hub.listeners
-        self.on_event = hub.on_event
-        self.on_exit = hub.on_exit
-        self.log = hub.log
-
-    async def probe(self, gen: Generation, target: str, host: str = "localhost") -> int:
-        assert gen.probe_path is not None
-        return await http_probe(self._address(gen.probe_path), target, host)
-
-    def _address(self, path: Path) -> Path:
-        """``path`` (in the run dir) as AF_UNIX can take it: short enough, or by the run
-        dir's descriptor (``/proc/self/fd/N/name``)."""
-        if len(os.fsencode(path)) < UNIX_PATH_MAX:
-            return path
-        return Path(f"/proc/self/fd/{self._run_fd}") / path.name
-
-    def _probe_socket(self, path: Path) -> socket.socket:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        try:
-            sock.bind(str(self._address(path)))
-        finally:
-            os.umask(old)
-        sock.listen(64)
-        return sock
-
-    async def spawn(
-        self,
-        number: int,
-        release: Release,
-        outgoing: Generation | None,
-        service: ServiceSpec | None = None,
-    ) -> Generation:
-        """Start generation ``number`` (listeners at fd 3.., then its probe socket and its
-        channel), or, with ``service``, a service process (its channel at fd 3 only)."""
-        loop = asyncio.get_running_loop()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        # release defaults < the supervisor's environment < the state dir's env file
-        defaults = release.manifest.app_config().env if release.manifest else {}
-        env = envfile.generation_environment(defaults, dict(os.environ), self.state_dir)
-        for key in contract.ENV_NOT_INHERITED:
-            env.pop(key, None)
-        env.update(
-            {
-                contract.ENV_CHILD: "1",
-                contract.ENV_RELEASE_DIR: str(release.root),
-                contract.ENV_STATE_DIR: str(self.state_dir),
-                contract.ENV_CONTROL_SOCKET: str(self.control_path),
-            }
-        )
-        probe: socket.socket | None = None
-        probe_path: Path | None = None
-        if service is None:
-            probe_path = self.run_dir / f"gen-{number}.sock"
-            probe = self._probe_socket(probe_path)
-            fds = [lsn.fd for lsn in self.listeners] + [probe.fileno(), theirs.fileno()]
-            probe_fd = contract.LISTEN_FDS_START + len(self.listeners)
-            env.update(
-                {
-                    contract.ENV_GENERATION: str(number),
-                    contract.ENV_PROBE_FD: str(probe_fd),
-                    contract.ENV_CHANNEL_FD: str(probe_fd + 1),
-                    "LISTEN_FDS": str(len(self.listeners)),
-                    "LISTEN_FDNAMES": ":".join(lsn.spec.name for lsn in self.listeners),
-                }
-            )
-            if outgoing is not None:
-                env[contract.ENV_OUTGOING] = json.dumps(outgoing.info())
-        else:
-            fds = [theirs.fileno()]
-            env.update(
-                {
-                    contract.ENV_SERVICE: service.name,
-                    contract.ENV_SERVICE_ENTRY: service.entry,
-                    contract.ENV_CHANNEL_FD: str(contract.LISTEN_FDS_START),
-                }
-            )
-        argv = [sys.executable, "-I", "-S", "-u", "-B", str(self.runtime_dir / "boot.py")]
-        log_r, log_w = os.pipe()
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        try:
-            process = self.spawner.spawn(
-                argv, env, stdin=devnull, stdout=log_w, stderr=log_w, fds=fds
-            )
-        except OSError as e:
-            os.close(log_r)
-            ours.close()
-            what = f"service {service.name}" if service else f"generation {number}"
-            raise ResourceError("io_error", f"cannot start {what}: {e}") from None
-        finally:
-            os.close(log_w)
-            os.close(devnull)
-            theirs.close()
-            if probe is not None:
-                probe.close()  # the child has it; the supervisor connects by path
-        gen = Generation(
-            number=number,
-            release=release,
-            process=process,
-            probe_path=probe_path,
-            started_mono=asyncio.get_running_loop().time(),
-            started_wall=time.time(),
-            service=service.name if service else None,
-        )
-        gen._log_fd = log_r
-        os.set_blocking(log_r, False)
-        loop.add_reader(log_r, self._read_log, gen)
-        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=MAX_LINE)
-        gen._writer = writer
-        gen._reader_task = asyncio.create_task(self._read_channel(gen, reader))
-        loop.add_reader(process.pidfd, self._pidfd_ready, gen)
-        return gen
-
-    def _read_log(self, gen: Generation) -> None:
-        try:
-            data = os.read(gen._log_fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            asyncio.get_running_loop().remove_reader(gen._log_fd)
-            if gen._log_buf:
-                self._log_line(gen, bytes(gen._log_buf))
-                gen._log_buf.clear()
-            return
-        gen._log_buf += data
-        while (end := gen._log_buf.find(b"\n")) >= 0:
-            self._log_line(gen, bytes(gen._log_buf[:end]))
-            del gen._log_buf[: end + 1]
-        if len(gen._log_buf) > MAX_LOG_LINE:  # a line without end: cut it, keep no more
-            self._log_line(gen, bytes(gen._log_buf))
-            gen._log_buf.clear()
-
-    def _log_line(self, gen: Generation, raw: bytes) -> None:
-        if len(raw) > MAX_LOG_LINE:
-            raw = raw[:MAX_LOG_LINE] + b"..."
-        line = raw.decode("utf-8", "replace")
-        gen.log_tail.append(line)
-        self.log(f"[{gen.label}] {line}")
-
-    async def _read_channel(self, gen: Generation, reader: asyncio.StreamReader) -> None:
-        try:
-            while not gen._conn.closed:
-                try:
-                    data = await reader.read(65536)
-                except (OSError, ConnectionError):
-                    data = b""
-                for message in gen._conn.feed(data):
-                    self._on_message(gen, message)
-        except Exception as e:  # a bug here must not leave the generation unaccounted for
-            self.log(f"[{gen.label}] channel reader failed: {e!r}")
-            error = ResourceError("protocol_error", f"channel reader failed: {e!r}")
-            self.on_event(gen, contract.EVENT_PROTOCOL_ERROR, {"error": error.to_json()})
-        finally:
-            gen._conn.close()
-            for future in gen._calls.values():
-                if not future.done():
-                    future.set_exception(ResourceError("protocol_error", f"{gen.label} went away"))
-
-    def _on_message(self, gen: Generation, message: Incoming) -> None:
-        if isinstance(message, Response):
-            future = gen._calls.get(message.id)
-            if future is not None and not future.done():
-                future.set_result(message)
-        elif isinstance(message, Event):
-            self.on_event(gen, message.event, message.data)
-        elif isinstance(message, Fault):
-            # a generation that speaks something else is failed: stop reading it
-            gen._conn.close()
-            self.on_event(gen, contract.EVENT_PROTOCOL_ERROR, {"error": message.error.to_json()})
-        elif isinstance(message, Closed):
-            pass  # the loop ends; the calls still waiting are failed above
-
-    def _pidfd_ready(self, gen: Generation) -> None:
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(gen.process.pidfd)
-        # before reaping (the zombie still holds the group's id): whatever it forked and left
-        # behind dies with it, and cannot keep the listeners (no orphan serves or holds them)
-        gen.process.kill_group()
-        gen.returncode = gen.process.poll()
-        gen._exit_task = asyncio.create_task(self._finish_exit(gen))
-
-    async def _finish_exit(self, gen: Generation) -> None:
-        """Report the exit once the channel is read to the end; ``on_exit`` runs whatever
-        happened to the reader, or the supervisor would wait for this generation forever."""
-        try:
-            if gen._reader_task is not None:
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(gen._reader_task), 2.0)
-            if gen._log_fd >= 0:  # pick up the last lines it wrote
-                with contextlib.suppress(OSError):
-                    while data := os.read(gen._log_fd, 65536):
-                        gen._log_buf += data
-                if gen._log_buf:
-                    for raw in bytes(gen._log_buf).split(b"\n"):
-                        if raw:
-                            self._log_line(gen, raw)
-                    gen._log_buf.clear()
-        except Exception as e:
-            self.log(f"[{gen.label}] reading its last output failed: {e!r}")
-        finally:
-            self.on_exit(gen)
+        """The output that explains a failure: the failed worker's, else the first worker's."""
+        index = self.failed_worker if self.failed_worker is not None else 0
+        child = self.workers[index] if 0 <= index < self.size else None
+        if child is None:
+            child = next(iter(self.children()), None)
+        return child.tail() if child is not None else []

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hotswap import contract
-from hotswap.errors import HotswapError
+from hotswap.errors import HotswapError, UsageError
 from hotswap.supervisor.driver import resolve
 
 if TYPE_CHECKING:
@@ -43,15 +43,21 @@ async def hot_upgrade(
         record["release"] = release.id
         opts = {k: v for k, v in options.items() if k not in RESERVED}
         suspend = float(opts.get("suspend_timeout", contract.SUSPEND_TIMEOUT))
-        result = await gen.request(
+        if gen.size > 1:
+            raise UsageError(
+                "hot_upgrade_refused",
+                f"generation {gen.number} runs {gen.size} workers: hot upgrades of several "
+                "workers are not supported yet; use a blue-green upgrade",
+            )
+        child = gen.alive()[0]
+        result = await child.request(
             contract.OP_HOT_UPGRADE,
             timeout=suspend + contract.HOT_UPGRADE_GRACE,
             release_root=str(release.root),
             release_id=release.id,
             **opts,
         )
-        gen.release = release
-        gen.loaded.add(release.id)
+        gen.set_release(release)
         protect = sup.releases_in_use()
         await loop.run_in_executor(
             None, lambda: sup.store.set_current(release.id, how="hot", protect=protect)

@@ -21,9 +21,9 @@ from hotswap.release.config import ServiceSpec
 from hotswap.release.store import Release
 from hotswap.supervisor.children import Children
 from hotswap.supervisor.clock import Clock
-from hotswap.supervisor.generation import Generation
 from hotswap.supervisor.lifecycle import GenState, on_exit
 from hotswap.supervisor.policy import RestartPolicy
+from hotswap.supervisor.process import Child
 from hotswap.supervisor.restarts import keep_restarting
 
 RESTART_TIMEOUT = 60.0
@@ -47,7 +47,7 @@ class ServiceManager:
         self.log = log
         self.give_up = give_up
         self.stopping = False
-        self._running: dict[str, Generation] = {}
+        self._running: dict[str, Child] = {}
         self._specs: dict[str, ServiceSpec] = {}
         self._policies: dict[str, RestartPolicy] = {}
         self._restarts: dict[str, int] = {}
@@ -57,7 +57,7 @@ class ServiceManager:
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def running(self) -> list[Generation]:
+    def running(self) -> list[Child]:
         return list(self._running.values())
 
     async def start(self, spawner: Children, release: Release) -> None:
@@ -74,11 +74,11 @@ class ServiceManager:
             self._restarts[spec.name] = 0
             await self._spawn(spec, config.boot_timeout)
 
-    async def _spawn(self, spec: ServiceSpec, timeout: float) -> Generation:
+    async def _spawn(self, spec: ServiceSpec, timeout: float) -> Child:
         assert self._spawner is not None and self._release is not None
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ready[spec.name] = ready
-        svc = await self._spawner.spawn(0, self._release, None, service=spec)
+        svc = await self._spawner.spawn_service(spec, self._release)
         self._running[spec.name] = svc
         self.log(f"service {spec.name} started (pid {svc.pid})")
         try:
@@ -97,7 +97,7 @@ class ServiceManager:
             ) from None
         return svc
 
-    def on_event(self, svc: Generation, name: str, data: dict[str, Any]) -> None:
+    def on_event(self, svc: Child, name: str, data: dict[str, Any]) -> None:
         assert svc.service is not None
         if name == contract.EVENT_HELLO:
             svc.hello = data
@@ -116,7 +116,7 @@ class ServiceManager:
             self.log(f"service {svc.service}: {data.get('error')}")
             svc.kill()
 
-    def on_exit(self, svc: Generation) -> None:
+    def on_exit(self, svc: Child) -> None:
         assert svc.service is not None
         svc.close()
         was = svc.state

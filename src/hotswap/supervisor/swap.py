@@ -85,8 +85,12 @@ class Unhealthy:
 
 @dataclass(frozen=True)
 class Exited:
+    """A generation's process exited: before cutover, its first worker to exit (``worker``
+    names it when the generation has several); after, its last."""
+
     generation: int
     returncode: int | None
+    worker: int | None = None
 
 
 @dataclass(frozen=True)
@@ -334,11 +338,16 @@ class Swap:
         if event.generation != self.new:
             return self._stale(event)
         when = "before it was ready" if self.phase == Phase.BOOT else "during its health probe"
+        who = f"generation {self.new}"
+        details: dict[str, Any] = {"returncode": event.returncode}
+        if event.worker is not None:
+            who += f" worker {event.worker}"
+            details["worker"] = event.worker
         following, actions = self._fail(
-            "boot_failed",
-            f"generation {self.new} exited {when} (exit status {event.returncode})",
-            returncode=event.returncode,
+            "boot_failed", f"{who} exited {when} (exit status {event.returncode})", **details
         )
+        if event.worker is not None:  # its other workers are killed with it
+            return following, actions
         return following, [a for a in actions if not isinstance(a, Kill)]  # already gone
 
     def _deadline(self, event: SwapEvent) -> _Step:

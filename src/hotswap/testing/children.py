@@ -1,8 +1,9 @@
 """A fake of the supervisor's one OS seam: children scripted by the test, no process at all.
 
-``FakeChildren`` stands where :class:`hotswap.supervisor.generation.OsChildren` does (the
+``FakeChildren`` stands where :class:`hotswap.supervisor.oschildren.OsChildren` does (the
 ``children=`` argument of :class:`hotswap.supervisor.core.Supervisor`). Each child it
-"spawns" follows a :class:`Script` on the supervisor's clock: says hello, reports ready, answers
+"spawns" (a generation's worker or a service) follows a :class:`Script` on the supervisor's
+clock: says hello, reports ready, answers
 its health probe, exits with a code, hangs, ignores a drain, sends a bad line. A test can also
 act on a spawned child directly (``child.exit(3)``, ``child.bad_line()``). Run the supervisor on
 :class:`hotswap.testing.VirtualClock` and a 30 s drain deadline takes microseconds (tableflip's
@@ -31,7 +32,7 @@ from hotswap.hot.testing import write_release
 from hotswap.release.config import ServiceSpec
 from hotswap.release.store import Release
 from hotswap.supervisor.children import Hub
-from hotswap.supervisor.generation import Generation
+from hotswap.supervisor.process import Child
 from hotswap.supervisor.spawn import ChildProcess
 
 _pids = itertools.count(4_000_000)  # above any real pid_max default
@@ -65,7 +66,7 @@ class FakeProcess(ChildProcess):
             self.signals.append(sig)
             if sig == signal.SIGKILL:
                 self.child.exit(-signal.SIGKILL)
-            elif sig == signal.SIGTERM and self.child.gen.service is not None:
+            elif sig == signal.SIGTERM and self.child.proc.service is not None:
                 self.child.exit(0)
 
     def kill_group(self) -> None:
@@ -75,19 +76,19 @@ class FakeProcess(ChildProcess):
         pass
 
 
-class FakeGeneration(Generation):
-    """A :class:`Generation` whose channel and process are the fake's."""
+class FakeProcessHandle(Child):
+    """A :class:`~hotswap.supervisor.process.Child` whose channel and process are the fake's."""
 
     child: FakeChild
 
     async def request(self, op: str, timeout: float | None = 10.0, **args: Any) -> Any:
         self.child.requests.append((op, args))
         if self.child.exited:
-            raise ResourceError("protocol_error", f"generation {self.number}'s channel is closed")
+            raise ResourceError("protocol_error", f"{self.name}'s channel is closed")
         if op == contract.OP_GO and not self.child.script.go:
             await asyncio.sleep(timeout if timeout is not None else 3600.0)
             raise ResourceError(
-                "protocol_error", f"generation {self.number} did not answer {op!r} in {timeout}s"
+                "protocol_error", f"{self.name} did not answer {op!r} in {timeout}s"
             )
         if op == contract.OP_CALL:
             return {"method": args.get("method"), "args": args.get("args")}
@@ -107,9 +108,9 @@ class FakeGeneration(Generation):
 class FakeChild:
     """One scripted child; the test may also drive it by hand."""
 
-    def __init__(self, hub: Hub, gen: FakeGeneration, script: Script) -> None:
+    def __init__(self, hub: Hub, proc: FakeProcessHandle, script: Script) -> None:
         self.hub = hub
-        self.gen = gen
+        self.proc = proc
         self.script = script
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.exited = False
@@ -125,7 +126,7 @@ class FakeChild:
 
     def start(self) -> None:
         s = self.script
-        self.event(contract.EVENT_HELLO, protocol=s.protocol, hotswap="fake", pid=self.gen.pid)
+        self.event(contract.EVENT_HELLO, protocol=s.protocol, hotswap="fake", pid=self.proc.pid)
         if s.exit_before_ready is not None:
             self.later(s.ready_after or 0.0, self.exit, s.exit_before_ready)
         elif s.ready_after is not None:
@@ -133,10 +134,10 @@ class FakeChild:
 
     def event(self, name: str, **data: Any) -> None:
         if not self.exited:
-            self.hub.on_event(self.gen, name, data)
+            self.hub.on_event(self.proc, name, data)
 
     def ready(self) -> None:
-        self.event(contract.EVENT_READY, pid=self.gen.pid)
+        self.event(contract.EVENT_READY, pid=self.proc.pid)
         if self.script.exit_after_ready is not None:
             self.later(self.script.exit_after_ready, self.exit, self.script.exit_code)
         if self.script.bad_line_after_ready is not None:
@@ -153,9 +154,9 @@ class FakeChild:
         self.exited = True
         for timer in self._timers:
             timer.cancel()
-        self.gen.process.returncode = code
-        self.gen.returncode = code
-        asyncio.get_running_loop().call_soon(self.hub.on_exit, self.gen)
+        self.proc.process.returncode = code
+        self.proc.returncode = code
+        asyncio.get_running_loop().call_soon(self.hub.on_exit, self.proc)
 
 
 class FakeChildren:
@@ -173,45 +174,70 @@ class FakeChildren:
     async def open(self, hub: Hub) -> None:
         self.hub = hub
 
-    def child(self, number: int) -> FakeChild:
-        return next(c for c in self.children if c.gen.number == number)
+    def child(self, number: int, worker: int = 0) -> FakeChild:
+        """The first child spawned as worker ``worker`` of generation ``number``."""
+        return next(
+            c
+            for c in self.children
+            if c.proc.service is None and c.proc.number == number and c.proc.worker == worker
+        )
 
-    async def spawn(
+    def workers(self, number: int) -> list[FakeChild]:
+        """Every child spawned for generation ``number``, restarts included, in order."""
+        return [c for c in self.children if c.proc.service is None and c.proc.number == number]
+
+    def _script(self, release: Release) -> Script:
+        if self.next:
+            return self.next.pop(0)
+        return self.scripts.get(release.manifest.version, self.default)
+
+    async def spawn_worker(
         self,
         number: int,
+        worker: int,
+        workers: int,
         release: Release,
-        outgoing: Generation | None,
-        service: ServiceSpec | None = None,
-    ) -> Generation:
-        assert self.hub is not None, "open() first"
+        outgoing: dict[str, Any] | None,
+    ) -> Child:
         if self.spawn_error is not None:
             raise ResourceError("io_error", f"cannot start generation {number}: {self.spawn_error}")
-        if self.next:
-            script = self.next.pop(0)
-        else:
-            script = self.scripts.get(release.manifest.version, self.default)
-        process = FakeProcess(pid=next(_pids), pidfd=-1)
-        gen = FakeGeneration(
+        return self._spawn(
+            self._script(release),
             number=number,
             release=release,
-            process=process,
             probe_path=None,
+            worker=worker,
+            worker_of=workers,
+        )
+
+    async def spawn_service(self, spec: ServiceSpec, release: Release) -> Child:
+        if self.spawn_error is not None:
+            raise ResourceError("io_error", f"cannot start service {spec.name}: {self.spawn_error}")
+        return self._spawn(
+            self._script(release), number=0, release=release, probe_path=None, service=spec.name
+        )
+
+    def _spawn(self, script: Script, **fields: Any) -> Child:
+        assert self.hub is not None, "open() first"
+        process = FakeProcess(pid=next(_pids), pidfd=-1)
+        proc = FakeProcessHandle(
+            process=process,
             started_mono=asyncio.get_running_loop().time(),
             started_wall=time.time(),
-            service=service.name if service else None,
+            **fields,
         )
-        child = FakeChild(self.hub, gen, script)
-        gen.child = child
+        child = FakeChild(self.hub, proc, script)
+        proc.child = child
         process.child = child
         self.children.append(child)
         asyncio.get_running_loop().call_soon(child.start)  # its news comes after the spawn
-        return gen
+        return proc
 
-    async def probe(self, gen: Generation, target: str, host: str = "localhost") -> int:
-        if gen.returncode is not None:
-            raise ConnectionRefusedError(f"generation {gen.number} is gone")
-        assert isinstance(gen, FakeGeneration)
-        return gen.child.script.health
+    async def probe(self, child: Child, target: str, host: str = "localhost") -> int:
+        if child.returncode is not None:
+            raise ConnectionRefusedError(f"{child.name} is gone")
+        assert isinstance(child, FakeProcessHandle)
+        return child.child.script.health
 
 
 def fake_release(state_dir: Path, version: str, *, name: str = "fake", **app: Any) -> str:

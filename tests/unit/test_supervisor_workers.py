@@ -1,0 +1,180 @@
+"""Generations of several workers, in virtual time against scripted children (no process).
+
+All-or-nothing readiness (every worker ready and healthy before any accepts), the error naming
+the worker that failed, parallel boot, drain of every old worker, and restarts of one worker
+alone after cutover. The real processes are in ``tests/e2e/test_workers.py``.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hotswap.errors import ChildError
+from hotswap.supervisor.lifecycle import GenState
+from hotswap.supervisor.policy import RestartPolicy
+from hotswap.testing import FakeChildren, Script
+from tests.unit.test_supervisor_driver import APP, World, run
+
+WORKERS = {**APP, "workers": 3}
+
+
+def serving(w: World, index: int) -> bool:
+    child = w.sup.active.workers[index] if w.sup.active is not None else None
+    return child is not None and child.state is GenState.LIVE
+
+
+def test_every_worker_is_spawned_at_once_and_goes_live_together(tmp_path: Path) -> None:
+    fake = FakeChildren(Script(ready_after=1.0))
+
+    async def scenario(w: World) -> tuple[dict[str, Any], dict[str, Any]]:
+        result = await w.sup.upgrade(w.ids["2"])
+        return result, w.sup.status()
+
+    (result, status), code, w = run(tmp_path, scenario, fake=fake, app=WORKERS)
+    assert code == 0 and result["ok"]
+    new = w.fake.workers(2)
+    assert [c.proc.worker for c in new] == [0, 1, 2]
+    assert len({c.started for c in new}) == 1  # spawned in parallel, not one after another
+    assert result["timings_ms"]["boot"] == pytest.approx(1000, abs=1)  # not 3 x 1 s
+    assert all(c.ops[0] == "go" for c in new)
+    assert result["pids"] == [c.proc.pid for c in new]
+    active = status["active"]
+    assert active["worker_count"] == 3
+    assert [(x["worker"], x["state"], x["restarts"]) for x in active["workers"]] == [
+        (i, GenState.LIVE, 0) for i in range(3)
+    ]
+    old = w.fake.workers(1)
+    assert all(c.ops[-1] == "drain" and c.proc.returncode == 0 for c in old)
+
+
+def test_one_worker_failing_at_import_refuses_the_release_and_names_it(tmp_path: Path) -> None:
+    fake = FakeChildren()
+
+    async def scenario(w: World) -> tuple[ChildError, int | None, list[str]]:
+        fake.next = [Script(ready_after=0.5), Script(exit_before_ready=3), Script()]
+        with pytest.raises(ChildError) as caught:
+            await w.sup.upgrade(w.ids["2"])
+        assert w.sup.active is not None
+        return caught.value, w.sup.active.number, [c.ops[-1] for c in w.fake.workers(1)]
+
+    (error, serving, old_ops), code, w = run(tmp_path, scenario, fake=fake, app=WORKERS)
+    assert error.code == "boot_failed"
+    assert error.message.startswith("generation 2 worker 1 exited before it was ready")
+    assert error.details["worker"] == 1 and error.details["returncode"] == 3
+    assert serving == 1 and "drain" not in old_ops  # the old generation was never touched
+    new = w.fake.workers(2)
+    assert all(c.proc.returncode is not None for c in new)  # the whole new generation went
+    assert all("go" not in c.ops for c in new)  # none of it ever accepted a connection
+    assert w.sup.store.read_state()["current"] == w.ids["1"]
+
+
+def test_one_worker_failing_its_probe_fails_the_whole_generation(tmp_path: Path) -> None:
+    fake = FakeChildren()
+
+    async def scenario(w: World) -> ChildError:
+        fake.next = [Script(), Script(), Script(health=503)]
+        with pytest.raises(ChildError) as caught:
+            await w.sup.upgrade(w.ids["2"])
+        return caught.value
+
+    error, _, w = run(tmp_path, scenario, fake=fake, app=WORKERS)
+    assert error.code == "health_failed" and "worker 2: GET /health answered 503" in error.message
+    assert all(signal.SIGKILL in c.proc.process.signals for c in w.fake.workers(2))  # type: ignore[attr-defined]
+
+
+def test_the_old_generation_has_drained_only_when_its_last_worker_has(tmp_path: Path) -> None:
+    fake = FakeChildren()
+    # generation 1's workers: one drains at once, one in 4 s, one ignores its drain
+    fake.next = [Script(drain_exit_after=d) for d in (0.01, 4.0, None)]
+
+    async def scenario(w: World) -> dict[str, Any]:
+        return await w.sup.upgrade(w.ids["2"])
+
+    result, _, w = run(tmp_path, scenario, fake=fake, app=WORKERS)
+    assert result["ok"] and result["drain_killed"] is True
+    drained = result["timings_ms"]["commit"] + result["timings_ms"]["drain"]
+    assert drained == pytest.approx(7000, abs=1)  # shutdown_timeout, for the one that hung
+    codes = [c.proc.returncode for c in w.fake.workers(1)]
+    assert codes == [0, 0, -signal.SIGKILL]
+
+
+def test_a_worker_that_dies_after_cutover_is_restarted_alone_and_gated(tmp_path: Path) -> None:
+    async def scenario(w: World) -> list[Any]:
+        victim = w.fake.child(1, worker=1)
+        victim.exit(-signal.SIGKILL)
+        await w.until(lambda: len(w.fake.workers(1)) == 4 and serving(w, 1))
+        return [w.sup.active, w.sup.status()["active"], [list(c.ops) for c in w.fake.workers(1)]]
+
+    (gen, status, ops), code, w = run(tmp_path, scenario, app=WORKERS)
+    assert code == 0
+    assert gen.number == 1  # the generation is the same one: no swap happened
+    spawned = w.fake.workers(1)
+    assert [c.proc.worker for c in spawned] == [0, 1, 2, 1]
+    replacement = spawned[3]
+    assert replacement.ops[0] == "go"  # gated: ready and probed before it accepted
+    assert replacement.started - spawned[1].started == pytest.approx(0.1 + 1.0, abs=0.05)
+    assert [x["restarts"] for x in status["workers"]] == [0, 1, 0]
+    assert ops[0] == ops[2] == ["go"]  # the others served throughout, never drained
+    assert [r["how"] for r in w.sup.recent] == ["initial"]
+    assert w.logged("generation 1 worker 1 died: restarting it in 1s")
+    assert w.logged("generation 1 worker 1 serves again (restart 1)")
+
+
+def test_a_restarted_worker_that_fails_its_probe_is_retried_with_backoff(tmp_path: Path) -> None:
+    fake = FakeChildren()
+    policy = RestartPolicy(initial=1.0, maximum=30.0, max_restarts=3, window=600.0)
+
+    async def scenario(w: World) -> None:
+        fake.default = Script(health=500)  # every replacement fails its probe
+        w.fake.child(1, worker=2).exit(1)
+        await w.until(lambda: w.sup.stopping)
+
+    _, code, w = run(tmp_path, scenario, fake=fake, policy=policy, app=WORKERS)
+    assert code == 1  # gave up: the app cannot serve in that worker
+    replacements = w.fake.workers(1)[3:]
+    assert [c.proc.worker for c in replacements] == [2, 2, 2]
+    assert all(c.proc.returncode == -signal.SIGKILL for c in replacements)
+    assert all("go" not in c.ops for c in replacements)  # never accepted a connection
+    assert w.logged("generation 1 worker 2 failed its health probe: GET /health answered 500")
+    assert w.logged("generation 1 worker 2 keeps dying: too many restarts, giving up")
+
+
+def test_a_worker_dying_within_the_stability_window_rolls_the_release_back(
+    tmp_path: Path,
+) -> None:
+    async def scenario(w: World) -> None:
+        assert (await w.sup.upgrade(w.ids["2"]))["ok"]
+        w.fake.child(2, worker=0).exit(1)
+        await w.until(lambda: w.sup.active is not None and w.sup.active.number == 3)
+        await w.until(lambda: w.sup.swapping is None)
+
+    _, code, w = run(tmp_path, scenario, app=WORKERS)
+    assert code == 0
+    assert w.sup.recent[0]["how"] == "auto-rollback" and w.sup.recent[0]["ok"]
+    assert [c.proc.release.id for c in w.fake.workers(3)] == [w.ids["1"]] * 3
+    # the two workers of generation 2 still alive drained as an old generation does
+    assert [c.ops[-1] for c in w.fake.workers(2)[1:]] == ["drain", "drain"]
+
+
+def test_every_worker_dying_restarts_the_generation(tmp_path: Path) -> None:
+    async def scenario(w: World) -> None:
+        for worker in range(3):
+            w.fake.child(1, worker=worker).exit(1)
+        await w.until(lambda: w.sup.active is not None and w.sup.active.number == 2)
+
+    _, code, w = run(tmp_path, scenario, app=WORKERS)
+    assert code == 0 and w.sup.recent[0]["how"] == "restart"
+    assert w.logged("active generation died: restarting the current release in 1s")
+
+
+def test_workers_given_to_the_supervisor_override_the_release(tmp_path: Path) -> None:
+    async def scenario(w: World) -> dict[str, Any]:
+        w.sup.workers = 2
+        return await w.sup.upgrade(w.ids["2"])
+
+    result, _, w = run(tmp_path, scenario, app=WORKERS)
+    assert result["ok"] and len(w.fake.workers(1)) == 3 and len(w.fake.workers(2)) == 2
