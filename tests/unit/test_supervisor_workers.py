@@ -61,7 +61,7 @@ def test_one_worker_failing_at_import_refuses_the_release_and_names_it(tmp_path:
         assert w.sup.active is not None
         return caught.value, w.sup.active.number, [c.ops[-1] for c in w.fake.workers(1)]
 
-    (error, serving, old_ops), code, w = run(tmp_path, scenario, fake=fake, app=WORKERS)
+    (error, serving, old_ops), _, w = run(tmp_path, scenario, fake=fake, app=WORKERS)
     assert error.code == "boot_failed"
     assert error.message.startswith("generation 2 worker 1 exited before it was ready")
     assert error.details["worker"] == 1 and error.details["returncode"] == 3
