@@ -63,7 +63,7 @@ def test_hot_upgrade_refused_changes_nothing(
             )
         assert caught.value.code == "hot_upgrade_refused"
         assert "blue-green" in caught.value.message
-        assert sup.get_json() == {"version": "1.0.0", "pid": pid, "path": "/"}
+        assert sup.get_json() == {"version": "1.0.0", "pid": pid, "path": "/", "worker": 0}
         assert sup.status()["current"] == release_v1.manifest.release_id
         verdict = sup.cli("check", str(release_v1.tarball), str(other_server.tarball))
         assert verdict.returncode == 4 and "blue-green" in verdict.stdout

@@ -66,7 +66,7 @@ def test_hot_upgrade_of_three_hosts_keeps_every_process_and_is_idempotent(
         pointer = read_pointer(f"s3://{bucket}/app/")
         assert (pointer.release_id, pointer.how) == (new, "hot")
         for host, pid in zip(hosts, pids, strict=True):
-            assert host.get_json() == {"version": "2.0.0", "pid": pid, "path": "/"}
+            assert host.get_json() == {"version": "2.0.0", "pid": pid, "path": "/", "worker": 0}
             status = host.status()
             assert status["current"] == status["active"]["release"] == new
             assert status["recent"][0]["how"] == "hot"
@@ -92,7 +92,7 @@ def test_phase_one_refused_on_one_host_changes_nothing_anywhere(
         assert "phase two" not in run.stdout, run  # the commit play never started
         assert run.recap()["host2"]["failed"] == 1, run
         for host, pid, old in zip(hosts, pids, olds, strict=True):
-            assert host.get_json() == {"version": "1.0.0", "pid": pid, "path": "/"}
+            assert host.get_json() == {"version": "1.0.0", "pid": pid, "path": "/", "worker": 0}
             status = host.status()
             assert status["current"] == status["active"]["release"] == old.manifest.release_id
             assert [r["how"] for r in status["recent"]] == ["initial"]
@@ -136,7 +136,7 @@ def test_a_failure_in_phase_two_takes_the_committed_hosts_back(
         assert "failed to commit on host2" in run.stdout and f"[{code}]" in run.stdout, run
         assert "this host went back to" in run.stdout, run
         for host, pid in zip(hosts, pids, strict=True):
-            assert host.get_json() == {"version": "1.0.0", "pid": pid, "path": "/"}
+            assert host.get_json() == {"version": "1.0.0", "pid": pid, "path": "/", "worker": 0}
             status = host.status()
             assert status["current"] == status["active"]["release"] == old_a.manifest.release_id
         for host in (hosts[0], hosts[2]):  # there and back, both hot
