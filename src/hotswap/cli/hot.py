@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from hotswap.cli import EXIT_CHILD, add_command, add_common, statedir
 from hotswap.cli.release import open_store
 from hotswap.cli.render import Progress
+from hotswap.contract import SUSPEND_TIMEOUT
 
 if TYPE_CHECKING:
     from hotswap.cli import Subparsers
@@ -44,9 +45,10 @@ def _register_hot_upgrade(sub: Subparsers) -> None:
     p.add_argument(
         "--suspend-timeout",
         type=float,
-        default=3.0,
+        default=SUSPEND_TIMEOUT,
         metavar="S",
-        help="abort, changing nothing, if the process cannot quiesce within S (default 3)",
+        help="abort, changing nothing, if the process cannot quiesce within S (default "
+        f"{SUSPEND_TIMEOUT:g})",
     )
     p.add_argument(
         "--allow-dependency-changes",

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hotswap import contract
 from hotswap.cli import add_command, add_common, statedir
 from hotswap.cli.fleet import add_follow_option, follow
 from hotswap.cli.render import PhasePrinter
@@ -75,25 +76,33 @@ def _register_run(sub: Subparsers) -> None:
     p.add_argument(
         "--restart-backoff",
         type=float,
-        default=1.0,
+        default=contract.RESTART_INITIAL,
         metavar="S",
-        help="first delay before restarting a generation that died (doubles to 30 s; default 1)",
+        help="first delay before restarting a generation that died (doubles to "
+        f"{contract.RESTART_MAXIMUM:g} s; default {contract.RESTART_INITIAL:g})",
     )
     p.add_argument(
         "--max-restarts",
         type=int,
-        default=5,
+        default=contract.MAX_RESTARTS,
         metavar="N",
-        help="give up (exit 1) after N restarts within --restart-window (default 5)",
+        help="give up (exit 1) after N restarts within --restart-window (default "
+        f"{contract.MAX_RESTARTS})",
     )
-    p.add_argument("--restart-window", type=float, default=60.0, metavar="S", help="default 60 s")
+    p.add_argument(
+        "--restart-window",
+        type=float,
+        default=contract.RESTART_WINDOW,
+        metavar="S",
+        help=f"default {contract.RESTART_WINDOW:g} s",
+    )
     p.add_argument(
         "--stability-window",
         type=float,
-        default=10.0,
+        default=contract.STABILITY_WINDOW,
         metavar="S",
         help="a new release dying within S seconds of its cutover is rolled back to the one it "
-        "replaced (0: never; default 10)",
+        f"replaced (0: never; default {contract.STABILITY_WINDOW:g})",
     )
     p.add_argument(
         "--metrics",

@@ -373,11 +373,10 @@ def build(
 
 
 def _find_app_distribution(dists: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    def norm(n: str) -> str:
-        return re.sub(r"[-_.]+", "-", n).lower()
+    from packaging.utils import canonicalize_name  # PEP 503: runs of -_. are one -
 
     for dist in dists:
-        if norm(dist["name"]) == norm(name):
+        if canonicalize_name(dist["name"]) == canonicalize_name(name):
             return dist
     raise ReleaseError("manifest_invalid", f"the build did not install the app's own {name!r}")
 
