@@ -45,12 +45,20 @@ OP_GO = "go"  # the new generation: start accepting on the public listeners
 OP_DRAIN = "drain"  # the old generation: stop accepting, finish in-flight work, exit
 OP_AFTER_CUTOVER = "after_cutover"  # the new generation: run the hook with the handoff value
 OP_CALL = "call"  # a service process: call one of its methods
+# a hot upgrade of several workers, two-phase: every worker prepares (nothing changes), then
+# every worker commits and holds in its window (requests suspended) until the supervisor
+# decides: every worker applied it (keep it) or one could not (every worker rolls back)
+OP_HOT_PREPARE = "hot_prepare"
+OP_HOT_COMMIT = "hot_commit"  # answered after the decision: the stats, or the rollback
+OP_HOT_DECIDE = "hot_decide"  # {"keep": bool}
+OP_HOT_ABORT = "hot_abort"  # a prepared upgrade is dropped (another worker refused it)
 
 # -- channel events: a child tells the supervisor ------------------------------------------------
 EVENT_HELLO = "hello"  # first: its pid, hotswap and protocol versions
 EVENT_READY = "ready"  # started and able to serve (then probed)
 EVENT_SERVING = "serving"  # accepting on the public listeners
 EVENT_BEFORE_CUTOVER = "before_cutover"  # the old generation's hook result
+EVENT_HOT_APPLIED = "hot_applied"  # a two-phase hot upgrade is applied here, waiting to hear
 # not sent by a child: the supervisor's reader reports a broken channel with it
 EVENT_PROTOCOL_ERROR = "protocol_error"
 
@@ -80,6 +88,7 @@ GIVE_UP = 1  # the supervisor's exit status when the app keeps dying
 # -- defaults that more than one module needs ----------------------------------------------------
 SUSPEND_TIMEOUT = 3.0  # hot upgrade: how long to wait for the app to quiesce
 HOT_UPGRADE_GRACE = 120.0  # beyond suspend_timeout, for the hot upgrade's other steps
+HOT_HOLD_TIMEOUT = 10.0  # a worker holding an applied upgrade rolls back if it hears nothing
 GO_TIMEOUT = 5.0  # the new generation acknowledges "go"
 RESTART_INITIAL = 1.0  # restart backoff: the first delay,
 RESTART_MAXIMUM = 30.0  # doubling to this,

@@ -98,6 +98,9 @@ class Running:
         self.seen_pids.update(int(pid) for pid in result.get("pids", []))
         return result
 
+    def upgrade_hot(self, tarball: Path | str, **kwargs: Any) -> dict[str, Any]:
+        return hotswap.hot_upgrade_generation(tarball, state_dir=self.state_dir, **kwargs)
+
     def status(self) -> dict[str, Any]:
         status = hotswap.status(state_dir=self.state_dir)
         for gen in status["generations"]:

@@ -203,6 +203,9 @@ class ChildRuntime:
         self.channel.handle(contract.OP_DRAIN, self.on_drain)
         self.channel.handle(contract.OP_AFTER_CUTOVER, self.on_after_cutover, threaded=True)
         self.channel.handle(contract.OP_HOT_UPGRADE, self.on_hot_upgrade, threaded=True)
+        from hotswap.child.twophase import TwoPhase
+
+        TwoPhase(self).attach()
         self.channel.handle(contract.OP_PING, lambda _args: {"pid": os.getpid()})
         self.channel.on_eof(self.on_supervisor_gone)
 

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,9 @@ class HotUpgrade:
         self._t0 = clock()
         self._gc_paused = False
         self._replans = 0
+        # two-phase across processes: called in the window once everything is applied; False
+        # (another process could not apply it) rolls this one back before anything runs
+        self.hold: Callable[[], bool] | None = None
 
     def prepare(self) -> Verdict:
         """Check and plan (raises a refusal). The cyclic collector stays paused from here to
@@ -145,6 +149,8 @@ class HotUpgrade:
             commit = Commit(p, journal, extra=self.extra, checkpoint=self._step)
             try:
                 counts = commit.run()
+                if self.hold is not None and not self.hold():
+                    raise Withdrawn("another worker of this generation could not apply it")
             except BaseException as exc:
                 errors = journal.rollback()
                 marks["out"] = self.clock()
@@ -272,6 +278,86 @@ def _new_release_root(release: str | os.PathLike[str], state_dir: Path | None) -
     return root
 
 
+class Withdrawn(Exception):
+    """A two-phase upgrade applied here is withdrawn (another process could not apply it)."""
+
+
+@dataclass
+class PendingUpgrade:
+    """A hot upgrade prepared in this process (nothing changed yet), holding the one-at-a-time
+    lock until :meth:`commit` or :meth:`abort`."""
+
+    upgrade: HotUpgrade
+    quiescence: Quiescence
+    _open: bool = True
+
+    def commit(
+        self, *, suspend_timeout: float = 3.0, hold: Callable[[], bool] | None = None
+    ) -> HotUpgradeStats:
+        """Apply it, all or nothing. With ``hold``, the applied upgrade waits in the window
+        (requests still suspended) for ``hold()``: False rolls it back (two-phase)."""
+        try:
+            self.upgrade.hold = hold
+            return self.upgrade.commit(self.quiescence, suspend_timeout=suspend_timeout)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._open:
+            self._open = False
+            try:
+                self.upgrade.abort()
+            finally:
+                _one_at_a_time.release()
+
+
+def prepare_hot_upgrade(
+    release: str | os.PathLike[str],
+    *,
+    app: str | None = None,
+    current: str | os.PathLike[str] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    gate: UpgradeGate | None = None,
+    extra: Any = None,
+    allow_dependency_changes: bool = False,
+    no_quiesce: bool = False,
+) -> PendingUpgrade:
+    """Check and plan a hot upgrade of this process to ``release`` without changing anything
+    (see :func:`hot_upgrade`); raises what it raises before its commit."""
+    if not _one_at_a_time.acquire(blocking=False):
+        raise UsageError("upgrade_in_progress", "a hot upgrade is already running")
+    try:
+        old_root = Path(current) if current is not None else find_current_release(app)
+        if state_dir is not None:
+            sdir: Path | None = Path(state_dir)
+        elif old_root.parent.name == "releases":
+            sdir = old_root.parent.parent
+        else:
+            sdir = None
+        new_root = _new_release_root(release, sdir)
+        up = HotUpgrade(
+            old_root, new_root, extra=extra, allow_dependency_changes=allow_dependency_changes
+        )
+        if app is not None and up.new.name != app:
+            raise UsageError(
+                "release_not_found", f"{new_root} is a release of {up.new.name!r}, not {app!r}"
+            )
+        q = Quiescence(loop=loop, gate=gate) if loop or gate else default_quiescence()
+        if q.loop is None and q.gate is None and not no_quiesce:
+            raise refuse([NO_QUIESCENCE])
+        pending = PendingUpgrade(up, q)
+    except BaseException:
+        _one_at_a_time.release()
+        raise
+    try:
+        up.prepare()
+    except BaseException:
+        pending.abort()
+        raise
+    return pending
+
+
 def hot_upgrade(
     release: str | os.PathLike[str],
     *,
@@ -298,34 +384,18 @@ def hot_upgrade(
     ``ChildError("hot_upgrade_refused")`` (nothing touched; use a blue-green upgrade) or
     ``ChildError("hot_upgrade_failed")`` (rolled back; the old code still runs).
     """
-    if not _one_at_a_time.acquire(blocking=False):
-        raise UsageError("upgrade_in_progress", "a hot upgrade is already running")
-    try:
-        old_root = Path(current) if current is not None else find_current_release(app)
-        if state_dir is not None:
-            sdir: Path | None = Path(state_dir)
-        elif old_root.parent.name == "releases":
-            sdir = old_root.parent.parent
-        else:
-            sdir = None
-        new_root = _new_release_root(release, sdir)
-        up = HotUpgrade(
-            old_root, new_root, extra=extra, allow_dependency_changes=allow_dependency_changes
-        )
-        if app is not None and up.new.name != app:
-            raise UsageError(
-                "release_not_found", f"{new_root} is a release of {up.new.name!r}, not {app!r}"
-            )
-        q = Quiescence(loop=loop, gate=gate) if loop or gate else default_quiescence()
-        if q.loop is None and q.gate is None and not no_quiesce:
-            raise refuse([NO_QUIESCENCE])
-        try:
-            up.prepare()
-            return up.commit(q, suspend_timeout=suspend_timeout)
-        finally:
-            up.abort()
-    finally:
-        _one_at_a_time.release()
+    pending = prepare_hot_upgrade(
+        release,
+        app=app,
+        current=current,
+        state_dir=state_dir,
+        loop=loop,
+        gate=gate,
+        extra=extra,
+        allow_dependency_changes=allow_dependency_changes,
+        no_quiesce=no_quiesce,
+    )
+    return pending.commit(suspend_timeout=suspend_timeout)
 
 
 NO_QUIESCENCE = Reason(

@@ -1,9 +1,15 @@
 """A hot upgrade through the supervisor: the active generation patches itself in place.
 
 The supervisor verifies and unpacks the release, asks the active generation to hot-upgrade to
-it (``hot_upgrade`` on its channel; the patching is :mod:`hotswap.hot`, inside the child), and
-on success records it as current, so a restarted generation boots the new code. Every attempt,
-failed or not, goes into ``recent``.
+it (the patching is :mod:`hotswap.hot`, inside the child), and on success records it as
+current, so a restarted generation or worker boots the new code. Every attempt, failed or not,
+goes into ``recent``.
+
+One worker: one request (``hot_upgrade``). Several workers: two-phase, so the generation never
+runs two releases (:mod:`hotswap.child.twophase`): every worker prepares (nothing changes; one
+refusal and every worker drops it), then every worker commits and holds its window until every
+worker has applied it; if one could not, every worker rolls back and the release does not
+become current.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hotswap import contract
-from hotswap.errors import HotswapError, UsageError
+from hotswap.errors import ChildError, HotswapError, UsageError
 from hotswap.supervisor.driver import resolve
+from hotswap.supervisor.generation import Generation
+from hotswap.supervisor.lifecycle import GenState
+from hotswap.supervisor.process import Child
 
 if TYPE_CHECKING:
     from hotswap.supervisor.core import Supervisor
@@ -43,20 +52,13 @@ async def hot_upgrade(
         record["release"] = release.id
         opts = {k: v for k, v in options.items() if k not in RESERVED}
         suspend = float(opts.get("suspend_timeout", contract.SUSPEND_TIMEOUT))
+        args = {"release_root": str(release.root), "release_id": release.id, **opts}
         if gen.size > 1:
-            raise UsageError(
-                "hot_upgrade_refused",
-                f"generation {gen.number} runs {gen.size} workers: hot upgrades of several "
-                "workers are not supported yet; use a blue-green upgrade",
+            result = await _two_phase(sup, gen, args, suspend)
+        else:
+            result = await gen.alive()[0].request(
+                contract.OP_HOT_UPGRADE, timeout=suspend + contract.HOT_UPGRADE_GRACE, **args
             )
-        child = gen.alive()[0]
-        result = await child.request(
-            contract.OP_HOT_UPGRADE,
-            timeout=suspend + contract.HOT_UPGRADE_GRACE,
-            release_root=str(release.root),
-            release_id=release.id,
-            **opts,
-        )
         gen.set_release(release)
         protect = sup.releases_in_use()
         await loop.run_in_executor(
@@ -70,3 +72,83 @@ async def hot_upgrade(
     finally:
         record["total_ms"] = round((sup.clock.now() - started) * 1000, 3)
         sup.recent.appendleft(record)
+
+
+async def _two_phase(
+    sup: Supervisor, gen: Generation, args: dict[str, Any], suspend: float
+) -> dict[str, Any]:
+    """Prepare in every worker, then commit in every worker, all or nothing; the stats of
+    worker 0, with every worker's in ``workers``."""
+    workers = gen.alive()
+    restarting = [c.worker for c in workers if c.state is not GenState.LIVE]
+    if len(workers) < gen.size or restarting:
+        raise UsageError(
+            "upgrade_in_progress",
+            f"generation {gen.number} has a worker restarting; try again once it serves",
+        )
+    grace = suspend + contract.HOT_UPGRADE_GRACE
+    prepare = {k: v for k, v in args.items() if k != "suspend_timeout"}
+    prepared = await asyncio.gather(
+        *(c.request(contract.OP_HOT_PREPARE, timeout=grace, **prepare) for c in workers),
+        return_exceptions=True,
+    )
+    refused = _first_error(workers, prepared)
+    if refused is not None:
+        for child in workers:
+            child.send_nowait(contract.OP_HOT_ABORT)
+        raise refused
+    loop = asyncio.get_running_loop()
+    applied = {id(c): loop.create_future() for c in workers}
+    assert sup.hot is not None
+    sup.hot["applied"] = applied
+    commits = [
+        asyncio.ensure_future(
+            c.request(contract.OP_HOT_COMMIT, timeout=grace, suspend_timeout=suspend)
+        )
+        for c in workers
+    ]
+    waiting: set[asyncio.Future[Any]] = {*applied.values(), *commits}
+    deadline = sup.clock.now() + grace
+    while not all(f.done() for f in applied.values()):
+        if any(f.done() for f in commits) or sup.clock.now() >= deadline:
+            break  # a commit answered before every worker applied: it failed
+        _done, waiting = await asyncio.wait(
+            waiting, timeout=deadline - sup.clock.now(), return_when=asyncio.FIRST_COMPLETED
+        )
+    # the workers whose commit answered before every worker applied it: they failed, the
+    # others are only withdrawn because of them
+    causes = [i for i, f in enumerate(commits) if f.done()]
+    keep = all(f.done() for f in applied.values()) and not causes
+    for child in workers:
+        child.send_nowait(contract.OP_HOT_DECIDE, keep=keep)
+    answers = await asyncio.gather(*commits, return_exceptions=True)
+    first = [i for i in causes if isinstance(answers[i], BaseException)]
+    order = first + [i for i in range(len(workers)) if i not in first]
+    failed = _first_error([workers[i] for i in order], [answers[i] for i in order])
+    if failed is not None:
+        if keep:  # it was kept elsewhere, and failed here after: nothing sane to say but this
+            sup.log(f"generation {gen.number}: a kept hot upgrade failed in a worker: {failed}")
+        raise failed
+    if not keep:
+        raise ChildError(
+            "hot_upgrade_failed",
+            f"generation {gen.number}: not every worker applied it within {grace:g}s; "
+            "every worker rolled back",
+        )
+    stats = [a for a in answers if isinstance(a, dict)]
+    return {**stats[0], "workers": stats}
+
+
+def _first_error(workers: list[Child], results: list[Any]) -> HotswapError | None:
+    """The first worker's failure among ``results``, naming the worker, or None."""
+    for child, result in zip(workers, results, strict=True):
+        if isinstance(result, HotswapError):
+            message = f"{child.name}: {result.message}"
+            details = {**result.details, "worker": child.worker}
+            return HotswapError.from_json(
+                {"code": result.code, "message": message, "details": details}
+            )
+        if isinstance(result, BaseException):
+            message = f"{child.name}: {result!r}"
+            return ChildError("hot_upgrade_failed", message, worker=child.worker)
+    return None

@@ -90,6 +90,7 @@ class Child:
             "worker": self.worker,
             "pid": self.pid,
             "state": self.state,
+            "release": self.release.id,  # the code it runs (a hot upgrade moves it)
             "uptime_s": round(now_mono - self.started_mono, 3),
             "started_at": self.started_wall,
         }

@@ -1,0 +1,102 @@
+"""A worker's side of a two-phase hot upgrade of a generation of several workers.
+
+The supervisor asks every worker to prepare (``hot_prepare``: checked and planned, nothing
+changed), then to commit (``hot_commit``). Each worker quiesces, applies the upgrade, and holds
+in its window (requests still suspended), tells the supervisor (``hot_applied``) and waits for
+its decision (``hot_decide``, read on the channel's reader thread while the window may hold
+the event loop): keep it, or roll back, as every worker does when one of them could not apply
+it. A worker that hears nothing within ``HOT_HOLD_TIMEOUT`` rolls back. ``hot_abort`` drops a
+prepared upgrade (another worker refused it at prepare).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hotswap import contract
+from hotswap.errors import UsageError
+
+if TYPE_CHECKING:
+    from hotswap.child.runtime import ChildRuntime
+    from hotswap.hot.engine import PendingUpgrade
+
+
+@dataclass
+class _Pending:
+    upgrade: PendingUpgrade
+    root: Path
+    release_id: str
+
+
+class TwoPhase:
+    def __init__(self, runtime: ChildRuntime) -> None:
+        self.runtime = runtime
+        self._pending: _Pending | None = None
+        self._lock = threading.Lock()
+        self._decided = threading.Event()
+        self._keep = False
+
+    def attach(self) -> None:
+        channel = self.runtime.channel
+        channel.handle(contract.OP_HOT_PREPARE, self.on_prepare, threaded=True)
+        channel.handle(contract.OP_HOT_COMMIT, self.on_commit, threaded=True)
+        channel.handle(contract.OP_HOT_DECIDE, self.on_decide)  # not threaded: see above
+        channel.handle(contract.OP_HOT_ABORT, self.on_abort)
+
+    def on_prepare(self, args: dict[str, Any]) -> Any:
+        from hotswap.hot.engine import prepare_hot_upgrade
+
+        root = args.get("release_root")
+        if not isinstance(root, str):
+            raise UsageError("bad_request", "hot_prepare needs release_root")
+        with self._lock:
+            if self._pending is not None:
+                raise UsageError("upgrade_in_progress", "a hot upgrade is already prepared")
+            upgrade = prepare_hot_upgrade(
+                root,
+                current=self.runtime.release_root,
+                allow_dependency_changes=bool(args.get("allow_dependency_changes", False)),
+                no_quiesce=bool(args.get("no_quiesce", False)),
+            )
+            release_id = str(args.get("release_id", ""))
+            self._pending = _Pending(upgrade, Path(root), release_id)
+        return {"prepared": True}
+
+    def _take(self) -> _Pending:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            raise UsageError("bad_request", "no hot upgrade is prepared here")
+        return pending
+
+    def on_commit(self, args: dict[str, Any]) -> Any:
+        pending = self._take()
+        self._decided.clear()
+        self._keep = False
+
+        def hold() -> bool:
+            self.runtime.channel.event(contract.EVENT_HOT_APPLIED, release=pending.release_id)
+            if not self._decided.wait(contract.HOT_HOLD_TIMEOUT):
+                return False  # the supervisor went quiet: what it would decide is unknown
+            return self._keep
+
+        suspend = float(args.get("suspend_timeout", contract.SUSPEND_TIMEOUT))
+        stats = pending.upgrade.commit(suspend_timeout=suspend, hold=hold)
+        self.runtime.release_root = pending.root
+        self.runtime.release_id = pending.release_id or self.runtime.release_id
+        return stats.to_json()
+
+    def on_decide(self, args: dict[str, Any]) -> Any:
+        self._keep = bool(args.get("keep", False))
+        self._decided.set()
+        return {}
+
+    def on_abort(self, _args: dict[str, Any]) -> Any:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.upgrade.abort()
+        return {"aborted": pending is not None}
