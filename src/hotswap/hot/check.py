@@ -27,6 +27,7 @@ release this interpreter cannot run, and what ``check`` does when it cannot impo
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import re
@@ -38,8 +39,9 @@ from typing import Any
 
 from hotswap.errors import ReleaseError
 from hotswap.hot.diff import diff_module
+from hotswap.hot.names import from_imports
 from hotswap.hot.plan import ModuleDiff
-from hotswap.hot.tree import ReleaseTree, TreeDiff, diff_trees
+from hotswap.hot.tree import ReleaseTree, TreeDiff, diff_trees, module_name
 from hotswap.hot.verdict import Reason, Verdict
 from hotswap.release import interpreter
 
@@ -55,6 +57,7 @@ class Analysis:
     new: ReleaseTree
     diff: TreeDiff
     modules: dict[str, ModuleDiff] = field(default_factory=dict)
+    derived: dict[str, str] = field(default_factory=dict)  # unchanged importers to re-derive
     reasons: list[Reason] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -141,23 +144,95 @@ def analyze(
                 subject=rel,
             )
         )
-    for name, rel in sorted(a.diff.modules("changed").items()):
+    changed = a.diff.modules("changed")
+    for name, rel in sorted(changed.items()):
         if loaded is not None and not loaded(name):
             continue
-        old_src = decode_source(old.source(rel))
-        new_src = decode_source(new.source(rel))
-        is_pkg = rel.endswith("/__init__.py")
-        md = diff_module(
-            name,
-            old_src,
-            new_src,
-            str(new.root / rel),
-            package=name if is_pkg else name.rpartition(".")[0],
-        )
-        a.modules[name] = md
+        a.modules[name] = _diff(a, name, rel)
+    _follow_imports(a, changed, loaded)
+    for md in a.modules.values():
         a.reasons.extend(md.refusals)
         a.warnings.extend(md.warnings)
     return a
+
+
+def _diff(a: Analysis, name: str, rel: str, outer: frozenset[str] = frozenset()) -> ModuleDiff:
+    is_pkg = rel.endswith("/__init__.py")
+    return diff_module(
+        name,
+        decode_source(a.old.source(rel)),
+        decode_source(a.new.source(rel)),
+        str(a.new.root / rel),
+        package=name if is_pkg else name.rpartition(".")[0],
+        outer=outer,
+    )
+
+
+def _follow_imports(
+    a: Analysis, changed: dict[str, str], loaded: Callable[[str], bool] | None
+) -> None:
+    """A name the upgrade rebinds in one module is rebound in the modules that imported it with
+    ``from m import name`` too (the commit does that), so what *their* unchanged statements
+    computed from it is followed the same way (``PRODUCT_ID = "lib/" + __version__``): each
+    importer is diffed again with those names as rebound from outside, until nothing new is
+    rebound. An unchanged importer with something to re-derive joins the plan
+    (``Analysis.derived``). Only files that mention a rebound name are parsed."""
+    outer: dict[str, frozenset[str]] = {}
+    files: dict[str, tuple[str, str, ast.Module | None]] = {}  # name -> (rel, text, tree)
+    for _ in range(len(changed) + 64):
+        rebound = {m: md.rebound for m, md in a.modules.items() if md.rebound}
+        if not rebound:
+            return
+        words = {n for names in rebound.values() for n in names}
+        grew = False
+        for name, rel in _modules(a, changed):
+            if loaded is not None and not loaded(name):
+                continue
+            if name not in files:
+                try:
+                    text = decode_source(a.new.source(rel))
+                except (OSError, ReleaseError, UnicodeDecodeError, SyntaxError):
+                    continue
+                files[name] = (rel, text, None)
+            rel, text, tree = files[name]
+            if "import" not in text or not any(w in text for w in words):
+                continue
+            if tree is None:
+                try:
+                    tree = ast.parse(text)
+                except (SyntaxError, ValueError):
+                    continue
+                files[name] = (rel, text, tree)
+            pkg = name if rel.endswith("/__init__.py") else name.rpartition(".")[0]
+            aliases = set(outer.get(name, frozenset()))
+            for src, imported, alias in from_imports(tree.body, pkg):
+                names = rebound.get(src, frozenset())
+                if imported == "*":
+                    aliases |= {n for n in names if not n.startswith("_")}
+                elif imported in names:
+                    aliases.add(alias)
+            if aliases <= outer.get(name, frozenset()):
+                continue
+            outer[name] = frozenset(aliases)
+            md = _diff(a, name, rel, outer[name])
+            if name in changed or md.refusals or not md.plan.is_empty():
+                a.modules[name] = md
+                if name not in changed:
+                    a.derived[name] = rel
+                grew = grew or md.rebound != rebound.get(name, frozenset())
+        if not grew:
+            return
+
+
+def _modules(a: Analysis, changed: dict[str, str]) -> list[tuple[str, str]]:
+    """Every module of the new release that is in both releases: ``(name, rel)``."""
+    out = []
+    for rel in sorted(a.new.record):
+        if rel.startswith("lib/") and rel.endswith(".py") and rel in a.old.record:
+            name = module_name(rel)
+            if name is not None and name != "__main__" and not name.endswith(".__main__"):
+                out.append((name, rel))
+    return out
 
 
 def _check_identity(a: Analysis) -> None:

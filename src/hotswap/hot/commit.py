@@ -104,6 +104,11 @@ class Commit(ClassPatching, StateMigration):
             vsn_old[plan.name] = d.get("__vsn__", MISSING)
             for cls in plan.migrate_classes:
                 class_vsn_old[cls] = cls.__dict__.get("__vsn__", MISSING)
+        self._guarded: dict[str, dict[str, object]] = {}  # the guarded names' objects now
+        for plan in p.modules:
+            for names, _reason in plan.diff.plan.guards:
+                seen = self._guarded.setdefault(plan.name, {})
+                seen.update((n, plan.module.__dict__.get(n, MISSING)) for n in names)
         self.step("paths")
         self._switch_paths()
         for plan in p.modules:
@@ -248,6 +253,16 @@ class Commit(ClassPatching, StateMigration):
         body = plan.diff.plan
         stars = self.p.star_importers.get(plan.name, [])
         before = dict(d) if plan.diff.rebound or stars else {}
+        for names, reason in body.guards:  # the modules it imports from committed already
+            was = self._guarded.get(plan.name, {})
+            moved = sorted(n for n in names if d.get(n, MISSING) is not was.get(n, MISSING))
+            if moved:
+                raise ChildError(
+                    "hot_upgrade_failed",
+                    f"{reason.message} ({', '.join(moved)} got a new object)",
+                    step="derived",
+                    reasons=[reason.to_json()],
+                )
         # Names the new release no longer binds go first, as they would not exist in a fresh
         # import: a new statement may bind them again (a call setting them through ``global``).
         self.step(f"remove:{plan.name}")

@@ -16,6 +16,9 @@ read it                                 in the scope the body had there, copied 
                                         live class (``Cls.template = _TEMPLATE``)
 a plain assignment                      :class:`Exec` ``why="derived"``: run again, and what it
                                         binds is rebound in turn
+an annotated name whose annotation      :class:`Exec` ``why="annotation"``: the annotation
+alone reads it                          alone is evaluated again (``__annotations__``), the
+                                        value is not (``READERS: ReadersType = {...}``)
 anything else (a call, an augmented     refused (``derived_state``), naming the statement
 assignment, a container that run-time
 code fills)
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from hotswap.hot.names import DEF_TYPES, Def, bound_names, dump, names_in, runtime_names
@@ -53,9 +57,16 @@ def follow_rebound_names(
     module: str,
     refusals: list[Reason],
     warnings: list[str],
+    lazy: bool = False,
+    imported: frozenset[str] = frozenset(),
 ) -> None:
     """Add to ``plan`` what its unchanged statements need because ``risky`` names get new
-    objects, or refuse (see the module docstring)."""
+    objects, or refuse (see the module docstring). ``lazy``: the old module had
+    ``from __future__ import annotations``, so its annotations never read anything.
+    ``imported``: names only another module's upgrade rebinds here (``from m import`` copies);
+    a module statement that read only those and cannot be re-run becomes a guard of the
+    commit (it fails, rolled back, if one of them does get a new object: the same ``None``
+    often comes back) instead of a refusal."""
     from hotswap.hot.diff import diff_body  # the class case recurses into the diff
 
     if not risky:
@@ -101,6 +112,7 @@ def follow_rebound_names(
                     warnings=warnings,
                     is_class=True,
                     outer=frozenset(risky),
+                    lazy=lazy,
                 )
                 if not body.is_empty():
                     plan.ops.append(PatchClass(stmt.name, prefix + stmt.name, stmt, prev, body))
@@ -108,8 +120,17 @@ def follow_rebound_names(
                     continue
             still_same.append((prev, stmt))
             continue
-        used = runtime_names(stmt) & risky
+        used, in_annotation = _reads(stmt)
+        used &= risky
+        if _self_assignment(stmt):  # `__version__ = __version__` after its import: a no-op
+            used = set()
         if not used:
+            if not lazy and in_annotation & risky:
+                assert isinstance(stmt, ast.AnnAssign)
+                if stmt.simple:  # a non-simple target's annotation is evaluated, never stored
+                    bare = ast.AnnAssign(stmt.target, stmt.annotation, None, stmt.simple)
+                    plan.ops.append(Exec(ast.copy_location(bare, stmt), frozenset(), "annotation"))
+                    added = True
             still_same.append((prev, stmt))
             continue
         why = _not_rerunnable(stmt)
@@ -121,19 +142,47 @@ def follow_rebound_names(
             continue
         what = ast.unparse(stmt).splitlines()[0][:80]
         subject = f"{module}.{prefix}".rstrip(".")
-        refusals.append(
-            Reason(
-                "derived_state",
-                f"{subject} line {stmt.lineno}: `{what}` is unchanged but ran with the old "
-                f"{', '.join(sorted(used))}, and {why}; recompute it in a changed statement "
-                "or use a blue-green upgrade",
-                subject=f"{subject}:{stmt.lineno}",
-            )
+        reason = Reason(
+            "derived_state",
+            f"{subject} line {stmt.lineno}: `{what}` is unchanged but ran with the old "
+            f"{', '.join(sorted(used))}, and {why}; recompute it in a changed statement "
+            "or use a blue-green upgrade",
+            subject=f"{subject}:{stmt.lineno}",
         )
+        if not prefix and used <= imported:
+            plan.guards.append((frozenset(used), reason))
+            warnings.append(
+                f"{subject} line {stmt.lineno}: `{what}` ran with {', '.join(sorted(used))} "
+                "imported from a changed module; the commit fails (rolled back) if "
+                "the upgrade gives it a new object"
+            )
+        else:
+            refusals.append(reason)
         still_same.append((prev, stmt))
     plan.same = still_same
     if added:
         plan.ops.sort(key=lambda op: op.lineno)
+
+
+def _self_assignment(stmt: ast.stmt) -> bool:
+    return (
+        isinstance(stmt, ast.Assign)
+        and len(stmt.targets) == 1
+        and isinstance(stmt.targets[0], ast.Name)
+        and isinstance(stmt.value, ast.Name)
+        and stmt.value.id == stmt.targets[0].id
+    )
+
+
+def _reads(stmt: ast.stmt) -> tuple[set[str], set[str]]:
+    """The names an unchanged statement read when it ran: outside its annotation, and in it
+    (an annotated assignment's annotation is evaluated apart from its value)."""
+    if isinstance(stmt, ast.AnnAssign):
+        rest = runtime_names(stmt.target)
+        if stmt.value is not None:
+            rest |= runtime_names(stmt.value)
+        return rest, runtime_names(stmt.annotation)
+    return runtime_names(stmt), set()
 
 
 def _evaluated_at_def(node: Def) -> list[ast.AST]:
@@ -152,6 +201,10 @@ def _not_rerunnable(stmt: ast.stmt) -> str | None:
     """Why running ``stmt`` again would not give what a fresh import gives; None if it would."""
     if isinstance(stmt, ast.AugAssign):
         return "an augmented assignment cannot be run twice"
+    if isinstance(stmt, ast.If) and not stmt.orelse and isinstance(stmt.body[-1], ast.Raise):
+        # An import-time guard (`if CONFIG_BAD: raise ...`): the module imported, so it never
+        # raised; run again, it raises (the upgrade rolls back) where a fresh import would.
+        return None
     targets: list[ast.expr]
     if isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
         targets, value = [stmt.target], stmt.value
@@ -175,8 +228,15 @@ def _not_rerunnable(stmt: ast.stmt) -> str | None:
 # -- instance state -----------------------------------------------------------------------------
 
 
-def state_shape_changes(plan: BodyPlan, prefix: str) -> tuple[str, ...]:
-    """For a class body: the changed methods that set instance attributes differently."""
+def state_shape_changes(
+    plan: BodyPlan, prefix: str
+) -> tuple[tuple[str, ...], tuple[tuple[str, object], ...]]:
+    """For a class body: the changed methods that set instance attributes differently, and the
+    attributes live instances can be given instead (``fills``): a changed ``__init__`` that
+    newly sets ``self.name = <constant>`` once, at its top level, gives every instance made by
+    the new code that value first; an old instance lacking ``name`` gets it, and methods that
+    only set it later (a cache filled on first use) need nothing more."""
+    fills = dict(_constant_fills(plan))
     out: list[str] = []
     for op in plan.ops:
         if isinstance(op, PatchDef) and op.why == "changed":
@@ -190,11 +250,42 @@ def state_shape_changes(plan: BodyPlan, prefix: str) -> tuple[str, ...]:
             old, new = Counter(), _state_writes(op.node)
         else:
             continue
-        if old != new:
+        attrs = sorted({k[0] for k in (old - new) + (new - old)})
+        if attrs and not set(attrs) <= fills.keys():
             name = op.node.name if isinstance(op.node, DEF_TYPES) else "?"
-            attrs = sorted({k[0] for k in (old - new) + (new - old)})
             out.append(f"{prefix}{name} now sets {', '.join(attrs)} differently")
-    return tuple(out)
+    if out:
+        return tuple(out), ()
+    return (), tuple(sorted(fills.items()))
+
+
+def _constant_fills(plan: BodyPlan) -> Iterator[tuple[str, object]]:
+    """``(attribute, constant)`` a changed ``__init__`` newly sets once at its top level."""
+    for op in plan.ops:
+        if not (isinstance(op, PatchDef) and op.why == "changed" and op.node.name == "__init__"):
+            continue
+        old_attrs = {a for a, _kind in _state_writes(op.old_node)}
+        writes = _state_writes(op.node)
+        params = [*op.node.args.posonlyargs, *op.node.args.args]
+        if not params:
+            return
+        me = params[0].arg
+        for stmt in op.node.body:
+            target: ast.expr | None = None
+            value: ast.expr | None = None
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target, value = stmt.targets[0], stmt.value
+            elif isinstance(stmt, ast.AnnAssign):
+                target, value = stmt.target, stmt.value
+            if (
+                isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id == me
+                and isinstance(value, ast.Constant)
+                and target.attr not in old_attrs
+                and sum(n for (a, _k), n in writes.items() if a == target.attr) == 1
+            ):
+                yield target.attr, value.value
 
 
 def _state_writes(fn: Def) -> Counter[tuple[str, str]]:
@@ -230,9 +321,56 @@ def _state_writes(fn: Def) -> Counter[tuple[str, str]]:
 
 
 def _kind(value: ast.expr) -> str:
-    """A literal's type (``0`` and ``30`` are the same kind of state), else the expression."""
+    """A literal's type (``0`` and ``30`` are the same kind of state), else the expression;
+    a string built by ``+`` from literal text and values is the same as the f-string of the
+    same parts (``"Expected " + self.name`` is ``f"Expected {self.name}"``: the ``+`` only
+    ran because the value was a string, and then both give the same string)."""
     if isinstance(value, ast.Constant):
         return type(value.value).__name__
     if isinstance(value, ast.UnaryOp) and isinstance(value.operand, ast.Constant):
         return type(value.operand.value).__name__
+    parts = _string_parts(value)
+    if parts is not None:
+        return "str:" + repr(parts)
     return dump(value)
+
+
+def _string_parts(value: ast.expr) -> list[tuple[str, str]] | None:
+    """``[("text", ...), ("value", dump)]`` of a string concatenation or a plain f-string."""
+    out: list[tuple[str, str]] = []
+
+    def add(kind: str, text: str) -> None:
+        if kind == "text" and out and out[-1][0] == "text":
+            out[-1] = ("text", out[-1][1] + text)
+        elif kind != "text" or text:
+            out.append((kind, text))
+
+    if isinstance(value, ast.JoinedStr):
+        for part in value.values:
+            if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                add("text", part.value)
+            elif (
+                isinstance(part, ast.FormattedValue)
+                and part.conversion == -1
+                and part.format_spec is None
+            ):
+                add("value", dump(part.value))
+            else:
+                return None
+        return out
+    operands: list[ast.expr] = []
+    node: ast.expr = value
+    while isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        operands.insert(0, node.right)
+        node = node.left
+    operands.insert(0, node)
+    if len(operands) < 2 or not any(
+        isinstance(o, ast.Constant) and isinstance(o.value, str) for o in operands[:2]
+    ):
+        return None  # `a + b` of two values need not be strings; one literal text makes it one
+    for o in operands:
+        if isinstance(o, ast.Constant) and isinstance(o.value, str):
+            add("text", o.value)
+        else:
+            add("value", dump(o))
+    return out

@@ -46,7 +46,9 @@ from hotswap.hot.names import (
     first_line,
     future_flags,
     imported_modules,
+    inert,
     iter_classes,
+    lazy_annotations,
     parse,
     runtime_names,
     toplevel_imports,
@@ -56,9 +58,17 @@ from hotswap.hot.verdict import Reason
 
 
 def diff_module(
-    name: str, old_source: str, new_source: str, filename: str, *, package: str | None = None
+    name: str,
+    old_source: str,
+    new_source: str,
+    filename: str,
+    *,
+    package: str | None = None,
+    outer: frozenset[str] = frozenset(),
 ) -> ModuleDiff:
-    """Diff two versions of module ``name``. Syntax errors become refusals."""
+    """Diff two versions of module ``name``. Syntax errors become refusals. ``outer``: names
+    the upgrade rebinds in this module from outside (its ``from m import`` copies of names
+    another module rebinds): what its unchanged statements computed from them is followed."""
     pkg = package if package is not None else name.rpartition(".")[0]
     refusals: list[Reason] = []
     try:
@@ -86,8 +96,21 @@ def diff_module(
         refusals=refusals,
         warnings=warnings,
         is_class=False,
+        outer=outer,
         base_checks=base_checks,
+        lazy=lazy_annotations(old),
     )
+    if lazy_annotations(old) != lazy_annotations(new) and _annotates(_unchanged(plan)):
+        refusals.append(
+            Reason(
+                "derived_state",
+                f"{name}: `from __future__ import annotations` was "
+                f"{'added' if lazy_annotations(new) else 'removed'}, so the annotations of its "
+                "unchanged functions and classes would change kind (objects and strings) in a "
+                "fresh import; use a blue-green upgrade",
+                subject=name,
+            )
+        )
     rebound: set[str] = set()
     for op in plan.ops:
         if isinstance(op, Exec):
@@ -123,6 +146,25 @@ def diff_module(
     )
 
 
+def _unchanged(plan: BodyPlan) -> list[ast.stmt]:
+    """The statements of a body the upgrade leaves as they ran (in changed classes too)."""
+    out = [stmt for _prev, stmt in plan.same]
+    for op in plan.ops:
+        if isinstance(op, PatchClass):
+            out += _unchanged(op.body)
+    return out
+
+
+def _annotates(stmts: list[ast.stmt]) -> bool:
+    """Do the statements annotate anything (a def's parameters or return, an assignment)?"""
+    for node in (n for stmt in stmts for n in ast.walk(stmt)):
+        if isinstance(node, ast.AnnAssign) or (isinstance(node, ast.arg) and node.annotation):
+            return True
+        if isinstance(node, DEF_TYPES) and node.returns is not None:
+            return True
+    return False
+
+
 @dataclass
 class Lines:
     """The source lines of both versions (statements are compared by text first)."""
@@ -143,11 +185,18 @@ def diff_body(
     is_class: bool,
     outer: frozenset[str] = frozenset(),
     base_checks: list[tuple[str, tuple[str, ...]]] | None = None,
+    lazy: bool = False,
 ) -> BodyPlan:
     """The plan of one body. ``outer`` are the module names the upgrade rebinds (for a class
-    body: what its unchanged statements may have read from the module)."""
+    body: what its unchanged statements may have read from the module). ``lazy``: the old
+    module's annotations were strings (``from __future__ import annotations``). A module's
+    blocks that never run on import (``if TYPE_CHECKING:``, ``if __name__ == "__main__":``)
+    are left out: neither a fresh import nor the upgrade runs them."""
     old_doc, old_stmts = _split_doc(old_body)
     new_doc, new_stmts = _split_doc(new_body)
+    if not is_class:
+        old_stmts = [s for s in old_stmts if not inert(s, module)]
+        new_stmts = [s for s in new_stmts if not inert(s, module)]
     pairs, unmatched = _pair(old_stmts, new_stmts, src)
     keep = _kept_names(pairs, src)
     risky = set(outer) | rebinding(pairs, keep, src)
@@ -208,6 +257,7 @@ def diff_body(
                 is_class=True,
                 outer=frozenset(risky),
                 base_checks=base_checks,
+                lazy=lazy,
             )
             if body.is_empty():
                 same.append((prev, stmt))
@@ -243,10 +293,22 @@ def diff_body(
         first_bound=first_bound,
     )
     follow_rebound_names(
-        plan, risky, src=src, prefix=prefix, module=module, refusals=refusals, warnings=warnings
+        plan,
+        risky,
+        src=src,
+        prefix=prefix,
+        module=module,
+        refusals=refusals,
+        warnings=warnings,
+        lazy=lazy,
+        imported=outer if not is_class else frozenset(),
     )
+    if plan.annotations is None and any(
+        isinstance(op, Exec) and op.why == "annotation" for op in plan.ops
+    ):
+        plan.annotations = tuple(new_ann)  # an annotation re-evaluated: the class's follow
     if is_class:
-        plan.state_shape = state_shape_changes(plan, prefix)
+        plan.state_shape, plan.fills = state_shape_changes(plan, prefix)
     return plan
 
 

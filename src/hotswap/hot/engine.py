@@ -179,7 +179,7 @@ class HotUpgrade:
         return HotUpgradeStats(
             old_release=a.old.release_id,
             new_release=a.new.release_id,
-            modules_changed=tuple(m.name for m in p.modules),
+            modules_changed=tuple(m.name for m in p.modules if m.name not in a.derived),
             modules_added=counts.modules_added,
             modules_removed=counts.modules_removed,
             functions_patched=counts.functions_patched,
@@ -199,6 +199,7 @@ class HotUpgrade:
             young_objects_scanned=young,
             warnings=tuple(p.warnings),
             data_hooks_run=counts.data_hooks_run,
+            modules_rederived=tuple(m.name for m in p.modules if m.name in a.derived),
             replans=self._replans,
         )
 

@@ -139,7 +139,8 @@ def compile_statements(
     bytecode for ``mod.f()`` when ``mod`` is a module-level import (``LOAD_ATTR`` rather than
     ``LOAD_METHOD``), so functions compiled here get the code a fresh import gives them."""
     prefix: list[ast.stmt] = []
-    if imports:
+    future = all(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in nodes)
+    if imports and not future:  # a ``__future__`` import compiles only as the first statement
         never = ast.If(test=ast.Constant(False), body=list(imports), orelse=[])
         prefix.append(ast.fix_missing_locations(ast.copy_location(never, imports[0])))
     tree = ast.Module(body=prefix + nodes, type_ignores=[])

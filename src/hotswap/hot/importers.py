@@ -17,22 +17,39 @@ from hotswap.hot.plan import ModulePlan
 
 
 def dependency_order(plans: list[ModulePlan]) -> list[ModulePlan]:
-    """Modules a changed module imports (and its parent packages) are committed first."""
+    """Modules a changed module imports are committed first (the ``from m import x`` copies a
+    module's re-derived statements read are rebound when ``m`` commits), then its parent
+    packages, unless a parent imports the module itself (``pkg/__init__`` importing its
+    submodules, which import from each other): an import edge wins over a parent edge."""
     by_name = {p.name: p for p in plans}
     out: list[ModulePlan] = []
     state: dict[str, int] = {}
+
+    def imports(p: ModulePlan) -> list[ModulePlan]:
+        return [by_name[d] for d in sorted(p.diff.imports) if d in by_name and d != p.name]
+
+    def reaches(start: ModulePlan, target: str) -> bool:
+        seen, stack = set(), [start]
+        while stack:
+            q = stack.pop()
+            if q.name == target:
+                return True
+            if q.name not in seen:
+                seen.add(q.name)
+                stack.extend(imports(q))
+        return False
 
     def visit(p: ModulePlan) -> None:
         if state.get(p.name):
             return
         state[p.name] = 1
-        deps = set(p.diff.imports)
+        for q in imports(p):
+            visit(q)
         parts = p.name.split(".")
-        deps |= {".".join(parts[:i]) for i in range(1, len(parts))}
-        for dep in sorted(deps):
-            q = by_name.get(dep)
-            if q is not None and q is not p:
-                visit(q)
+        for parent in (".".join(parts[:i]) for i in range(1, len(parts))):
+            pp = by_name.get(parent)
+            if pp is not None and not reaches(pp, p.name):
+                visit(pp)
         out.append(p)
 
     for p in plans:

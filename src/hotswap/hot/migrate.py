@@ -46,6 +46,8 @@ class StateMigration:
                 for cs in item.walk():
                     if cs.added_fields:
                         self._fill_fields(cs)
+                    if cs.op.body.fills:
+                        self._fill_attributes(cs)
         for plan in self.p.modules:
             d = plan.module.__dict__
             hook = d.get(CODE_CHANGE)
@@ -105,4 +107,25 @@ class StateMigration:
                     continue
                 self.j.snapshot_instance(obj)
                 object.__setattr__(obj, name, value)
+                self.counts.fields_filled += 1
+
+    def _fill_attributes(self, cs: ClassStep) -> None:
+        """Old instances get what the new ``__init__`` sets first (``self._cache = None``),
+        where they lack it and were made through that ``__init__`` (their class's own
+        ``__init__`` is it, or calls an ``__init__``: ``super().__init__(...)``)."""
+        self.step(f"fill:{cs.cls.__qualname__}")
+        init = cs.cls.__dict__.get("__init__")
+        for obj in self._instances(cs.cls):
+            d = getattr(obj, "__dict__", None)
+            if not isinstance(d, dict):
+                continue
+            own = type(obj).__init__
+            code = getattr(own, "__code__", None)
+            if own is not init and (code is None or "__init__" not in code.co_names):
+                continue
+            for name, value in cs.op.body.fills:
+                if name in d or hasattr(type(getattr(type(obj), name, None)), "__set__"):
+                    continue
+                self.j.snapshot_instance(obj)
+                d[name] = value
                 self.counts.fields_filled += 1

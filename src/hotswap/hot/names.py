@@ -157,6 +157,32 @@ def names_in(nodes: Iterable[ast.AST]) -> set[str]:
     return out
 
 
+def inert(stmt: ast.stmt, module: str) -> bool:
+    """A module-level block that never runs when the module is imported: ``if TYPE_CHECKING:``
+    (``typing.TYPE_CHECKING`` is False at run time) and ``if __name__ == "__main__":``, both
+    without an ``else``. A fresh import runs neither, so the upgrade neither runs nor follows
+    them."""
+    if not isinstance(stmt, ast.If) or stmt.orelse:
+        return False
+    test = stmt.test
+    if isinstance(test, ast.Name | ast.Attribute):
+        last = test.id if isinstance(test, ast.Name) else test.attr
+        return last == "TYPE_CHECKING"
+    return (
+        module != "__main__"
+        and isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Eq)
+        and {dump(test.left), dump(test.comparators[0])}
+        == {dump(ast.Name("__name__", ast.Load())), dump(ast.Constant("__main__"))}
+    )
+
+
+def lazy_annotations(tree: ast.Module) -> bool:
+    """``from __future__ import annotations``: annotations are kept as strings, never run."""
+    return bool(future_flags(tree) & __future__.annotations.compiler_flag)
+
+
 def future_flags(tree: ast.Module) -> int:
 
     flags = 0

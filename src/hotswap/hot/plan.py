@@ -102,9 +102,19 @@ class BodyPlan:
     fields_changed: bool = False  # annotated names or their values changed (not only types)
     first_bound: dict[str, int] = field(default_factory=dict, repr=False)  # name -> first line
     state_shape: tuple[str, ...] = ()  # how changed methods now shape instance state
+    fills: tuple[tuple[str, object], ...] = ()  # (attribute, constant) for old instances
+    # (names, reason): an unchanged statement read these names, which another module's upgrade
+    # may rebind (a ``from m import`` copy); the commit fails with ``reason`` if it does
+    guards: list[tuple[frozenset[str], Reason]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not self.ops and not self.removed and not self.doc[0] and self.annotations is None
+        return (
+            not self.ops
+            and not self.removed
+            and not self.doc[0]
+            and self.annotations is None
+            and not self.guards
+        )
 
     def walk_classes(self) -> Iterator[PatchClass]:
         for op in self.ops:

@@ -92,7 +92,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
     migrate: list[type] = []
     changed = analysis.diff.modules("changed")
     for name, md in analysis.modules.items():
-        rel = changed[name]
+        rel = changed.get(name) or analysis.derived[name]
         mod = loaded.get(rel[len("lib/") :])
         if mod is None:
             continue
@@ -311,6 +311,8 @@ def _plan_module(
                 shape = cs.op.body.state_shape
                 if shape and cs.op.qualname not in md.code_change_classes:
                     plan.state_guards.append((cs.cls, "; ".join(shape)))
+                if cs.op.body.fills:
+                    plan.migrate_classes.append(cs.cls)
     return plan
 
 
@@ -323,6 +325,7 @@ def _class_step(
     md: ModuleDiff,
 ) -> ClassStep | None:
     where = f"{mod.__name__}.{op.qualname}"
+    cls = _unwrapped(cls)
     if not isinstance(cls, type) or cls.__qualname__ != op.qualname:
         reasons.append(
             Reason("not_found", f"{where}: the running module has no such class", subject=where)
@@ -346,6 +349,20 @@ def _class_step(
     step.abstract = isinstance(cls, abc.ABCMeta)
     classify(step, md, reasons, where)
     return step
+
+
+def _unwrapped(obj: object) -> object:
+    """A class its unchanged decorators wrapped with ``functools.wraps`` (markdown's
+    ``@deprecated(...)`` binds a function whose ``__wrapped__`` is the class): the class."""
+    for _ in range(8):
+        if isinstance(obj, type):
+            break
+        d = getattr(obj, "__dict__", None)
+        inner = d.get("__wrapped__") if isinstance(d, dict) else None
+        if inner is None:
+            break
+        obj = inner
+    return obj
 
 
 def _check_closures(plan: ModulePlan, index: HeapIndex, reasons: list[Reason]) -> None:

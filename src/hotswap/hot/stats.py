@@ -56,6 +56,8 @@ class HotUpgradeStats:
     warnings: tuple[str, ...] = ()
     data_hooks_run: int = 0  # packages whose __data_change__ reloaded changed data files
     replans: int = 0  # times the plan was made again (modules imported while preparing)
+    # unchanged modules whose statements read a name a changed one rebinds, re-derived
+    modules_rederived: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -1,0 +1,191 @@
+"""Promise 12 on the classes of change the fidelity harness found refused although a faithful
+upgrade is possible, or accepted wrong once the refusal that hid them was lifted (h11 0.14,
+urllib3 2.2.2, colorama 0.4.6, click 8.1.8, markdown 3.5.2, packaging 24.1): each distilled to
+a few lines, checked against what a fresh import of the new release computes."""
+
+from __future__ import annotations
+
+import pytest
+
+from hotswap.errors import ChildError
+from tests.hot.conftest import Hot
+from tests.hot.test_fresh_import import fresh, refused
+
+# -- blocks that never run on import -------------------------------------------------------------
+
+
+def test_a_main_block_reading_a_re_decorated_function_is_not_followed(hot: Hot) -> None:
+    tail = "if __name__ == '__main__':\n    print(main())\n"
+    v1 = {"m.py": "def main():\n    return 1\n" + tail}
+    v2 = {"m.py": "import functools\n@functools.lru_cache\ndef main():\n    return 2\n" + tail}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    assert m.main() == 2
+
+
+def test_a_changed_type_checking_block_rebinds_nothing(hot: Hot) -> None:
+    src = "import ssl, typing\nif typing.TYPE_CHECKING:\n    import {}\nif ssl:\n    SEEN = [ssl]\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": src.format("ssl")}, {"m.py": src.format("ssl, decimal")}, "m")
+    seen = m.SEEN
+    hot.upgrade(r2)
+    assert not hasattr(m, "decimal") and m.SEEN is seen
+
+
+# -- annotations ---------------------------------------------------------------------------------
+
+
+def test_an_annotation_reading_a_changed_alias_is_re_evaluated_not_its_value(hot: Hot) -> None:
+    src = "Alias = dict[str, {}]\nTABLE: Alias = {{}}\ndef register(k, v):\n    TABLE[k] = v\n"
+    v1, v2 = {"m.py": src.format("int")}, {"m.py": src.format("str")}
+    r1, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    m.register("a", 1)  # a run-time registration a re-run value would lose
+    hot.upgrade(r2)
+    assert m.TABLE == {"a": 1}
+    assert repr(m.__annotations__) == fresh(hot, r2, "m", "m.__annotations__")
+
+
+def test_a_class_annotation_reading_a_changed_alias_is_re_evaluated(hot: Hot) -> None:
+    src = "Alias = list[{}]\nclass Row:\n    cells: Alias\n    n = 1\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": src.format("int")}, {"m.py": src.format("str")}, "m")
+    hot.upgrade(r2)
+    assert m.Row.__annotations__ == {"cells": list[str]}
+
+
+def test_lazy_annotations_read_nothing(hot: Hot) -> None:
+    src = "from __future__ import annotations\nAlias = {}\nclass Row:\n    cells: Alias\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": src.format("int")}, {"m.py": src.format("str")}, "m")
+    hot.upgrade(r2)
+    assert m.Row.__annotations__ == {"cells": "Alias"} and m.Alias is str
+
+
+def test_adding_future_annotations_is_refused_when_unchanged_code_is_annotated(hot: Hot) -> None:
+    body = "def f(x: int) -> int:\n    return x\n"
+    v1 = {"m.py": body}
+    v2 = {"m.py": "from __future__ import annotations\n" + body}
+    _, r2, _mods = hot.v1_v2(v1, v2, "m")
+    assert refused(hot, r2) == {"derived_state"}
+
+
+# -- across modules: `from m import name` copies --------------------------------------------------
+
+_PKG_INIT = "from .a import VERSION\nfrom .b import PRODUCT\nBANNER = 'v' + VERSION\n"
+_B = "from .a import VERSION\nPRODUCT = 'lib/' + VERSION\ndef f():\n    return {}\n"
+
+
+def test_what_an_importer_computed_from_a_changed_constant_is_re_derived(hot: Hot) -> None:
+    v1 = {"__init__.py": _PKG_INIT, "a.py": "VERSION = '1'\n", "b.py": _B.format(1)}
+    v2 = {"__init__.py": _PKG_INIT, "a.py": "VERSION = '2'\n", "b.py": _B.format(2)}
+    _, r2, (pkg, b) = hot.v1_v2(v1, v2, "", "b")
+    hot.upgrade(r2)
+    assert (b.PRODUCT, pkg.PRODUCT, pkg.BANNER) == ("lib/2", "lib/2", "v2")
+    assert repr(b.PRODUCT) == fresh(hot, r2, "b", "m.PRODUCT")
+
+
+_A = "try:\n    import {}\nexcept ImportError:\n    HANDLE = None\n"
+_IMPORTER = "from .a import HANDLE\nif HANDLE is not None:\n    READY = True\n"
+
+
+def test_an_importer_statement_is_a_guard_that_holds_when_the_object_stays(hot: Hot) -> None:
+    v1 = {"a.py": _A.format("no_such_module_1"), "b.py": _IMPORTER}
+    v2 = {"a.py": _A.format("no_such_module_2"), "b.py": _IMPORTER}
+    _, r2, (b,) = hot.v1_v2(v1, v2, "b")
+    hot.upgrade(r2)
+    assert b.HANDLE is None and not hasattr(b, "READY")
+
+
+def test_an_importer_statement_is_a_guard_that_rolls_back_when_the_object_moves(
+    hot: Hot,
+) -> None:
+    v1 = {"a.py": _A.format("no_such_module_1"), "b.py": _IMPORTER}
+    v2 = {"a.py": "import decimal as HANDLE\n", "b.py": _IMPORTER}
+    _, r2, (b,) = hot.v1_v2(v1, v2, "b")
+    with pytest.raises(ChildError) as err:
+        hot.upgrade(r2)
+    assert err.value.code == "hot_upgrade_failed" and "HANDLE" in str(err.value)
+    assert b.HANDLE is None and not hasattr(b, "READY")
+
+
+def test_an_import_time_guard_reading_a_changed_constant_is_run_again(hot: Hot) -> None:
+    guard = "if os.environ.get('CRASH_AT') == VERSION:\n    raise RuntimeError(VERSION)\n"
+    v1 = {"m.py": "import os\nVERSION = '1'\n" + guard}
+    v2 = {"m.py": "import os\nVERSION = '2'\n" + guard}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    assert m.VERSION == "2"
+
+
+def test_a_re_export_assigned_to_itself_follows_its_import(hot: Hot) -> None:
+    v1 = {"__init__.py": "from ._v import V\nV = V\n", "_v.py": "V = '1'\n"}
+    v2 = {"__init__.py": "from ._v import V\nV = V\n", "_v.py": "V = '2'\n"}
+    _, r2, (pkg,) = hot.v1_v2(v1, v2, "")
+    hot.upgrade(r2)
+    assert pkg.V == "2"
+
+
+# -- instance state: a new attribute with a constant first value -----------------------------------
+
+_CMD = """
+class Command:
+    def __init__(self, name):
+        self.name = name
+{extra}
+    def help_option(self):
+{body}
+"""
+_CMD_V1 = _CMD.format(extra="", body="        return ('help', self.name)")
+_CMD_V2 = _CMD.format(
+    extra="        self._help = None",
+    body="        if self._help is None:\n            self._help = ('help', self.name)\n"
+    "        return self._help",
+)
+
+
+def test_an_attribute_the_new_init_sets_to_a_constant_is_given_to_old_instances(
+    hot: Hot,
+) -> None:
+    _, r2, (m,) = hot.v1_v2({"m.py": _CMD_V1}, {"m.py": _CMD_V2}, "m")
+    cmd = m.Command("run")
+    stats = hot.upgrade(r2)
+    assert cmd.__dict__ == {"name": "run", "_help": None} == vars(m.Command("run"))
+    assert cmd.help_option() == ("help", "run") and stats.fields_filled == 1
+
+
+def test_an_attribute_the_new_init_computes_still_refuses_live_instances(hot: Hot) -> None:
+    v2 = _CMD_V2.replace("self._help = None", "self._help = len(name)")
+    _, r2, (m,) = hot.v1_v2({"m.py": _CMD_V1}, {"m.py": v2}, "m")
+    cmd = m.Command("run")
+    assert refused(hot, r2) == {"instance_state"}
+    assert cmd.help_option() == ("help", "run")
+
+
+# -- a class its unchanged decorator wrapped ------------------------------------------------------
+
+_WRAPPED = """
+import functools
+def deprecated(cls):
+    @functools.wraps(cls)
+    def make(*a, **k):
+        return cls(*a, **k)
+    return make
+@deprecated
+class Old:
+    def run(self):
+        return {}
+"""
+
+
+def test_a_class_wrapped_by_an_unchanged_decorator_is_patched_through_it(hot: Hot) -> None:
+    _, r2, (m,) = hot.v1_v2({"m.py": _WRAPPED.format(1)}, {"m.py": _WRAPPED.format(2)}, "m")
+    obj, wrapper = m.Old(), m.Old
+    hot.upgrade(r2)
+    assert obj.run() == m.Old().run() == 2 and m.Old is wrapper
+
+
+def test_a_string_built_with_plus_or_an_f_string_is_the_same_state(hot: Hot) -> None:
+    src = "class P:\n    def __init__(self, name):\n        self.name = name\n        self.msg = {}\n"
+    v1 = {"m.py": src.format("'Expected ' + self.name")}
+    v2 = {"m.py": src.format("f'Expected {self.name}'") + "    def again(self):\n        pass\n"}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    p = m.P("x")
+    hot.upgrade(r2)
+    assert vars(p) == vars(m.P("x")) == {"name": "x", "msg": "Expected x"}
