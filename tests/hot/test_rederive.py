@@ -37,7 +37,7 @@ def test_a_changed_type_checking_block_rebinds_nothing(hot: Hot) -> None:
 def test_an_annotation_reading_a_changed_alias_is_re_evaluated_not_its_value(hot: Hot) -> None:
     src = "Alias = dict[str, {}]\nTABLE: Alias = {{}}\ndef register(k, v):\n    TABLE[k] = v\n"
     v1, v2 = {"m.py": src.format("int")}, {"m.py": src.format("str")}
-    r1, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
     m.register("a", 1)  # a run-time registration a re-run value would lose
     hot.upgrade(r2)
     assert m.TABLE == {"a": 1}
@@ -182,7 +182,8 @@ def test_a_class_wrapped_by_an_unchanged_decorator_is_patched_through_it(hot: Ho
 
 
 def test_a_string_built_with_plus_or_an_f_string_is_the_same_state(hot: Hot) -> None:
-    src = "class P:\n    def __init__(self, name):\n        self.name = name\n        self.msg = {}\n"
+    src = "class P:\n    def __init__(self, name):\n        self.name = name\n"
+    src += "        self.msg = {}\n"
     v1 = {"m.py": src.format("'Expected ' + self.name")}
     v2 = {"m.py": src.format("f'Expected {self.name}'") + "    def again(self):\n        pass\n"}
     _, r2, (m,) = hot.v1_v2(v1, v2, "m")
