@@ -114,6 +114,18 @@ def test_an_import_time_guard_reading_a_changed_constant_is_run_again(hot: Hot) 
     assert m.VERSION == "2"
 
 
+def test_a_nested_import_time_guard_is_run_again(hot: Hot) -> None:
+    guard = (
+        "_at = os.environ.get('CRASH_IN', '').partition(':')\nif _at[0] == VERSION:\n"
+        "    import sys\n    if _at[2] == sys.platform:\n        raise RuntimeError(VERSION)\n"
+    )
+    v1 = {"__init__.py": "VERSION = '1'\n", "m.py": "import os\nfrom PKG import VERSION\n" + guard}
+    v2 = {"__init__.py": "VERSION = '2'\n", "m.py": v1["m.py"]}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    assert m.VERSION == "2"
+
+
 def test_a_re_export_assigned_to_itself_follows_its_import(hot: Hot) -> None:
     v1 = {"__init__.py": "from ._v import V\nV = V\n", "_v.py": "V = '1'\n"}
     v2 = {"__init__.py": "from ._v import V\nV = V\n", "_v.py": "V = '2'\n"}

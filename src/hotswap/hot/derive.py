@@ -164,6 +164,24 @@ def follow_rebound_names(
         plan.ops.sort(key=lambda op: op.lineno)
 
 
+def _import_guard(stmt: ast.stmt) -> bool:
+    """``if TEST: ... raise`` with no ``else`` (the module imported, so its body never ran), or
+    whose body only imports, raises or holds such guards: running it again does nothing a
+    fresh import would not (imports are idempotent)."""
+    if not isinstance(stmt, ast.If) or stmt.orelse:
+        return False
+    if isinstance(stmt.body[-1], ast.Raise):
+        return True  # it never ran to its end: the module imported
+    for s in stmt.body:
+        if isinstance(s, ast.Raise | ast.Import | ast.ImportFrom | ast.Pass):
+            continue
+        if isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant):
+            continue
+        if not _import_guard(s):
+            return False
+    return any(isinstance(s, ast.Raise | ast.If) for s in stmt.body)
+
+
 def _self_assignment(stmt: ast.stmt) -> bool:
     return (
         isinstance(stmt, ast.Assign)
@@ -201,7 +219,7 @@ def _not_rerunnable(stmt: ast.stmt) -> str | None:
     """Why running ``stmt`` again would not give what a fresh import gives; None if it would."""
     if isinstance(stmt, ast.AugAssign):
         return "an augmented assignment cannot be run twice"
-    if isinstance(stmt, ast.If) and not stmt.orelse and isinstance(stmt.body[-1], ast.Raise):
+    if _import_guard(stmt):
         # An import-time guard (`if CONFIG_BAD: raise ...`): the module imported, so it never
         # raised; run again, it raises (the upgrade rolls back) where a fresh import would.
         return None
