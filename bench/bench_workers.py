@@ -158,18 +158,24 @@ class Rel:
     workers: int  # as configured in the release (1 when unsupported)
 
 
-def build_release(work: Path, source: Path, version: str, tool: dict[str, Any]) -> Rel:
-    """``source`` copied with ``version`` stamped in and ``tool`` keys added to
-    ``[tool.hotswap]``, built with the real ``hotswap build`` and unpacked (for ``lib/``)."""
+def build_release(
+    work: Path, source: Path, version: str, tool: dict[str, Any], deps: tuple[str, ...] = ()
+) -> Rel:
+    """``source`` copied with ``version`` stamped in, ``tool`` keys added to
+    ``[tool.hotswap]`` and ``deps`` to its dependencies, built with the real ``hotswap
+    build`` and unpacked (for ``lib/``)."""
     from hotswap.release.build import build
     from hotswap.release.store import ReleaseStore
 
-    dest = work / f"project-{source.name}-{version}"
+    dest = work / f"project-{source.name}-{version}{'-' + '-'.join(deps) if deps else ''}"
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("dist", "__pycache__"))
     pyproject = dest / "pyproject.toml"
     text = re.sub(r'^version = ".*"$', f'version = "{version}"', pyproject.read_text(), flags=re.M)
     lines = "".join(f"{k} = {json.dumps(v)}\n" for k, v in tool.items())
     text = text.replace("[tool.hotswap]\n", "[tool.hotswap]\n" + lines, 1)
+    if deps:
+        more = "".join(f", {json.dumps(d)}" for d in deps)
+        text = re.sub(r"^(dependencies = \[.*)\]$", rf"\1{more}]", text, count=1, flags=re.M)
     pyproject.write_text(text)
     for init in dest.glob("src/*/__init__.py"):
         init.write_text(re.sub(r'VERSION = ".*"', f'VERSION = "{version}"', init.read_text()))
@@ -184,7 +190,8 @@ def build_release(work: Path, source: Path, version: str, tool: dict[str, Any]) 
         else:
             os.environ["SOURCE_DATE_EPOCH"] = old
     release = ReleaseStore(work / "plain-store").unpack(result.tarball)
-    log(f"built {result.tarball.name} {tool or ''} in {time.monotonic() - started:.1f}s")
+    took = time.monotonic() - started
+    log(f"built {result.tarball.name} {tool or ''} {deps or ''} in {took:.1f}s")
     return Rel(version, result.tarball, release.root / "lib", int(tool.get("workers", 1)))
 
 
@@ -485,28 +492,36 @@ def run_throughput(
     servers: dict[str, Server],
     connections: int,
     args: argparse.Namespace,
+    close: bool,
 ) -> dict[str, dict[str, list[float]]]:
+    """Rounds of one wrk run per server, rotating order. ``close``: every request on a new
+    connection (``Connection: close``), else wrk's keep-alive connections."""
     names = list(servers)
     cells: dict[str, dict[str, list[float]]] = {
-        n: {"rps": [], "per_cpu": [], "wrk_share": [], "errors": []} for n in names
+        n: {"rps": [], "per_cpu": [], "wrk_share": [], "busiest": [], "errors": []} for n in names
     }
     for r in range(args.runs):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             server = servers[name]
             pids = tree(server.root)
-            cpu0 = tree_cpu(pids)
+            cpu0 = {pid: tree_cpu([pid]) for pid in pids}
             ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.monotonic()
-            out = Wrk(reaper, wrk, server.port, connections=connections, seconds=args.seconds).run()
+            run = Wrk(reaper, wrk, server.port, connections=connections, seconds=args.seconds)
+            if close:
+                run.argv[-1:-1] = ["-H", "Connection: close"]
+            out = run.run()
             wall = time.monotonic() - t0
             ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            used = tree_cpu(pids) - cpu0
+            per = {pid: tree_cpu([pid]) - c for pid, c in cpu0.items()}
+            used = sum(per.values())
             wrk_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
             cell = cells[name]
             cell["rps"].append(out.rps)
             cell["per_cpu"].append(out.requests / used if used > 0 else float("nan"))
             cell["wrk_share"].append(wrk_cpu / wall / 2 * 100)
+            cell["busiest"].append(max(per.values()) / used * 100 if used > 0 else float("nan"))
             cell["errors"].append(float(out.errors))
         log(f"throughput round {r + 1}/{args.runs} done")
     return cells
@@ -526,6 +541,7 @@ def throughput_rows(workload: str, cells: dict[str, dict[str, list[float]]]) -> 
                 rps / best_rps,
                 per_cpu,
                 per_cpu / best_cpu,
+                median(c["busiest"]),
                 median(c["wrk_share"]),
                 int(sum(c["errors"])),
             ]
@@ -721,9 +737,13 @@ def main() -> int:
                     ),
                 }
 
-            def wsgi_servers() -> dict[str, Server]:
+            def wsgi_servers(httptools: list[Rel] | None = None) -> dict[str, Server]:
                 p1, p2 = free_port(), free_port()
-                return {
+                more: dict[str, Server] = {}
+                if httptools:
+                    name = "hotswap-wsgi+httptools"
+                    more[name] = Hotswap(reaper, work, free_port(), name, httptools)
+                return more | {
                     "hotswap-wsgi": Hotswap(reaper, work, p1, "hotswap-wsgi", fl2),
                     "gunicorn-gthread": Plain(
                         reaper,
@@ -738,21 +758,30 @@ def main() -> int:
 
             if "throughput" in parts and wrk is not None:
                 rows: list[list[Any]] = []
+                # the Flask release as built, plus one that also lists httptools (uvicorn
+                # then parses HTTP with it instead of h11; gunicorn has its own parser)
+                fl_ht = [
+                    build_release(
+                        work, FLASK, "1.0.1", wkey(2) | {"threads": args.threads}, ("httptools",)
+                    )
+                ]
                 for workload, make, conns in (
                     ("ASGI (FastAPI)", asgi_servers, args.connections),
-                    ("WSGI (Flask)", wsgi_servers, args.wsgi_connections),
+                    ("WSGI (Flask)", lambda: wsgi_servers(fl_ht), args.wsgi_connections),
                 ):
                     servers = make()
                     try:
                         for server in servers.values():
                             server.start()
-                        cells = run_throughput(reaper, wrk, servers, conns, args)
+                        for close in (False, True):
+                            label = f"{workload}, {'new connection' if close else 'keep-alive'}"
+                            cells = run_throughput(reaper, wrk, servers, conns, args, close)
+                            rows += throughput_rows(label, cells)
+                            summary[f"throughput/{label}"] = cells
                     finally:
                         for server in servers.values():
                             with contextlib.suppress(Exception):
                                 server.stop()
-                    rows += throughput_rows(workload, cells)
-                    summary[f"throughput/{workload}"] = cells
                 out.append(
                     f"\n(1) Throughput, 2 workers each, wrk -t1 -c{args.connections} (ASGI) / "
                     f"-c{args.wsgi_connections} (WSGI), {args.seconds:g} s x {args.runs} "
@@ -767,6 +796,7 @@ def main() -> int:
                             "ratio",
                             "req per server CPU-s",
                             "ratio",
+                            "busiest process % of server CPU",
                             "wrk CPU % of 2 cores",
                             "errors",
                         ],
