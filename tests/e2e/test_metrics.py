@@ -74,10 +74,10 @@ def check_swap(before: Samples, after: Samples, record: dict[str, Any]) -> None:
     phases.update({p: stats[f"{p}_ms"] for p in ("prepare", "quiesce") if f"{p}_ms" in stats})
     counted = moved(before, after, f"{PHASE}_count")
     assert counted == {
-        (f"{PHASE}_count", frozenset({**labels, "phase": p}.items())): 1 for p in phases
+        (f"{PHASE}_count", frozenset({"phase": p, "result": result}.items())): 1 for p in phases
     }
     for phase, ms in phases.items():
-        key = {**labels, "phase": phase}
+        key = {"phase": phase, "result": result}
         got = value(after, f"{PHASE}_sum", **key) - value(before, f"{PHASE}_sum", **key)
         assert got == pytest.approx(ms / 1000, abs=1e-6), phase
     window = moved(before, after, "hotswap_hot_suspension_seconds_count")
@@ -175,7 +175,8 @@ def test_metrics_move_exactly_with_ten_swaps_and_a_failed_upgrade(
         bg = {"kind": "blue-green", "result": "ok"}
         assert value(samples, "hotswap_swap_duration_seconds_bucket", le="+Inf", **bg) == 3
         assert value(samples, "hotswap_swap_duration_seconds_bucket", le="0.01", **bg) == 0
-        assert value(samples, f"{PHASE}_count", phase="drain", **bg) == 3
+        # drains: 3 blue-green, 2 rollbacks, the SIGHUP restart (the others had no old one)
+        assert value(samples, f"{PHASE}_count", phase="drain", result="ok") == 6
         assert value(samples, "hotswap_hot_suspension_seconds_count") == 1
         assert 0 < value(samples, "hotswap_hot_suspension_seconds_sum") < 0.1
 

@@ -64,11 +64,11 @@ def test_records_map_to_counters_and_histograms() -> None:
     assert _value(m, f"{duration}_count", kind="blue-green", result="failed") == 1
     phase = "hotswap_swap_phase_duration_seconds"
     for name in ("unpack", "spawn", "boot", "health", "cutover", "commit", "drain"):
-        assert _value(m, f"{phase}_count", kind="blue-green", phase=name, result="ok") == 2
-    assert _value(m, f"{phase}_sum", kind="blue-green", phase="drain", result="ok") == 0.018
-    assert _value(m, f"{phase}_count", kind="blue-green", phase="boot", result="failed") == 1
-    assert _value(m, f"{phase}_count", kind="blue-green", phase="health", result="failed") is None
-    assert _value(m, f"{phase}_sum", kind="hot", phase="prepare", result="ok") == 0.06
+        assert _value(m, f"{phase}_count", phase=name, result="ok") == 2
+    assert _value(m, f"{phase}_sum", phase="drain", result="ok") == 0.018
+    assert _value(m, f"{phase}_count", phase="boot", result="failed") == 1
+    assert _value(m, f"{phase}_count", phase="health", result="failed") is None
+    assert _value(m, f"{phase}_sum", phase="prepare", result="ok") == 0.06
     assert _value(m, "hotswap_hot_suspension_seconds_count") == 1
     assert _value(m, "hotswap_hot_suspension_seconds_sum") == 0.004
     assert _value(m, "hotswap_hot_suspension_seconds_bucket", le="0.005") == 1
