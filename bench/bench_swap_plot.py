@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import resource
 import statistics
@@ -341,7 +342,7 @@ def _plot(timeline: Timeline, report: Any, swaps: list[dict[str, Any]], png: Pat
     series = {v: [0.0] * bins for v in versions}
     failed = [0.0] * bins
     for o in report.outcomes:
-        i = int((o.started + o.seconds - timeline.t0) / width)
+        i = math.floor((o.started + o.seconds - timeline.t0) / width)
         if 0 <= i < bins:
             if o.error is None and o.version:
                 series[o.version][i] += 1 / width
