@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
 from hotswap.errors import UsageError
 from hotswap.release.config import parse_metrics_address, parse_table
@@ -82,6 +85,21 @@ def test_a_swap_id_is_an_exemplar_in_openmetrics() -> None:
     assert content_type.startswith("application/openmetrics-text")
     line = next(ln for ln in text.decode().splitlines() if ln.startswith("hotswap_swaps_total{"))
     assert '# {swap_id="sw-7f3a"} 1.0' in line
+
+
+def test_the_kept_exposition_of_the_counters_is_renewed_by_each_record() -> None:
+    m = Metrics()
+    m.record(_bg())
+    assert _value(m, "hotswap_swaps_total", kind="blue-green", outcome="ok") == 1
+    assert _value(m, "hotswap_swaps_total", kind="blue-green", outcome="ok") == 1
+    m.record(_bg())
+    assert _value(m, "hotswap_swaps_total", kind="blue-green", outcome="ok") == 2
+    m.stale.inc()  # the gauges' registry: read at every scrape
+    assert _value(m, "hotswap_metrics_stale_scrapes_total") == 1
+    text = m.render("application/openmetrics-text")[0].decode()
+    assert text.count("# EOF") == 1 and text.endswith("# EOF\n")
+    names = {f.name for f in openmetrics_families(text)}
+    assert {"hotswap_swaps", "hotswap_active_generation", "hotswap_upgrading"} <= names
 
 
 def test_each_record_is_counted_once() -> None:
