@@ -12,7 +12,7 @@ from prometheus_client.openmetrics.parser import (
 
 from hotswap.errors import UsageError
 from hotswap.release.config import parse_metrics_address, parse_table
-from hotswap.supervisor.metrics import Metrics, RecordWatch, parsed, snapshot_of
+from hotswap.supervisor.metrics import PENDING_MAX, Metrics, RecordWatch, parsed, snapshot_of
 
 
 def _samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -100,6 +100,14 @@ def test_the_kept_exposition_of_the_counters_is_renewed_by_each_record() -> None
     assert text.count("# EOF") == 1 and text.endswith("# EOF\n")
     names = {f.name for f in openmetrics_families(text)}
     assert {"hotswap_swaps", "hotswap_active_generation", "hotswap_upgrading"} <= names
+
+
+def test_records_nobody_scrapes_do_not_pile_up() -> None:
+    m = Metrics()
+    for _ in range(PENDING_MAX + 5):
+        m.record(_bg())
+    assert len(m._pending) < PENDING_MAX
+    assert _value(m, "hotswap_swaps_total", kind="blue-green", outcome="ok") == PENDING_MAX + 5
 
 
 def test_each_record_is_counted_once() -> None:

@@ -13,13 +13,15 @@ How it stays out of the loop's way (the endpoint never delays the control socket
   that connects and sends nothing, half a request, or reads nothing holds only its own thread.
 - No thread calls into the :class:`~.core.Supervisor`. Only the loop reads it: every
   ``REFRESH_INTERVAL`` seconds, and when a scrape asks (``run_coroutine_threadsafe`` with a
-  ``SCRAPE_REFRESH_TIMEOUT``; scrapes closer together than ``MIN_REFRESH_GAP`` share one),
-  the loop takes ``status()`` and the handoff store's size, feeds the swap records that
-  appeared in ``recent`` since the last look to the counters and histograms
-  (``prometheus_client``'s objects are thread-safe), and swaps in a new :class:`Snapshot`
-  of the gauges, which the collector reads under a lock. A loop that does not answer in time
-  (it should never happen) costs the scrape its freshness, not its answer: the last snapshot
-  is served and ``hotswap_metrics_stale_scrapes_total`` counts it.
+  ``SCRAPE_REFRESH_TIMEOUT``), the loop hands over the swap records that appeared in
+  ``recent`` since the last look, to be counted, and takes ``status()`` and the handoff
+  store's size into a new :class:`Snapshot` of the gauges, which the collector reads under
+  a lock (``prometheus_client``'s objects are thread-safe too). A scrape always
+  sees every swap that ended before it began; ``status()`` is taken again for it only if a
+  swap ended or the last look is older than ``MIN_REFRESH_GAP`` (a flood of scrapes costs
+  the loop a look at ``recent`` each, not a ``status()`` each). A loop that does not answer
+  in time (it should never happen) costs the scrape its freshness, not its answer: the last
+  snapshot is served and ``hotswap_metrics_stale_scrapes_total`` counts it.
 - The supervisor process's RSS and open descriptors are read from ``/proc/self`` by the
   scrape's thread, which needs nothing of the supervisor for it.
 - A scrape is cheap, so its thread holds the GIL (which the loop needs too) briefly: the
@@ -29,8 +31,10 @@ How it stays out of the loop's way (the endpoint never delays the control socket
 Swaps are observed from the ``recent`` records (``how``, ``ok``, ``error.code``,
 ``timings_ms``, ``total_ms``; a hot upgrade's ``stats``), each counted once: records are
 told apart by identity, newest first, down to the newest one already seen. ``recent`` keeps
-the last 20, and the loop looks at least every ``REFRESH_INTERVAL``: a swap takes longer than
-that divided by 20.
+the last 20, and the loop looks at least every ``REFRESH_INTERVAL`` (and at every scrape):
+only more than 20 swaps ending within that time, refusals as quick as a missing tarball,
+would be counted short. The loop only appends what it saw; a scrape counts it before it
+renders, so no scrape sees a swap half counted, and the loop never waits for a scrape.
 """
 
 from __future__ import annotations
@@ -53,9 +57,10 @@ from prometheus_client.exposition import choose_encoder
 if TYPE_CHECKING:
     from hotswap.supervisor.core import Supervisor
 
-REFRESH_INTERVAL = 1.0  # the loop looks at the supervisor at least this often
+REFRESH_INTERVAL = 0.5  # the loop looks at the supervisor at least this often
 SCRAPE_REFRESH_TIMEOUT = 0.5  # a scrape waits this long for the loop, then serves the last look
-MIN_REFRESH_GAP = 0.05  # scrapes closer together than this share one refresh
+PENDING_MAX = 100  # records waiting for a scrape; more, and the loop counts them if it can
+MIN_REFRESH_GAP = 0.05  # scrapes closer together than this share one status()
 CLIENT_TIMEOUT = 10.0  # a scraper's socket: no progress for this long and it is dropped
 MAX_CLIENTS = 16  # connections served at once; more are closed at accept
 PATH = "/metrics"
@@ -170,8 +175,9 @@ class Metrics:
         self._lock = threading.Lock()
         self._snapshot = Snapshot()
         self._watch = RecordWatch()
-        self._changes = 0  # records counted so far: the cached exposition's key
-        self._cached: dict[str, tuple[int, bytes]] = {}  # by content type
+        self._pending: list[dict[str, Any]] = []  # records seen, not yet counted
+        self._render = threading.Lock()  # scrapes only: counting, and the kept exposition
+        self._cached: dict[str, bytes] = {}  # by content type, until the next record
         reg = self.registry
         self.swaps = Counter(
             "hotswap_swaps",
@@ -228,14 +234,45 @@ class Metrics:
         self, status: dict[str, Any], handoff: tuple[int, int], recent: Sequence[dict[str, Any]]
     ) -> None:
         """One look at the supervisor (on its loop): new swap records, new gauges."""
-        for record in self._watch.new(recent):
+        self.observe_records(recent)
+        self.observe_status(status, handoff)
+
+    def observe_records(self, recent: Sequence[dict[str, Any]]) -> int:
+        """Count the records of ``recent`` not seen yet (on the loop); how many there were."""
+        fresh = self._watch.new(recent)
+        for record in fresh:
             self.record(record)
+        return len(fresh)
+
+    def observe_status(self, status: dict[str, Any], handoff: tuple[int, int]) -> None:
+        """New gauges from one ``status()`` (on the loop)."""
         snapshot = snapshot_of(status, handoff, time.monotonic())
         with self._lock:
             self._snapshot = snapshot
 
     def record(self, record: dict[str, Any]) -> None:
-        """Count one finished swap (an entry of ``recent``)."""
+        """Count one finished swap (an entry of ``recent``) at the next scrape: the loop only
+        appends it, and a scrape counts it before rendering, so no scrape sees it half
+        counted and the loop never waits for a scrape."""
+        with self._lock:
+            self._pending.append(record)
+            many = len(self._pending) >= PENDING_MAX
+        if many and self._render.acquire(blocking=False):  # nobody scrapes: count them here
+            try:
+                self._drain()
+            finally:
+                self._render.release()
+
+    def _drain(self) -> None:
+        """Count the pending records (the caller holds ``_render``)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for record in pending:
+            self._count(record)
+        if pending:
+            self._cached.clear()
+
+    def _count(self, record: dict[str, Any]) -> None:
         kind = str(record.get("how"))
         ok = bool(record.get("ok"))
         outcome = "ok" if ok else str((record.get("error") or {}).get("code") or "failed")
@@ -256,21 +293,17 @@ class Metrics:
         window = stats.get("window_ms")
         if ok and isinstance(window, int | float):
             self.window_seconds.observe(window / 1000, exemplar)
-        with self._lock:
-            self._changes += 1
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition (OpenMetrics if ``accept`` asks for it) and its content type."""
         encoder, content_type = choose_encoder(accept)
-        with self._lock:
-            changes = self._changes
-            cached = self._cached.get(content_type)
-        if cached is None or cached[0] != changes:
-            body = encoder(self.registry).removesuffix(b"# EOF\n")  # OpenMetrics ends once
-            cached = (changes, body)
-            with self._lock:
-                self._cached[content_type] = cached
-        return cached[1] + encoder(self.gauges), content_type
+        with self._render:
+            self._drain()
+            body = self._cached.get(content_type)
+            if body is None:
+                body = encoder(self.registry).removesuffix(b"# EOF\n")  # OpenMetrics: once
+                self._cached[content_type] = body
+        return body + encoder(self.gauges), content_type
 
 
 class _SnapshotCollector:
@@ -442,12 +475,16 @@ class Exporter:
         host, port = self._sock.getsockname()[:2]
         return f"[{host}]:{port}" if self._sock.family == socket.AF_INET6 else f"{host}:{port}"
 
-    def refresh(self) -> None:
-        """Look at the supervisor: on its loop only."""
-        self._last = time.monotonic()
+    def refresh(self, *, full: bool = True) -> None:
+        """Look at the supervisor: on its loop only. New swap records are counted at every
+        look; ``status()`` is taken when ``full``, when a record was new, or when the last
+        one is older than ``MIN_REFRESH_GAP``."""
         sup = self.sup
         try:
-            self.metrics.observe(sup.status(), sup.handoff.stats(), sup.recent)
+            fresh = self.metrics.observe_records(sup.recent)
+            if full or fresh or time.monotonic() - self._last >= MIN_REFRESH_GAP:
+                self._last = time.monotonic()
+                self.metrics.observe_status(sup.status(), sup.handoff.stats())
         except Exception as e:  # a bug: the last snapshot stays, the supervisor goes on
             failure = f"metrics: looking at the supervisor failed: {e!r}"
             if failure != self._failure:
@@ -457,12 +494,12 @@ class Exporter:
             self._failure = None
 
     async def _refresh(self) -> None:
-        self.refresh()
+        self.refresh(full=False)
 
     def refresh_from_thread(self) -> None:
         """Ask the loop for a fresh look (from a scrape's thread), waiting a bounded time."""
         loop = self._loop
-        if loop is None or time.monotonic() - self._last < MIN_REFRESH_GAP:
+        if loop is None:
             return
         try:
             future = asyncio.run_coroutine_threadsafe(self._refresh(), loop)
