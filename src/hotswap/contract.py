@@ -38,6 +38,7 @@ OP_HANDOFF_PUT = "handoff.put"
 OP_HANDOFF_GET = "handoff.get"
 OP_HANDOFF_GET_ALL = "handoff.get_all"
 OP_HANDOFF_DELETE = "handoff.delete"
+OP_LOGS = "logs"  # the supervisor's recent log lines, after a cursor (waiting for one if asked)
 EVENT_PHASE = "phase"  # an upgrade's progress, streamed to the client that asked for it
 
 # -- channel ops: the supervisor asks a child ----------------------------------------------------

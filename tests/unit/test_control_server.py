@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +22,7 @@ from hotswap.control.protocol import Response
 from hotswap.control.server import ControlServer, Progress, Steerable
 from hotswap.errors import HotswapError
 from hotswap.supervisor.handoff import HandoffStore
+from hotswap.supervisor.logsink import LogSink
 
 T = TypeVar("T")
 SHA = "ab" * 32
@@ -30,6 +34,7 @@ class FakeSupervisor:
         self.handoff = HandoffStore(None)
         self.calls: list[tuple[Any, ...]] = []
         self.logged: list[str] = []
+        self.logs = LogSink(fd=os.open(os.devnull, os.O_WRONLY))  # closed with the process
 
     def log(self, message: str) -> None:
         self.logged.append(message)
@@ -125,6 +130,13 @@ def _error(path: Path, op: str, **args: Any) -> HotswapError:
         ("handoff.delete", {}, "key"),
         ("status", {"verbose": True}, "verbose"),
         ("rollback", {"release": "r"}, "release"),
+        ("logs", {"after": "1"}, "after"),
+        ("logs", {"after": -1}, "after"),
+        ("logs", {"limit": 1.5}, "limit"),
+        ("logs", {"limit": 10**6}, "limit"),
+        ("logs", {"wait": 0}, "wait"),
+        ("logs", {"wait": 1e9}, "wait"),
+        ("logs", {"follow": True}, "follow"),
     ],
 )
 def test_a_field_of_the_wrong_type_is_bad_request_naming_it(
@@ -239,6 +251,7 @@ def test_the_server_answers_every_control_op_of_the_contract() -> None:
         contract.OP_HANDOFF_GET,
         contract.OP_HANDOFF_GET_ALL,
         contract.OP_HANDOFF_DELETE,
+        contract.OP_LOGS,
     }
     assert set(server._OPS) == control_ops
 
@@ -257,3 +270,29 @@ def test_a_state_dir_too_deep_for_af_unix_still_serves_and_is_reached(tmp_path: 
     status, mode = _serve(deep, FakeSupervisor(), body)
     assert status == {"upgrading": False}
     assert mode == 0o600  # still created under umask 0177
+
+
+def test_logs_reads_after_a_cursor_and_waits_for_a_line_without_holding_up_other_requests(
+    tmp_path: Path,
+) -> None:
+    sup = FakeSupervisor()
+    sup.logs.write("one")
+    sup.logs.write("two")
+
+    def body(path: Path) -> None:
+        page = _call(path, "logs", limit=1)
+        assert [x["message"] for x in page["lines"]] == ["two"] and page["next"] == 2
+        assert page["missed"] == 1
+        threading.Timer(0.3, sup.logs.write, args=("three",)).start()
+        waited: dict[str, Any] = {}
+        poll = threading.Thread(
+            target=lambda: waited.update(_call(path, "logs", after=2, wait=20)), daemon=True
+        )
+        started = time.monotonic()
+        poll.start()
+        assert _call(path, "status") == {"upgrading": False}  # while the other one waits
+        poll.join(20)
+        assert [x["message"] for x in waited["lines"]] == ["three"]
+        assert time.monotonic() - started < 10  # woken by the line, not by its timeout
+
+    _serve(tmp_path, sup, body)

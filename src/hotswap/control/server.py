@@ -34,10 +34,12 @@ from hotswap.control.protocol import MAX_LINE, Request
 from hotswap.errors import HotswapError, ResourceError, UsageError
 from hotswap.fsutil import unix_address
 from hotswap.supervisor.handoff import HandoffStore
+from hotswap.supervisor.logsink import RING_LINES, LogSink
 
 _UCRED = struct.Struct("3i")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 MAX_SUSPEND_TIMEOUT = 3600.0
+MAX_LOGS_WAIT = 60.0  # a `logs` request waits at most this long for a new line
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -47,6 +49,9 @@ class Steerable(Protocol):
 
     @property
     def handoff(self) -> HandoffStore: ...
+
+    @property
+    def logs(self) -> LogSink: ...
 
     def log(self, message: str) -> None: ...
 
@@ -208,6 +213,18 @@ class Args:
             )
         return float(value)
 
+    def integer(self, key: str, default: int | None, *, low: int, high: int) -> int | None:
+        value = self.raw.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._bad(key, "an integer")
+        if not low <= value <= high:
+            raise UsageError(
+                "bad_request", f"{self.op}: {key!r} must be in [{low}, {high}], not {value}"
+            )
+        return value
+
     def flag(self, key: str, default: bool = False) -> bool:
         value = self.raw.get(key, default)
         if not isinstance(value, bool):
@@ -285,6 +302,17 @@ async def _handoff_delete(sup: Steerable, args: Args, _progress: Progress) -> An
     return sup.handoff.delete(args.string("key"))
 
 
+async def _logs(sup: Steerable, args: Args, _progress: Progress) -> Any:
+    """The ring's entries after the cursor ``after`` (the last ``limit``); with ``wait``, a
+    long poll: when there is none yet, answer once one comes or ``wait`` seconds passed.
+    Waiting is an await on the loop, so it holds up nothing else."""
+    after = args.integer("after", 0, low=0, high=2**62) or 0
+    limit = args.integer("limit", None, low=0, high=RING_LINES)
+    if args.value("wait") is not None:
+        await sup.logs.wait(after, args.number("wait", 0.0, low=0.0, high=MAX_LOGS_WAIT))
+    return sup.logs.read(after, limit)
+
+
 # op -> (the fields it takes, what it does)
 _OPS: dict[str, tuple[frozenset[str], Op]] = {
     contract.OP_PING: (frozenset(), _ping),
@@ -302,4 +330,5 @@ _OPS: dict[str, tuple[frozenset[str], Op]] = {
     contract.OP_HANDOFF_GET: (frozenset({"key"}), _handoff_get),
     contract.OP_HANDOFF_GET_ALL: (frozenset(), _handoff_get_all),
     contract.OP_HANDOFF_DELETE: (frozenset({"key"}), _handoff_delete),
+    contract.OP_LOGS: (frozenset({"after", "limit", "wait"}), _logs),
 }

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from hotswap import contract
 from hotswap.errors import HotswapError, UsageError
 from hotswap.release.store import Release, is_tarball_ref
-from hotswap.supervisor import swap
+from hotswap.supervisor import logsink, swap
 from hotswap.supervisor.generation import Generation
 from hotswap.supervisor.handoff import BEFORE_CUTOVER_KEY
 from hotswap.supervisor.lifecycle import GenState
@@ -46,6 +46,7 @@ class SwapDriver:
         allow_other_app: bool = False,
     ) -> None:
         self.sup = sup
+        self.id = logsink.new_swap_id()  # in its log lines and its record
         self.allow_other_app = allow_other_app
         self.ref = ref
         self.how = how
@@ -66,12 +67,16 @@ class SwapDriver:
         return gen.number in (self.machine.new, self.machine.old)
 
     async def run(self, progress: Progress | None = None) -> dict[str, Any]:
+        scope = logsink.open_swap(self.id)
+        self.sup.log(logsink.swap_started(self.id, self.how, self.ref))
         try:
             return await self._drive(progress or (lambda _event: None))
         finally:
             for timer in self._timers:
                 timer.cancel()
             self._timers.clear()
+            self.sup.log(logsink.swap_finished(self.id, self.sup.recent))
+            scope.close()
 
     async def _drive(self, say: Progress) -> dict[str, Any]:
         machine = self.machine
@@ -104,6 +109,7 @@ class SwapDriver:
     def _finish(self) -> dict[str, Any]:
         machine, sup = self.machine, self.sup
         record: dict[str, Any] = {
+            "id": self.id,
             "how": self.how,
             "release": machine.release_id,
             "ref": self.ref,
@@ -136,6 +142,7 @@ class SwapDriver:
         assert error is not None and error.code is not None
         output = self.gen.tail() if self.gen is not None else []
         details = {"phase": _failed_phase(machine), **error.details, "output": output}
+        details["swap"] = self.id  # its id, as in recent and the log
         if self.gen is not None and self.gen.size > 1 and self.gen.failed_worker is not None:
             details.setdefault("worker", self.gen.failed_worker)
         record["error"] = {"code": error.code, "message": error.message}
@@ -251,7 +258,8 @@ class SwapDriver:
             raise errors[0]
         pids = ", ".join(map(str, gen.pids))
         workers = f"{size} workers, pids" if size > 1 else "pid"
-        sup.log(f"generation {number} started ({workers} {pids}) from {release.id}")
+        message = f"generation {number} started ({workers} {pids}) from {release.id}"
+        sup.log(logsink.Entry("generation_started", message, generation=number, pids=gen.pids))
         self.post(swap.Spawned(number))
         gone = next((c for c in gen.children() if c.exited.is_set()), None)
         if gone is not None:  # a worker died before the machine could hear of it

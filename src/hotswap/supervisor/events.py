@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from hotswap import contract
 from hotswap.control.protocol import VERSION
+from hotswap.supervisor import logsink
 from hotswap.supervisor import swap as swap_machine
 from hotswap.supervisor.generation import Generation
 from hotswap.supervisor.handoff import BEFORE_CUTOVER_KEY
@@ -112,7 +113,10 @@ def handle_exit(sup: Supervisor, child: Child) -> None:
     was = child.state
     child.state = on_exit(child.state)
     child.exited.set()
-    sup.log(f"{child.name} (pid {child.pid}) exited with status {child.returncode}")
+    message = f"{child.name} (pid {child.pid}) exited with status {child.returncode}"
+    fields: dict[str, Any] = {"generation": child.number, "pid": child.pid}
+    fields["status"] = child.returncode
+    sup.log(logsink.Entry("generation_exited", message, worker=child.worker, **fields))
     gen = sup.generations.get(child.number)
     if gen is None:
         return

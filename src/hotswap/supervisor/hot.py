@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hotswap import contract
 from hotswap.errors import ChildError, HotswapError, UsageError
+from hotswap.supervisor import logsink
 from hotswap.supervisor.driver import resolve
 from hotswap.supervisor.generation import Generation
 from hotswap.supervisor.lifecycle import GenState
@@ -39,6 +40,7 @@ async def hot_upgrade(
     loop = asyncio.get_running_loop()
     started = sup.clock.now()
     record: dict[str, Any] = {
+        "id": logsink.new_swap_id(),
         "how": "hot",
         "release": None,
         "ref": ref,
@@ -47,6 +49,8 @@ async def hot_upgrade(
         "pid": gen.pid,
         "at": time.time(),
     }
+    scope = logsink.open_swap(record["id"])
+    sup.log(logsink.swap_started(record["id"], "hot", ref))
     try:
         release = await loop.run_in_executor(None, resolve, sup, ref, sha256)
         record["release"] = release.id
@@ -68,10 +72,13 @@ async def hot_upgrade(
         return record
     except HotswapError as e:
         record["error"] = {"code": e.code, "message": e.message}
+        e.details["swap"] = record["id"]  # its id, as in recent and the log
         raise
     finally:
         record["total_ms"] = round((sup.clock.now() - started) * 1000, 3)
         sup.recent.appendleft(record)
+        sup.log(logsink.swap_finished(record["id"], sup.recent))
+        scope.close()
 
 
 async def _two_phase(

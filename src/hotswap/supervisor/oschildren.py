@@ -29,6 +29,7 @@ from hotswap.release.store import Release
 from hotswap.supervisor import runtime_dir
 from hotswap.supervisor.children import Hub
 from hotswap.supervisor.listeners import Listener
+from hotswap.supervisor.logsink import child_line
 from hotswap.supervisor.probe import http_probe
 from hotswap.supervisor.process import Child
 from hotswap.supervisor.spawn import ChildProcess, Spawner
@@ -236,7 +237,9 @@ class OsChildren:
             raw = raw[:MAX_LOG_LINE] + b"..."
         line = raw.decode("utf-8", "replace")
         child.log_tail.append(line)
-        self.log(f"[{child.label}] {line}")
+        source = child.service or f"gen {child.number}"
+        worker = None if child.service else child.worker
+        self.log(child_line(line, tag=child.label, source=source, worker=worker))
 
     async def _read_channel(self, child: Child, reader: asyncio.StreamReader) -> None:
         try:
