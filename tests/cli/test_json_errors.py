@@ -34,6 +34,11 @@ BAD = [
     (["systemd-unit", "--name", "x", "--release", "{tmp}/nope.tar.gz"], "release_not_found"),
     (["env", "list", "--state-dir", "{tmp}/a-file"], None),
     (["env", "set", "NOEQUALS"], "bad_arguments"),
+    (["logs", "--state-dir", "{state}"], "not_running"),
+    (["logs", "-f", "--state-dir", "{state}"], "not_running"),
+    (["logs", "-n", "-1"], "bad_arguments"),
+    (["status", "--watch", "--state-dir", "{state}"], "not_running"),
+    (["status", "--watch", "--interval", "0"], "bad_arguments"),
     # command lines that do not parse
     (["bogus"], "bad_arguments"),
     (["status", "--bogus"], "bad_arguments"),

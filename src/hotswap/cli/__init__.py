@@ -45,11 +45,12 @@ _EXITS: dict[type[HotswapError], int] = {
 }
 
 # The modules under hotswap.cli whose register(subparsers) adds commands, in --help order.
-COMMAND_GROUPS = ("release", "supervisor", "hot", "handoff", "env", "fleet", "systemd")
+COMMAND_GROUPS = ("release", "supervisor", "hot", "handoff", "env", "fleet", "systemd", "logs")
 
 ERROR_TAIL = 15  # lines of a failed generation's output shown under a human error
 
-Handler = Callable[[argparse.Namespace], dict[str, Any]]
+# returns the JSON object; None when it printed its output itself (a stream: logs -f)
+Handler = Callable[[argparse.Namespace], dict[str, Any] | None]
 Renderer = Callable[[dict[str, Any]], str]
 
 
@@ -189,7 +190,9 @@ def _main(argv: Sequence[str] | None) -> int:
         raise
     except OSError as e:  # what no layer below mapped: still a code, never a traceback
         return _refuse(args, ResourceError("io_error", f"{type(e).__name__}: {e}"))
-    if args.json:
+    if data is None:
+        pass
+    elif args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
     else:
         render: Renderer = args.render

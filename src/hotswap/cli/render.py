@@ -85,3 +85,46 @@ def error_text(error: HotswapError, *, tail: int) -> str:
     return "\n".join(
         [text, f"  output of the generation ({shown} lines):", *(f"  | {x}" for x in lines)]
     )
+
+
+# -- status --watch -------------------------------------------------------------------------
+
+TICKING = frozenset({"uptime_s", "elapsed_ms"})  # change at every look: not a change
+# a blue-green swap's phases in the order they run (hotswap.supervisor.swap.Phase)
+SWAP_PHASES = ("unpack", "spawn", "boot", "health", "cutover", "commit", "drain")
+CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear the screen
+
+
+def steady_status(value: Any) -> Any:
+    """``value`` without its ever-ticking fields, at every depth: equal when nothing changed."""
+    if isinstance(value, dict):
+        return {k: steady_status(v) for k, v in value.items() if k not in TICKING}
+    if isinstance(value, list):
+        return [steady_status(v) for v in value]
+    return value
+
+
+def progress_line(status: dict[str, Any], width: int = 28) -> str | None:
+    """A running swap as a bar: ``[==========>        ] boot (3 of 7), 1.4 s``."""
+    upgrade = status.get("upgrade")
+    if not upgrade:
+        return "hot upgrade in progress" if status.get("upgrading") else None
+    phase = upgrade["phase"]
+    step = SWAP_PHASES.index(phase) if phase in SWAP_PHASES else len(SWAP_PHASES)
+    done = round(width * step / len(SWAP_PHASES))
+    bar = "=" * done + (">" if done < width else "") + " " * max(0, width - done - 1)
+    return (
+        f"[{bar}] {phase} ({min(step + 1, len(SWAP_PHASES))} of {len(SWAP_PHASES)}),"
+        f" {upgrade['elapsed_ms'] / 1000:.1f} s"
+    )
+
+
+def watch_screen(text: str, status: dict[str, Any]) -> str:
+    """One redraw of ``status --watch`` on a terminal: the status, its progress line, and
+    when it was taken."""
+    lines = [text]
+    progress = progress_line(status)
+    if progress:
+        lines.append(f"progress    {progress}")
+    lines.append(f"\n{time.strftime('%H:%M:%S')}  watching (Ctrl-C to stop)")
+    return CLEAR + "\n".join(lines) + "\n"

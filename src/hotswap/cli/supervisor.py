@@ -110,6 +110,13 @@ def _register_run(sub: Subparsers) -> None:
         help="serve Prometheus metrics at http://HOST:PORT/metrics from the supervisor (needs "
         "hotswap[metrics]; default: the release's [tool.hotswap] metrics, else none)",
     )
+    p.add_argument(
+        "--log-format",
+        choices=("human", "json"),
+        default="human",
+        help="the supervisor's log on stderr: lines for people (default), or one JSON object a "
+        "line (time, level, source, worker, event, message, swap, fields) for a collector",
+    )
     add_follow_option(p)
     add_common(p, state_help=RUN_STATE_HELP)
     p.set_defaults(error_tail=0)  # the supervisor's log already shows the generation's output
@@ -243,6 +250,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         stability_window=args.stability_window,
         workers=args.workers,
     )
+    supervisor.logs.format = args.log_format
     try:
         if metrics is None:
             code = asyncio.run(supervisor.run())
@@ -367,11 +375,35 @@ def _register_status(sub: Subparsers) -> None:
         example="hotswap status --json --state-dir /srv/myapp/state",
         help="the supervisor, its active generation and recent swaps",
     )
+    p.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="keep watching: on a terminal redraw it (with a running swap's progress) on each "
+        "change; else (or with --json) print one JSON line per change, until Ctrl-C or the "
+        "supervisor stops",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=0.1,
+        metavar="S",
+        help="with --watch, ask this often (default 0.1 s)",
+    )
     add_common(p)
+    p.set_defaults(
+        validate=lambda a: None if 0 < a.interval <= 3600 else "--interval must be in (0, 3600]"
+    )
 
 
-def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_status(args: argparse.Namespace) -> dict[str, Any] | None:
     from hotswap import api
+
+    if args.watch:
+        from hotswap.cli.logs import watch_status
+
+        watch_status(args, render_status)
+        return None
 
     return api.status(state_dir=statedir.resolve(args.state_dir))
 
@@ -414,5 +446,8 @@ def render_status(data: dict[str, Any]) -> str:
             mark = "ok  " if rec["ok"] else "FAIL"
             what = rec["release"] or rec.get("ref")
             extra = "" if rec["ok"] else f"  [{rec['error']['code']}]"
-            lines.append(f"  {mark} {rec['how']:<10} {what}  {rec['total_ms']:.0f} ms{extra}")
+            swap = rec.get("id") or "-" * 8  # the swap's id, as in the log
+            lines.append(
+                f"  {mark} {swap} {rec['how']:<10} {what}  {rec['total_ms']:.0f} ms{extra}"
+            )
     return "\n".join(lines)
