@@ -202,3 +202,32 @@ def test_a_string_built_with_plus_or_an_f_string_is_the_same_state(hot: Hot) -> 
     p = m.P("x")
     hot.upgrade(r2)
     assert vars(p) == vars(m.P("x")) == {"name": "x", "msg": "Expected x"}
+
+
+# -- functools caches filled by old code ----------------------------------------------------------
+
+_CACHED = """
+import functools
+def rate():
+    return {rate}
+@functools.lru_cache
+def table(n):
+    return n * rate()
+@functools.cache
+def direct(n):
+    return n + {step}
+@functools.lru_cache(maxsize=8)
+def other(n):
+    return -n
+"""
+
+
+def test_caches_of_functions_that_now_run_other_code_are_emptied(hot: Hot) -> None:
+    v1 = {"m.py": _CACHED.format(rate=1, step=1)}
+    v2 = {"m.py": _CACHED.format(rate=2, step=2)}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    table = m.table
+    assert (table(3), m.direct(1), m.other(1)) == (3, 2, -1)
+    stats = hot.upgrade(r2)
+    assert (table(3), m.direct(1)) == (6, 3)  # as a fresh import computes them
+    assert m.other.cache_info().currsize == 1 and stats.caches_cleared == 2

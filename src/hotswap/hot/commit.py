@@ -28,6 +28,7 @@ coroutine) finish on the code they started with, as in Erlang; their next call r
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import os
@@ -77,6 +78,8 @@ class Commit(ClassPatching, StateMigration):
         self.counts = Counts()
         self._paths = prepared.paths
         self._new_prefix = os.path.join(str(prepared.analysis.new.lib), "")
+        self._patched: list[tuple[str, types.FunctionType]] = []  # (module, function)
+        self._new_code: dict[str, set[str]] = {}  # module -> names of functions given new code
 
     def step(self, name: str) -> None:
         if self._hook is not None:
@@ -120,6 +123,7 @@ class Commit(ClassPatching, StateMigration):
             sorted(n for n in set(sys.modules) - before_modules if self._is_new(n))
         )
         self._migrate(vsn_old, class_vsn_old)
+        self._clear_caches()  # last: it cannot be undone, and nothing after it can fail
         return self.counts
 
     # -- paths ----------------------------------------------------------------------------------
@@ -200,8 +204,37 @@ class Commit(ClassPatching, StateMigration):
             old = fn.__code__
             closure.set_closure(fn, cells, code)
             self.counts.functions_patched += 1
+            self._patched.append((plan.name, fn))
+            if _shape(old) != _shape(code):
+                self._new_code.setdefault(plan.name, set()).add(code.co_name)
             for holder in self.p.code_registries.get(id(old), ()):
                 self._swap_code(holder, old, code)
+
+    def _clear_caches(self) -> None:
+        """``functools.lru_cache``/``cache`` wrappers of functions that now run other code hold
+        results the old code computed; a fresh import starts them empty, so they are emptied.
+        Other code: the function's own code changed (not only its lines), or it names a
+        function of its module whose code changed, or a name the upgrade rebinds."""
+        changed_in: dict[int, set[str]] = {
+            id(p.module.__dict__): self._new_code.get(p.name, set()) | set(p.diff.rebound)
+            for p in self.p.modules
+        }
+        functions = [fn for fns in self.p.index.functions.values() for fn in fns]
+        cleared: set[int] = set()
+        for fn in functions + [fn for _m, fn in self._patched]:
+            changed = changed_in.get(id(fn.__globals__), set())
+            if not changed:
+                continue
+            for wrapper in self.p.index.wrappers.get(id(fn), ()):
+                clear = getattr(wrapper, "cache_clear", None)
+                if not isinstance(wrapper, _LRU) or not callable(clear):
+                    continue
+                if (fn.__code__.co_name in changed or _reads(fn.__code__) & changed) and id(
+                    wrapper
+                ) not in cleared:
+                    cleared.add(id(wrapper))
+                    clear()
+                    self.counts.caches_cleared += 1
 
     def _swap_code(self, holder: object, old: types.CodeType, new: types.CodeType) -> None:
         """A registry of code objects (``INTERNAL.add(f.__code__)``) follows the function."""
@@ -345,6 +378,22 @@ class Commit(ClassPatching, StateMigration):
                 self.j.snapshot_namespace(parent.__dict__)
                 del parent.__dict__[leaf]
         self.counts.modules_removed = tuple(sorted(dropped))
+
+
+_LRU = type(functools.lru_cache(lambda: None))
+
+
+def _shape(code: types.CodeType) -> tuple[object, ...]:
+    return (code.co_code, code.co_names, code.co_consts)
+
+
+def _reads(code: types.CodeType) -> set[str]:
+    """Global and attribute names a function's code (and the code nested in it) reads."""
+    out = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            out |= _reads(const)
+    return out
 
 
 def _exported(d: dict[str, Any]) -> set[str]:

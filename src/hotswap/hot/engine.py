@@ -200,6 +200,7 @@ class HotUpgrade:
             warnings=tuple(p.warnings),
             data_hooks_run=counts.data_hooks_run,
             modules_rederived=tuple(m.name for m in p.modules if m.name in a.derived),
+            caches_cleared=counts.caches_cleared,
             replans=self._replans,
         )
 

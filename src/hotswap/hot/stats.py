@@ -20,6 +20,7 @@ class Counts:
     modules_migrated: int = 0
     data_hooks_run: int = 0
     instances_migrated: int = 0
+    caches_cleared: int = 0
     modules_added: tuple[str, ...] = ()
     modules_removed: tuple[str, ...] = ()
 
@@ -58,6 +59,7 @@ class HotUpgradeStats:
     replans: int = 0  # times the plan was made again (modules imported while preparing)
     # unchanged modules whose statements read a name a changed one rebinds, re-derived
     modules_rederived: tuple[str, ...] = ()
+    caches_cleared: int = 0  # functools.lru_cache/cache wrappers emptied (results of old code)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
