@@ -420,6 +420,14 @@ def render_status(data: dict[str, Any]) -> str:
             f"active      generation {active['generation']} (pid {active['pid']}),"
             f" {active['release']} ({active['version']}), up {active['uptime_s']:.0f}s"
         )
+        workers = active.get("workers", [])
+        if len(workers) > 1:
+            for w in workers:
+                release = "" if w["release"] == active["release"] else f", runs {w['release']}"
+                lines.append(
+                    f"  worker {w['worker']}  pid {w['pid']}, {w['state']},"
+                    f" up {w['uptime_s']:.0f}s, restarts {w['restarts']}{release}"
+                )
     else:
         lines.append("active      none")
     upgrade = data.get("upgrade")

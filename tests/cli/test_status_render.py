@@ -1,0 +1,49 @@
+"""``hotswap status``'s human form lists every worker of a generation of several."""
+
+from __future__ import annotations
+
+from hotswap.cli.supervisor import render_status
+
+
+def _worker(index: int, pid: int, release: str = "app-1", restarts: int = 0) -> dict[str, object]:
+    return {
+        "worker": index,
+        "pid": pid,
+        "state": "live",
+        "uptime_s": 12.0,
+        "restarts": restarts,
+        "release": release,
+    }
+
+
+def _status(workers: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "supervisor": {
+            "pid": 10,
+            "hotswap": "0",
+            "uptime_s": 60.0,
+            "listeners": ["127.0.0.1:8000"],
+        },
+        "active": {
+            "generation": 3,
+            "pid": 11,
+            "release": "app-1",
+            "version": "1.0",
+            "uptime_s": 12.0,
+            "workers": workers,
+        },
+        "upgrade": None,
+        "services": [],
+        "generations": [],
+        "recent": [],
+    }
+
+
+def test_each_worker_gets_a_line_with_its_restarts_and_any_other_release() -> None:
+    text = render_status(_status([_worker(0, 11), _worker(1, 12, "app-2", restarts=2)]))
+    assert "  worker 0  pid 11, live, up 12s, restarts 0\n" in text
+    assert "  worker 1  pid 12, live, up 12s, restarts 2, runs app-2\n" in text
+
+
+def test_one_worker_shows_no_worker_lines() -> None:
+    assert "worker" not in render_status(_status([_worker(0, 11)]))
