@@ -291,3 +291,30 @@ def test_the_release_config_names_the_metrics_address_and_the_flag_wins(
         assert value(scrape(flag), "hotswap_active_generation") == 1
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", configured)) != 0  # not bound
+
+
+def test_a_worker_restart_moves_the_worker_gauges_and_no_swap_counter(
+    tmp_path: Path, release_v1: BuildResult
+) -> None:
+    port = free_port()
+    args = ["--workers", "2", "--metrics", f"127.0.0.1:{port}"]
+    with supervisor(release_v1.tarball, tmp_path, args=args) as sup:
+        before = scrape(port)
+        assert value(before, "hotswap_workers_alive") == 2
+        assert value(before, "hotswap_worker_up", worker="1") == 1
+        victim = sup.status()["active"]["workers"][1]["pid"]
+        os.kill(victim, signal.SIGKILL)
+
+        def restarted() -> Samples | None:
+            samples = scrape(port)
+            return samples if value(samples, "hotswap_worker_restarts", worker="1") == 1 else None
+
+        after = wait_for(restarted, timeout=30, what="worker 1's restart in /metrics")
+        assert value(after, "hotswap_workers_alive") == 2
+        assert value(after, "hotswap_worker_up", worker="1") == 1
+        assert value(after, "hotswap_active_worker_restarts") == 1
+        assert value(after, "hotswap_worker_restarts", worker="0") == 0
+        assert moved(before, after, "hotswap_swaps_total") == {}  # a worker restart is no swap
+        assert moved(before, after, "hotswap_generation_restarts_total") == {}
+        assert value(after, "hotswap_active_generation") == 1
+

@@ -142,12 +142,13 @@ def test_status_maps_to_gauges() -> None:
     assert s.generations == {"live": 1, "draining": 1}
     assert (s.handoff_keys, s.handoff_bytes, s.log_lines_dropped) == (2, 40, 3)
     workers = [
-        {"index": 0, "pid": 10, "state": "live", "restarts": 1},
-        {"index": 1, "pid": 11, "state": "live", "restarts": 0},
-        {"index": 2, "pid": None, "state": "restarting", "restarts": 2},
+        {"worker": 0, "pid": 10, "state": "live", "restarts": 1},
+        {"worker": 1, "pid": 11, "state": "failed", "restarts": 0},  # died, not yet replaced
+        {"worker": 2, "pid": 12, "state": "live", "restarts": 2},
     ]
     many = snapshot_of(_status(workers=workers), (0, 0), taken=1.0)
     assert (many.workers_alive, many.worker_restarts) == (2, 3)
+    assert many.workers == (("0", True, 1), ("1", False, 0), ("2", True, 2))
     none = snapshot_of({**_status(), "active": None, "upgrading": False}, (0, 0), taken=1.0)
     assert (none.generation, none.release, none.workers_alive) == (0, None, 0)
 

@@ -87,6 +87,7 @@ class Snapshot:
     upgrading: bool = False
     workers_alive: int = 0
     worker_restarts: int = 0
+    workers: tuple[tuple[str, bool, int], ...] = ()  # each worker: index, alive, restarts
     generations: dict[str, int] = field(default_factory=dict)  # by state
     handoff_keys: int = 0
     handoff_bytes: int = 0
@@ -104,13 +105,17 @@ def snapshot_of(status: dict[str, Any], handoff: tuple[int, int], taken: float) 
         state = str(gen.get("state"))
         generations[state] = generations.get(state, 0) + 1
     workers_alive = restarts = 0
+    each: list[tuple[str, bool, int]] = []
     if active is not None:
         workers = active.get("workers")
-        if isinstance(workers, list):  # a generation of several workers
-            workers_alive = sum(
-                1 for w in workers if w.get("pid") and str(w.get("state")) not in DEAD
-            )
-            restarts = sum(int(w.get("restarts") or 0) for w in workers)
+        if isinstance(workers, list):  # its worker processes
+            for i, w in enumerate(workers):
+                alive = bool(w.get("pid")) and str(w.get("state")) not in DEAD
+                each.append(
+                    (str(w.get("worker", w.get("index", i))), alive, int(w.get("restarts") or 0))
+                )
+            workers_alive = sum(1 for _, alive, _ in each if alive)
+            restarts = sum(n for _, _, n in each)
         else:  # one process: alive while it is the active generation
             workers_alive = 1
     return Snapshot(
@@ -122,6 +127,7 @@ def snapshot_of(status: dict[str, Any], handoff: tuple[int, int], taken: float) 
         upgrading=bool(status.get("upgrading")),
         workers_alive=workers_alive,
         worker_restarts=restarts,
+        workers=tuple(each),
         generations=generations,
         handoff_keys=handoff[0],
         handoff_bytes=handoff[1],
@@ -347,6 +353,22 @@ class _SnapshotCollector:
             "Restarts of the active generation's workers since it started.",
             s.worker_restarts,
         )
+        up = GaugeMetricFamily(
+            "hotswap_worker_up",
+            "Each worker of the active generation: 1 while its process is alive, 0 while it "
+            "is being restarted.",
+            labels=["worker"],
+        )
+        restarts = GaugeMetricFamily(
+            "hotswap_worker_restarts",
+            "Restarts of each worker of the active generation since the generation started.",
+            labels=["worker"],
+        )
+        for worker, alive, count in s.workers:
+            up.add_metric([worker], int(alive))
+            restarts.add_metric([worker], count)
+        yield up
+        yield restarts
         gens = GaugeMetricFamily(
             "hotswap_generations",
             "Generations the supervisor holds, by state (starting, ready, live, draining).",
