@@ -78,6 +78,16 @@ def test_records_map_to_counters_and_histograms() -> None:
     assert _value(m, "hotswap_hot_suspension_seconds_bucket", le="0.0025") == 0
 
 
+def test_a_hot_upgrade_of_several_workers_counts_its_longest_window() -> None:
+    m = Metrics()
+    workers = [{"window_ms": 2.0, "prepare_ms": 50.0}, {"window_ms": 7.0, "prepare_ms": 40.0}]
+    stats = {**workers[0], "quiesce_ms": 1.0, "workers": workers}
+    m.record({"how": "hot", "ok": True, "total_ms": 90.0, "stats": stats})
+    assert _value(m, "hotswap_hot_suspension_seconds_sum") == 0.007
+    prepare = _value(m, "hotswap_swap_phase_duration_seconds_sum", phase="prepare", result="ok")
+    assert prepare == 0.05
+
+
 def test_a_swap_id_is_an_exemplar_in_openmetrics() -> None:
     m = Metrics()
     m.record(_bg(id="sw-7f3a"))

@@ -158,6 +158,18 @@ class RecordWatch:
         return fresh[::-1]
 
 
+def _hot_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """A hot upgrade's figures; of a generation of several workers (``stats["workers"]``,
+    one each), the longest of each: the generation was suspended until its last worker was."""
+    workers = [w for w in stats.get("workers") or [] if isinstance(w, dict)]
+    out = dict(stats)
+    for key in ("window_ms", *(f"{p}_ms" for p in HOT_PHASES)):
+        values = [w[key] for w in workers if isinstance(w.get(key), int | float)]
+        if values:
+            out[key] = max(values)
+    return out
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm", "rb") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -291,7 +303,7 @@ class Metrics:
         if isinstance(total, int | float):
             self.swap_seconds.labels(kind, result).observe(total / 1000, exemplar)
         phases = dict(record.get("timings_ms") or {})
-        stats = record.get("stats") or {}
+        stats = _hot_stats(record.get("stats") or {})
         phases.update({p: stats[f"{p}_ms"] for p in HOT_PHASES if f"{p}_ms" in stats})
         for phase, ms in phases.items():
             if isinstance(ms, int | float):
