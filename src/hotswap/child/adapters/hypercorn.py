@@ -68,7 +68,7 @@ async def _serve(app: Any, runtime: ChildRuntime) -> int:
     )
     config = make_config(runtime)
     interface = resolve(runtime.config.interface, app)
-    log(f"generation {runtime.generation}: {interface.upper()} app on hypercorn")
+    log(f"{runtime.name}: {interface.upper()} app on hypercorn")
     if interface == "asgi":
         app = DrainAware(app, runtime, track_websockets=True)
     wrapped = wrap_app(app, config.wsgi_max_body_size, "wsgi" if interface == "wsgi" else "asgi")
@@ -109,7 +109,7 @@ async def _serve(app: Any, runtime: ChildRuntime) -> int:
         await asyncio.sleep(_POLL)
     await lifespan.wait_for_shutdown()
     lifespan_task.cancel()
-    log(f"generation {runtime.generation}: drained in {(loop.time() - started) * 1000:.0f} ms")
+    log(f"{runtime.name}: drained in {(loop.time() - started) * 1000:.0f} ms")
     return 0
 
 

@@ -147,7 +147,7 @@ class DrainAware:
                 with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": 1012})
         if count:
-            log(f"generation {self.runtime.generation}: closed {count} WebSocket(s) (1012)")
+            log(f"{self.runtime.name}: closed {count} WebSocket(s) (1012)")
         return count
 
     def end_streams(self) -> int:
@@ -262,7 +262,7 @@ async def _drain(server: Any, runtime: ChildRuntime) -> None:
                 connection.shutdown()  # an event stream's client reconnects: close after it
         ended = wrapper.end_streams()
         if ended:
-            log(f"generation {runtime.generation}: ended {ended} event stream(s) for reconnect")
+            log(f"{runtime.name}: ended {ended} event stream(s) for reconnect")
     ws_class = server.config.ws_protocol_class
     # A busy connection is not shut down: if its response started before the drain, its
     # headers went out without "Connection: close", and closing it after that response
@@ -281,7 +281,7 @@ async def _drain(server: Any, runtime: ChildRuntime) -> None:
             for connection in sockets:
                 connection.shutdown()  # close frame 1012 (service restart)
             if sockets:
-                log(f"generation {runtime.generation}: closed {len(sockets)} WebSocket(s) (1012)")
+                log(f"{runtime.name}: closed {len(sockets)} WebSocket(s) (1012)")
         if elapsed >= grace:
             for connection in list(connections):
                 if getattr(connection, "cycle", True) is None:
@@ -290,7 +290,7 @@ async def _drain(server: Any, runtime: ChildRuntime) -> None:
     while server.server_state.tasks:
         await asyncio.sleep(_POLL)
     await server.lifespan.shutdown()
-    log(f"generation {runtime.generation}: drained in {(loop.time() - started) * 1000:.0f} ms")
+    log(f"{runtime.name}: drained in {(loop.time() - started) * 1000:.0f} ms")
 
 
 def _is_ws(connection: Any, ws_class: Any) -> bool:
@@ -315,7 +315,7 @@ def make_config(runtime: ChildRuntime, app: Any) -> Any:
     if isinstance(options.get("headers"), list):
         options["headers"] = [tuple(pair) for pair in options["headers"]]
     options["timeout_graceful_shutdown"] = None
-    log(f"generation {runtime.generation}: {interface.upper()} app on uvicorn")
+    log(f"{runtime.name}: {interface.upper()} app on uvicorn")
     return uvicorn.Config(as_asgi(app, interface, app_config.threads), **options)
 
 
