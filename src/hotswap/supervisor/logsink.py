@@ -160,6 +160,26 @@ def rfc3339(ts: float) -> str:
     return stamp.replace("+00:00", "Z")
 
 
+_Item = tuple[int, float, str, "str | None"]  # seq, time, the line (an Entry or a str), swap id
+
+
+def _record(item: _Item) -> dict[str, Any]:
+    """An entry as a JSON line shows it."""
+    seq, ts, line, swap = item
+    entry = line if isinstance(line, Entry) else None
+    return {
+        "time": rfc3339(ts),
+        "level": entry.level if entry else "info",
+        "source": entry.source if entry else SUPERVISOR,
+        "worker": entry.worker if entry else None,
+        "event": entry.event if entry else "message",
+        "message": entry.message if entry else line,
+        "swap": swap,
+        "fields": entry.fields if entry else {},
+        "seq": seq,
+    }
+
+
 class LogSink:
     def __init__(
         self,
@@ -180,7 +200,7 @@ class LogSink:
         self.seq = 0  # of the last entry
         self._reported = 0
         self._lines: deque[bytes] = deque()
-        self._ring: deque[tuple[dict[str, Any], str, int]] = deque(maxlen=ring_lines)
+        self._ring: deque[tuple[_Item, int]] = deque(maxlen=ring_lines)  # and its size
         self._ring_size = 0
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self._cond = threading.Condition()
@@ -204,47 +224,40 @@ class LogSink:
         )
 
     def write(self, message: str) -> None:
-        """Log one line: an :class:`Entry`, or a plain string (event ``message``)."""
-        entry = message if isinstance(message, Entry) else Entry("message", message)
-        record = {
-            "time": rfc3339(time.time()),
-            "level": entry.level,
-            "source": entry.source,
-            "worker": entry.worker,
-            "event": entry.event,
-            "message": entry.message,
-            "swap": current_swap(),
-            "fields": entry.fields,
-        }
+        """Log one line: an :class:`Entry`, or a plain string (event ``message``). Cheap: the
+        entry's record (a dict, its time as text) is only built for a JSON line or a read."""
+        swap = current_swap()
+        now = time.time()
         with self._cond:
             self.seq += 1
-            record["seq"] = self.seq
-            self._keep(record, str(entry))
-            if self.format == "json":
-                text = json.dumps(record, default=str, ensure_ascii=False)
-            else:
-                text = f"{self.prefix}{entry}"
-            waiters, self._waiters = self._waiters, []
-            for loop, event in waiters:
-                with contextlib.suppress(RuntimeError):  # its loop is closed
-                    loop.call_soon_threadsafe(event.set)
+            item = (self.seq, now, message, swap)
+            self._keep(item, len(message))
+            if self._waiters:
+                for loop, event in self._waiters:
+                    with contextlib.suppress(RuntimeError):  # its loop is closed
+                        loop.call_soon_threadsafe(event.set)
+                self._waiters = []
             if len(self._lines) >= self.capacity:
                 self.dropped += 1
                 return
+            if self.format == "json":
+                text = json.dumps(_record(item), default=str, ensure_ascii=False)
+            else:
+                text = f"{self.prefix}{message}"
             self._lines.append(f"{text}\n".encode("utf-8", "replace"))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="hotswap-log", daemon=True)
                 self._thread.start()
             self._cond.notify()
 
-    def _keep(self, record: dict[str, Any], text: str) -> None:
-        size = len(text) + 200  # the message and roughly what its record holds besides
+    def _keep(self, item: _Item, length: int) -> None:
+        size = length + 200  # the message and roughly what its record holds besides
         if len(self._ring) == self._ring.maxlen:
-            self._ring_size -= self._ring[0][2]
-        self._ring.append((record, text, size))
+            self._ring_size -= self._ring[0][1]
+        self._ring.append((item, size))
         self._ring_size += size
         while self._ring_size > self.ring_bytes and len(self._ring) > 1:
-            self._ring_size -= self._ring.popleft()[2]
+            self._ring_size -= self._ring.popleft()[1]
 
     # -- the ring ------------------------------------------------------------------------
 
@@ -253,14 +266,15 @@ class LogSink:
         them), each with its human ``text``; ``next`` is the cursor for the next read, and
         ``missed`` how many entries after ``after`` the ring no longer holds."""
         with self._cond:
-            kept = [{**rec, "text": text} for rec, text, _ in self._ring if rec["seq"] > after]
-            first = self._ring[0][0]["seq"] if self._ring else self.seq + 1
+            items = [item for item, _ in self._ring if item[0] > after]
+            first = self._ring[0][0][0] if self._ring else self.seq + 1
             last = self.seq
         missed = max(0, first - after - 1)
-        if limit is not None and len(kept) > limit:
-            missed += len(kept) - limit
-            kept = kept[len(kept) - limit :]
-        return {"lines": kept, "next": last, "missed": missed}
+        if limit is not None and len(items) > limit:
+            missed += len(items) - limit
+            items = items[len(items) - limit :]
+        lines = [{**_record(item), "text": str(item[2])} for item in items]
+        return {"lines": lines, "next": last, "missed": missed}
 
     async def wait(self, after: int, timeout: float) -> None:
         """Return once an entry above ``after`` exists, or after ``timeout`` seconds."""
