@@ -116,7 +116,8 @@ def handle_exit(sup: Supervisor, child: Child) -> None:
     message = f"{child.name} (pid {child.pid}) exited with status {child.returncode}"
     fields: dict[str, Any] = {"generation": child.number, "pid": child.pid}
     fields["status"] = child.returncode
-    sup.log(logsink.Entry("generation_exited", message, worker=child.worker, **fields))
+    level = "info" if child.returncode == 0 else "warning"
+    sup.log(logsink.Entry("generation_exited", message, worker=child.worker, level=level, **fields))
     gen = sup.generations.get(child.number)
     if gen is None:
         return
