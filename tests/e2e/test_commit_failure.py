@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import hotswap
 from tests.conftest import BuildRelease
 from tests.diskfull import fill, small_tmpfs
@@ -22,6 +24,7 @@ from tests.e2e.harness import pid_alive, start_supervisor, stop_and_check, wait_
 FAST = {"boot_timeout": 20, "health_timeout": 5, "shutdown_timeout": 2}
 
 
+@pytest.mark.slow
 def test_commit_failing_on_a_full_disk_reports_what_serves_and_finishes_the_drain(
     tmp_path: Path, build_release: BuildRelease
 ) -> None:

@@ -17,6 +17,7 @@ from tests.conftest import BuildRelease
 from tests.e2e.harness import supervisor, wait_for
 
 
+@pytest.mark.slow
 def test_hot_upgrade_under_load_keeps_the_process_and_switches_versions(
     tmp_path: Path, release_v1: BuildResult, release_v2: BuildResult
 ) -> None:
@@ -37,7 +38,8 @@ def test_hot_upgrade_under_load_keeps_the_process_and_switches_versions(
         assert status["current"] == release_v2.manifest.release_id
         assert status["active"]["release"] == release_v2.manifest.release_id
         assert status["recent"][0]["how"] == "hot"
-        assert status["recent"][0]["stats"]["window_ms"] < 100
+        # about 1 ms measured (docs/hot-upgrade.md); tolerance: a loaded 2-core machine
+        assert status["recent"][0]["stats"]["window_ms"] < 500
         # a generation restarted after a crash boots the hot-upgraded release
         os.kill(pid, signal.SIGKILL)
         wait_for(

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import BuildRelease
 from tests.e2e.harness import pid_alive, supervisor, wait_for
 
 
+@pytest.mark.slow
 def test_a_forked_worker_ignoring_sigterm_dies_with_its_generation(
     tmp_path: Path, build_release: BuildRelease
 ) -> None:

@@ -53,6 +53,7 @@ def test_handoff_survives_cutover_and_supervisor_restart(
         assert hotswap.get_handoff("session", state_dir=sup.state_dir) == {"users": 3}
 
 
+@pytest.mark.slow
 def test_concurrent_upgrade_is_refused_at_once_and_status_never_waits(
     tmp_path: Path, release_v1: BuildResult, build_release: BuildRelease
 ) -> None:
@@ -72,8 +73,11 @@ def test_concurrent_upgrade_is_refused_at_once_and_status_never_waits(
         assert refused.value.code == "upgrade_in_progress"
         status = sup.status()
         hotswap.put_handoff("during", 1, state_dir=sup.state_dir)
-        assert time.monotonic() - started < 1.0  # refused, status and handoff: none queued
+        # refused, status and handoff: none queued behind the first upgrade, which holds its
+        # boot for 2 s and is still running (tolerance: 1.5 s, for a loaded 2-core machine)
+        assert time.monotonic() - started < 1.5
         assert status["upgrading"] is True
+        assert sup.status()["upgrading"] is True
         assert status["upgrade"]["phase"] in ("unpack", "spawn", "boot")
         thread.join(60)
         assert outcome["result"]["ok"]

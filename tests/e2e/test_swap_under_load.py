@@ -7,6 +7,8 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
 from hotswap.release.build import BuildResult
 from hotswap.testing.load import Load
 from tests.e2e.harness import fd_count, supervisor
@@ -26,6 +28,7 @@ def _slow_request(port: int, path: str, out: dict[str, object]) -> None:
         conn.close()
 
 
+@pytest.mark.slow
 def test_twenty_swaps_under_load_fail_no_request(
     tmp_path: Path, release_v1: BuildResult, release_v2: BuildResult
 ) -> None:
@@ -92,6 +95,7 @@ def test_one_listening_socket_for_life(
         assert environ["LISTEN_FDNAMES"] == "http"
 
 
+@pytest.mark.slow
 def test_keepalive_clients_that_pause_between_requests_fail_nothing(
     tmp_path: Path, release_v1: BuildResult, release_v2: BuildResult
 ) -> None:

@@ -190,6 +190,7 @@ def test_steps_cover_every_kind_of_change() -> None:
     }
 
 
+@pytest.mark.slow
 @settings(
     max_examples=40,
     deadline=None,

@@ -32,7 +32,7 @@ def _rebuild(tmp_path: Path, installer: str, monkeypatch: pytest.MonkeyPatch) ->
     return build(project, tmp_path / "out", installer=installer)
 
 
-@pytest.mark.parametrize("installer", ["uv", "pip"])
+@pytest.mark.parametrize("installer", ["uv", pytest.param("pip", marks=pytest.mark.slow)])
 def test_same_inputs_and_source_date_epoch_give_byte_identical_tarballs(
     installer: str,
     build_release: BuildRelease,
@@ -394,6 +394,7 @@ def app(environ, start_response):
 """
 
 
+@pytest.mark.slow
 def test_a_wsgi_project_that_lists_no_server_gets_uvicorn_and_the_bridge(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -416,6 +417,7 @@ def test_a_wsgi_project_that_lists_no_server_gets_uvicorn_and_the_bridge(
     assert "tcp_app.wsgi:app is a WSGI app" in said
 
 
+@pytest.mark.slow
 def test_release_id_names_the_config_too(
     release_v1: BuildResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

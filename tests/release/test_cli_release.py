@@ -37,6 +37,7 @@ def as_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.slow
 def test_build_json_prints_the_tarball_and_matches_the_api_build(
     release_v1: BuildResult, tmp_path: Path
 ) -> None:

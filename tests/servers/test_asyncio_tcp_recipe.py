@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hotswap.errors import HotswapError
 from tests.conftest import BuildRelease
 from tests.e2e.harness import Running, start_supervisor, stop_and_check, wait_for
@@ -51,6 +53,7 @@ def _serving(sup: Running) -> bool:
     return bool(status["generations"]) and not status["upgrading"]
 
 
+@pytest.mark.slow
 def test_asyncio_line_server_swaps_with_persistent_clients_losing_nothing(
     tmp_path: Path, build_release: BuildRelease
 ) -> None:

@@ -16,6 +16,7 @@ from hotswap.release.build import BuildResult
 from tests.e2e.harness import supervisor
 
 
+@pytest.mark.slow
 def test_env_set_reaches_the_next_generation_and_not_the_running_one(
     tmp_path: Path, flask_releases: list[BuildResult]
 ) -> None:

@@ -19,6 +19,8 @@ from tests.e2e.harness import supervisor
 from tests.servers.conftest import WSAPP
 from tests.servers.test_uvicorn_matrix import _close_code, _greeting
 
+pytestmark = pytest.mark.slow  # real builds and swaps under load
+
 SHUTDOWN_TIMEOUT = 20
 
 
@@ -57,7 +59,7 @@ def test_hypercorn_http1_through_swaps_fails_nothing_and_websockets_get_1012(
     with supervisor(hypercorn_releases[0].tarball, tmp_path) as sup:
         with Load("127.0.0.1", sup.port, keepalive=2, fresh=2, pause=0.01) as load:
             assert load.wait_requests(30)
-            for i in range(4):
+            for i in range(2):  # there and back: each swap direction once
                 target = hypercorn_releases[(i + 1) % 2]
                 with connect(f"ws://127.0.0.1:{sup.port}/ws", open_timeout=10) as ws:
                     assert _greeting(ws)[0] != target.manifest.version
@@ -86,24 +88,11 @@ def test_hypercorn_h2c_is_served_through_swaps(
         h2_thread.join(30)
         assert h2["protocols"] == {"HTTP/2"}, h2
         assert h2["versions"] == {"5.0.0", "6.0.0"} and h2["count"] > 20, h2
-
-
-@pytest.mark.xfail(
-    reason="known gap: hypercorn offers no public graceful GOAWAY, so an HTTP/2 connection "
-    "is closed at the end of the drain and a request sent on it just then fails "
-    "(about one per swap under continuous HTTP/2 load); see docs/stacks/hypercorn.md",
-    strict=False,
-)
-def test_hypercorn_h2c_through_swaps_fails_no_request(
-    tmp_path: Path, hypercorn_releases: list[BuildResult]
-) -> None:
-    with supervisor(hypercorn_releases[0].tarball, tmp_path) as sup:
-        h2: dict[str, Any] = {}
-        stop = threading.Event()
-        h2_thread = threading.Thread(target=_h2_client, args=(sup.port, stop, h2))
-        h2_thread.start()
-        for i in range(3):
-            assert sup.upgrade(hypercorn_releases[(i + 1) % 2].tarball)["ok"]
-        stop.set()
-        h2_thread.join(30)
-        assert h2["errors"] == [], h2
+    # the same run, for the promise of 0 failed (once its own test, with the same swaps)
+    if h2["errors"]:
+        pytest.xfail(
+            "known gap: hypercorn offers no public graceful GOAWAY, so an HTTP/2 connection "
+            "is closed at the end of the drain and a request sent on it just then fails "
+            f"(about one per swap under continuous HTTP/2 load; here {h2['errors']}); see "
+            "docs/stacks/hypercorn.md"
+        )
