@@ -145,7 +145,7 @@ class Running:
 _runtime_seed: Path | None = None
 
 
-def _seed_runtime(state_dir: Path) -> None:
+def seed_runtime(state_dir: Path) -> None:
     """Create ``state_dir`` (0700) with the prepared runtime copy of hotswap in it."""
     global _runtime_seed
     if state_dir.exists():
@@ -180,7 +180,7 @@ def start_supervisor(
     args: list[str] | None = None,
 ) -> Running:
     port = port or free_port()
-    _seed_runtime(state_dir)
+    seed_runtime(state_dir)
     log_path = state_dir.parent / f"{state_dir.name}-supervisor-{port}.log"
     argv = [sys.executable, "-m", "hotswap.cli", "run", *([str(release)] if release else [])]
     argv += ["--state-dir", str(state_dir)]  # no release: the current one of the state dir

@@ -131,10 +131,11 @@ def test_old_generation_ignoring_drain_is_killed_at_shutdown_timeout(
             result: dict[str, Any] = sup.upgrade(v2.tarball)
             assert load.wait_requests(20)
         assert result["ok"] and result["drain_killed"] is True
-        # killed at shutdown_timeout (2 s), not waited on forever (the child ignores drain);
-        # tolerance: 0.2 s early (the drain is timed from the supervisor's side), 8 s late
-        # (a loaded 2-core machine)
-        assert 1800 <= result["timings_ms"]["drain"] <= 10_000
+        # killed at shutdown_timeout (2 s), not waited on forever (the child ignores drain).
+        # The deadline is armed at cutover, so it runs through the commit and the drain.
+        # Tolerance: 0.2 s early, 8 s late (a loaded 2-core machine)
+        timings = result["timings_ms"]
+        assert 1800 <= timings["commit"] + timings["drain"] <= 10_000, timings
         wait_for(lambda: not pid_alive(old_pid), what="the old generation to be gone")
         assert load.report.failed == 0, load.report.summary()
         assert sup.get_json()["version"] == "2.0.0"

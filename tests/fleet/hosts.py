@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hotswap.testing.load import free_port, wait_http
-from tests.e2e.harness import Running, stop_and_check, wait_for
+from tests.e2e.harness import Running, seed_runtime, stop_and_check, wait_for
 
 
 def start_host(
@@ -24,6 +24,7 @@ def start_host(
     port: int | None = None,
 ) -> Running:
     port = port or free_port()
+    seed_runtime(state_dir)
     log_path = state_dir.parent / f"{state_dir.name}-supervisor-{port}.log"
     argv = [sys.executable, "-m", "hotswap.cli", "run", "--state-dir", str(state_dir)]
     argv += ["--bind", f"127.0.0.1:{port}"]
