@@ -42,6 +42,19 @@ def scrape(port: int, timeout: float = 5.0) -> Samples:
     return {(name, frozenset(labels.items())): value for name, labels, value in parsed(body)}
 
 
+def scrape_openmetrics(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/metrics", headers={"Accept": "application/openmetrics-text"})
+        response = conn.getresponse()
+        assert response.getheader("Content-Type", "").startswith("application/openmetrics-text")
+        text = response.read().decode()
+    finally:
+        conn.close()
+    assert text.endswith("# EOF\n")
+    return text
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
@@ -242,6 +255,13 @@ def test_a_stuck_scraper_never_delays_status_or_a_swap(
             assert record["ok"] and elapsed < 30
             elapsed, samples = timed(scrape, port)  # another scraper is served meanwhile
             assert elapsed < 2.0
+            # OpenMetrics: the swap's id is the exemplar of what it moved
+            line = next(
+                ln
+                for ln in scrape_openmetrics(port).splitlines()
+                if ln.startswith('hotswap_swaps_total{kind="blue-green",outcome="ok"}')
+            )
+            assert f'# {{swap_id="{record["id"]}"}} 1.0' in line, line
             assert value(samples, "hotswap_swaps_total", kind="blue-green", outcome="ok") == 1
             assert value(samples, "hotswap_metrics_stale_scrapes_total") == 0
         # every stuck connection is let go once its scraper hangs up
