@@ -5,9 +5,11 @@ the release's ``[tool.hotswap] metrics``, and ``--metrics`` winning over it."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,10 +22,12 @@ import pytest
 import hotswap
 from hotswap.errors import ChildError
 from hotswap.release.build import BuildResult
+from hotswap.release.manifest import release_id_for
+from hotswap.release.record import MANIFEST_NAME
 from hotswap.supervisor.metrics import CLIENT_TIMEOUT, MAX_CLIENTS, parsed
 from hotswap.testing.load import free_port
-from tests.conftest import BuildRelease
 from tests.e2e.harness import Running, fd_count, supervisor, wait_for
+from tests.release import forge
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 PHASE = "hotswap_swap_phase_duration_seconds"
@@ -295,19 +299,40 @@ def _scrapes(port: int) -> bool:
     return True
 
 
-@pytest.mark.slow
+def with_metrics(release: BuildResult, address: str, dest: Path) -> Path:
+    """``release`` with ``[tool.hotswap] metrics = address`` in its manifest (a new release id,
+    the same files): what ``hotswap build`` makes of that config, without building again."""
+    members = []
+    with tarfile.open(release.tarball) as tar:
+        for info in tar:
+            if info.isdir():
+                members.append(forge.directory(info.name, info.mode))
+                continue
+            extracted = tar.extractfile(info)
+            assert extracted is not None
+            data = extracted.read()
+            if info.name == MANIFEST_NAME:
+                manifest = json.loads(data)
+                manifest["app"]["metrics"] = address
+                manifest["release_id"] = release_id_for(manifest)
+                data = forge.dump_manifest(manifest)
+                name = f"{manifest['name']}-{manifest['release_id']}.tar.gz"
+            members.append(forge.file(info.name, data, info.mode))
+    return forge.write_archive(dest / name, members)
+
+
 def test_the_release_config_names_the_metrics_address_and_the_flag_wins(
-    tmp_path: Path, build_release: BuildRelease
+    tmp_path: Path, release_v1: BuildResult
 ) -> None:
     configured = free_port()
-    release = build_release("1.0.0", tool={"metrics": f"127.0.0.1:{configured}"})
+    tarball = with_metrics(release_v1, f"127.0.0.1:{configured}", tmp_path)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    with supervisor(release.tarball, tmp_path / "a") as sup:
+    with supervisor(tarball, tmp_path / "a") as sup:
         assert value(scrape(configured), "hotswap_active_generation") == 1
         assert f"metrics on http://127.0.0.1:{configured}/metrics" in sup.log()
     flag = free_port()
-    with supervisor(release.tarball, tmp_path / "b", args=["--metrics", f"127.0.0.1:{flag}"]):
+    with supervisor(tarball, tmp_path / "b", args=["--metrics", f"127.0.0.1:{flag}"]):
         assert value(scrape(flag), "hotswap_active_generation") == 1
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", configured)) != 0  # not bound
