@@ -274,6 +274,22 @@ def test_spawn_failing_fails_the_swap_in_spawn(tmp_path: Path) -> None:
     assert serving == 1
 
 
+def test_a_failed_swap_returns_once_the_generation_it_killed_is_gone(tmp_path: Path) -> None:
+    fake = FakeChildren()
+    fake.scripts["2"] = Script(health=503)
+
+    async def scenario(w: World) -> tuple[list[int], float]:
+        started = w.now()
+        with pytest.raises(ChildError):
+            await w.sup.upgrade(w.ids["2"])
+        return sorted(w.sup.generations), w.now() - started
+
+    (left, took), _, w = run(tmp_path, scenario, fake=fake)
+    assert left == [1]  # no failed generation 2 lingers in status after the error
+    assert w.fake.child(2).proc.returncode == -signal.SIGKILL
+    assert took < 1.0  # it waited for the exit, not for the 5 s bound
+
+
 def test_go_never_acknowledged_fails_at_cutover_and_keeps_the_old(tmp_path: Path) -> None:
     fake = FakeChildren()
     fake.scripts["2"] = Script(go=False)

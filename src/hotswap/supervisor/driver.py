@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[dict[str, Any]], None]
 PROBE_EXIT_GRACE = 0.5  # a probe that broke: how long to wait for the child's exit to explain it
+FAILED_EXIT_WAIT = 5.0  # a failed swap returns once the new generation it killed is gone
 GONE = "gone"  # a worker whose probe broke because it exited: its exit fails the swap
 
 
@@ -104,6 +105,15 @@ class SwapDriver:
                 break
             event = await self._queue.get()
             actions = machine.handle(event, self.sup.clock.now())
+        gen = self.gen
+        killed = machine.phase == swap.Phase.FAILED and not machine.cut_over
+        # the machine killed it: when the swap says it failed, nothing of it is left
+        if (
+            killed
+            and gen is not None
+            and not await self.sup.clock.wait(gen.exited, FAILED_EXIT_WAIT)
+        ):
+            self.sup.log(f"generation {gen.number} was killed but is not reported gone")
         return self._finish()
 
     def _finish(self) -> dict[str, Any]:
@@ -255,6 +265,7 @@ class SwapDriver:
             gen.kill()
             if not gen.children():
                 sup.generations.pop(number, None)
+                gen.exited.set()
             raise errors[0]
         pids = ", ".join(map(str, gen.pids))
         workers = f"{size} workers, pids" if size > 1 else "pid"
