@@ -24,6 +24,7 @@ from hotswap import contract
 from hotswap.errors import ChildError, HotswapError
 from hotswap.supervisor.generation import Generation
 from hotswap.supervisor.lifecycle import GenState
+from hotswap.supervisor.logsink import Entry
 from hotswap.supervisor.process import Child
 from hotswap.supervisor.restarts import keep_restarting
 
@@ -202,10 +203,11 @@ class Recovery:
 
     async def _auto_rollback(self, dead: Generation, previous: str) -> None:
         sup = self.sup
-        sup.log(
+        message = (
             f"generation {dead.number} ({dead.release.id}) died within the stability window "
             f"({sup.stability_window:g}s after its cutover): rolling back to {previous}"
         )
+        sup.log(Entry("auto_rollback", message, level="warning", generation=dead.number))
         await sup.idle.wait()
         if sup.stopping or (sup.active is not None and sup.active is not dead):
             return

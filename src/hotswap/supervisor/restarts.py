@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from hotswap.contract import STARTUP_FAILURE
 from hotswap.errors import HotswapError
 from hotswap.supervisor.clock import Clock
+from hotswap.supervisor.logsink import Entry
 from hotswap.supervisor.policy import RestartPolicy
 
 
@@ -39,10 +40,11 @@ async def keep_restarting(
     while not settled():
         delay = policy.on_exit(clock.now(), uptime)
         if delay is None:
-            log(giving_up.format(what=what))
+            log(Entry("gave_up", giving_up.format(what=what), level="error", what=what))
             give_up()
             return
-        log(restarting.format(what=what, delay=delay))
+        message = restarting.format(what=what, delay=delay)
+        log(Entry("restart_scheduled", message, level="warning", what=what, delay_s=delay))
         await clock.sleep(delay)
         if idle is not None:
             await idle()
@@ -59,5 +61,6 @@ async def keep_restarting(
                 )
                 give_up()
                 return
-            log(f"restarting {what} failed: {e}")
+            message = f"restarting {what} failed: {e}"
+            log(Entry("restart_failed", message, level="error", code=e.code))
             uptime = 0.0
