@@ -3,6 +3,7 @@ release becomes current so a restarted generation boots it (fly_deploy's startup
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -40,6 +41,8 @@ def test_hot_upgrade_under_load_keeps_the_process_and_switches_versions(
         assert status["recent"][0]["how"] == "hot"
         # about 1 ms measured (docs/hot-upgrade.md); tolerance: a loaded 2-core machine
         assert status["recent"][0]["stats"]["window_ms"] < 500
+        swap = json.loads(done.stdout)["id"]  # the hot upgrade's id, in its result and its log
+        assert status["recent"][0]["id"] == swap and f"swap {swap}: hot to " in sup.log()
         # a generation restarted after a crash boots the hot-upgraded release
         os.kill(pid, signal.SIGKILL)
         wait_for(
