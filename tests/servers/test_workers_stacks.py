@@ -68,7 +68,9 @@ def test_two_worker_generations_swap_ten_times_under_load_and_fail_no_request(
     with supervisor(releases[0].tarball, tmp_path) as sup:
         workers = _workers(sup)
         assert len(workers) == WORKERS and len({w["pid"] for w in workers}) == WORKERS
-        assert set(_answers_by_pid(sup.port, WORKERS)) == {w["pid"] for w in workers}
+        answers = _answers_by_pid(sup.port, WORKERS)  # both accept on the one listener
+        assert set(answers) == {w["pid"] for w in workers}
+        assert sorted(b["worker"] for b in answers.values()) == [0, 1]  # worker_index()
         retired: set[int] = set()
         slow: dict[str, Any] = {}
         with Load("127.0.0.1", sup.port, keepalive=3, fresh=2, pause=0.01) as load:
@@ -90,7 +92,8 @@ def test_two_worker_generations_swap_ten_times_under_load_and_fail_no_request(
         assert set(report.versions) == {"1.0.0", "2.0.0"}
         # the 1.5 s request started on the first generation and finished during its drain
         assert slow.get("status") == 200 and slow.get("version") == "1.0.0", slow
-        assert set(_answers_by_pid(sup.port, WORKERS)) == pids  # both serve after 10 swaps
+        answers = _answers_by_pid(sup.port, WORKERS)  # both serve after 10 swaps
+        assert set(answers) == pids and sorted(b["worker"] for b in answers.values()) == [0, 1]
         assert not any(pid_alive(p) for p in retired)  # every retired worker exited
 
 
