@@ -231,3 +231,45 @@ def test_caches_of_functions_that_now_run_other_code_are_emptied(hot: Hot) -> No
     stats = hot.upgrade(r2)
     assert (table(3), m.direct(1)) == (6, 3)  # as a fresh import computes them
     assert m.other.cache_info().currsize == 1 and stats.caches_cleared == 2
+
+
+# -- containers made by unchanged statements ------------------------------------------------------
+
+_FILTERS = """
+def upper(s):
+    return s.upper()
+{deco}def unique(xs):
+    return sorted(set(xs))
+FILTERS = {{"upper": upper, "unique": unique}}
+BY_NAME = {{v: k for k, v in FILTERS.items()}}
+"""
+_FILTERS_V2 = _FILTERS.format(deco="@staticmethod\n").replace("@staticmethod\n", "@(lambda f: f)\n")
+
+
+def test_an_unfilled_container_reading_a_rebound_name_is_made_again(hot: Hot) -> None:
+    _, r2, (m,) = hot.v1_v2({"m.py": _FILTERS.format(deco="")}, {"m.py": _FILTERS_V2}, "m")
+    hot.upgrade(r2)
+    assert m.FILTERS["unique"] is m.unique and m.BY_NAME[m.unique] == "unique"
+
+
+def test_a_container_filled_at_run_time_is_refused(hot: Hot) -> None:
+    _, r2, (m,) = hot.v1_v2({"m.py": _FILTERS.format(deco="")}, {"m.py": _FILTERS_V2}, "m")
+    m.FILTERS["plugin"] = len  # a run-time registration a re-run would drop
+    assert refused(hot, r2) == {"derived_state"}
+    assert m.FILTERS["plugin"] is len
+
+
+def test_a_removed_del_of_a_class_attribute_binds_it_again(hot: Hot) -> None:
+    cls = "class U:\n    __slots__ = ('a',)\n    def f(self):\n        return 1\n"
+    v1 = {"m.py": cls + "del U.__slots__\n"}
+    v2 = {"m.py": cls}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    assert m.U.__slots__ == ("a",) and m.U().f() == 1
+
+
+def test_a_removed_del_of_a_name_is_refused(hot: Hot) -> None:
+    v1 = {"m.py": "import os\nX = 1\ndel os\n"}
+    v2 = {"m.py": "import os\nX = 1\n"}
+    _, r2, _mods = hot.v1_v2(v1, v2, "m")
+    assert refused(hot, r2) == {"derived_state"}

@@ -153,6 +153,8 @@ def analyze(
     for md in a.modules.values():
         a.reasons.extend(md.refusals)
         a.warnings.extend(md.warnings)
+        if loaded is None:  # static: no live container to look at
+            a.reasons.extend(reason for _op, reason in md.plan.containers)
     return a
 
 

@@ -93,6 +93,7 @@ class Commit(ClassPatching, StateMigration):
         self.step("catch_up")
         p.index.catch_up()
         live = live_instance_refusals(p.guards, p.index)
+        live += [r for d, n, obj, made, r in p.containers if d.get(n) is not obj or obj != made]
         if live:
             raise refuse(live)
         record_sys_modules(j)

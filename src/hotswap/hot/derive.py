@@ -134,14 +134,29 @@ def follow_rebound_names(
             still_same.append((prev, stmt))
             continue
         why = _not_rerunnable(stmt)
-        if why is None:
+        what = ast.unparse(stmt).splitlines()[0][:80]
+        subject = f"{module}.{prefix}".rstrip(".")
+        if why is None or (why == _FILLED and not prefix and _single_name(stmt)):
             names = bound_names(stmt)
-            plan.ops.append(Exec(stmt, frozenset(names), "derived"))
+            op = Exec(stmt, frozenset(names), "derived")
+            plan.ops.append(op)
+            if why is not None:  # run again only if the live container holds nothing more
+                plan.containers.append(
+                    (
+                        op,
+                        Reason(
+                            "derived_state",
+                            f"{subject} line {stmt.lineno}: `{what}` is unchanged but ran with "
+                            f"the old {', '.join(sorted(used))}, and {why} (it holds more "
+                            "than the statement makes, or what it holds could not be told); "
+                            "recompute it in a changed statement or use a blue-green upgrade",
+                            subject=f"{subject}:{stmt.lineno}",
+                        ),
+                    )
+                )
             risky |= names
             added = True
             continue
-        what = ast.unparse(stmt).splitlines()[0][:80]
-        subject = f"{module}.{prefix}".rstrip(".")
         reason = Reason(
             "derived_state",
             f"{subject} line {stmt.lineno}: `{what}` is unchanged but ran with the old "
@@ -180,6 +195,14 @@ def _import_guard(stmt: ast.stmt) -> bool:
         if not _import_guard(s):
             return False
     return any(isinstance(s, ast.Raise | ast.If) for s in stmt.body)
+
+
+_FILLED = "it makes a container run-time code may have filled"
+
+
+def _single_name(stmt: ast.stmt) -> bool:
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
+    return len(targets) == 1 and isinstance(targets[0], ast.Name)
 
 
 def _self_assignment(stmt: ast.stmt) -> bool:
@@ -235,7 +258,7 @@ def _not_rerunnable(stmt: ast.stmt) -> str | None:
     if isinstance(value, _CONTAINERS) or (
         isinstance(value, ast.Call) and ast.unparse(value.func).split(".")[-1] in _CONTAINER_CALLS
     ):
-        return "it makes a container run-time code may have filled"
+        return _FILLED
     for t in targets:
         for sub in ast.walk(t):
             if isinstance(sub, ast.Starred | ast.Call):

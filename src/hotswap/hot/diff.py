@@ -146,6 +146,64 @@ def diff_module(
     )
 
 
+def _undo_delete(
+    stmt: ast.Delete,
+    pairs: list[tuple[ast.stmt, ast.stmt | None]],
+    ops: list[Op],
+    same: list[tuple[ast.stmt, ast.stmt]],
+    module: str,
+    refusals: list[Reason],
+) -> None:
+    """A removed ``del C.name``: a fresh import keeps ``C.name``, which the class body binds
+    (jinja2 3.1.5 stopped deleting ``Undefined.__slots__``), so that statement of the body
+    runs again on the live class. Anything else a removed ``del`` deleted stays deleted in
+    the running process: refused."""
+    classes = {
+        new.name: (new, old)
+        for new, old in pairs
+        if isinstance(new, ast.ClassDef) and isinstance(old, ast.ClassDef)
+    }
+    for target in stmt.targets:
+        items = target.elts if isinstance(target, ast.Tuple | ast.List) else [target]
+        for item in items:
+            found, cls, attr = None, None, ""
+            if isinstance(item, ast.Attribute) and isinstance(item.value, ast.Name):
+                cls, attr = classes.get(item.value.id), item.attr
+                if cls is not None:
+                    found = next((s for s in cls[0].body if attr in bound_names(s)), None)
+            if found is None or cls is None:
+                what = ast.unparse(item)
+                refusals.append(
+                    Reason(
+                        "derived_state",
+                        f"{module}: `del {what}` (old line {stmt.lineno}) was removed, and what "
+                        "it deleted stays deleted in the running process; use a blue-green "
+                        "upgrade",
+                        subject=f"{module}:{stmt.lineno}",
+                    )
+                )
+                continue
+            new_cls, old_cls = cls
+            op = next((o for o in ops if isinstance(o, PatchClass) and o.node is new_cls), None)
+            if op is None:
+                # the class was unchanged (same text): its statements pair one to one
+                body = BodyPlan(
+                    same=list(
+                        zip(_split_doc(old_cls.body)[1], _split_doc(new_cls.body)[1], strict=False)
+                    ),
+                    defined=frozenset(n for s in new_cls.body for n in bound_names(s)),
+                    first_bound={
+                        n: s.lineno for s in reversed(new_cls.body) for n in bound_names(s)
+                    },
+                )
+                op = PatchClass(new_cls.name, new_cls.name, new_cls, old_cls, body)
+                ops.append(op)
+                ops.sort(key=lambda o: o.lineno)
+            op.body.ops.append(Exec(found, frozenset({attr}), "derived"))
+            same[:] = [(a, b) for a, b in same if b is not new_cls]
+            op.body.ops.sort(key=lambda o: o.lineno)
+
+
 def _unchanged(plan: BodyPlan) -> list[ast.stmt]:
     """The statements of a body the upgrade leaves as they ran (in changed classes too)."""
     out = [stmt for _prev, stmt in plan.same]
@@ -271,6 +329,8 @@ def diff_body(
                 f"{module}: the top-level statement at old line {stmt.lineno} was changed or "
                 "removed; what it did when it ran stays in the running process"
             )
+        elif isinstance(stmt, ast.Delete) and not is_class:
+            _undo_delete(stmt, pairs, ops, same, module, refusals)
     # A changed plain statement is a removed unit plus an added one; its names stay bound.
     removed = frozenset(n for n in removed_names - defined if n != "*")
     old_ann = ann_names(old_stmts)

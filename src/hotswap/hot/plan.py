@@ -106,6 +106,9 @@ class BodyPlan:
     # (names, reason): an unchanged statement read these names, which another module's upgrade
     # may rebind (a ``from m import`` copy); the commit fails with ``reason`` if it does
     guards: list[tuple[frozenset[str], Reason]] = field(default_factory=list)
+    # (op, reason): an unchanged statement that made a container and is run again; the live
+    # container must hold only what the statement made (:mod:`.rebuild`), else ``reason``
+    containers: list[tuple[Exec, Reason]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return (
@@ -219,6 +222,10 @@ class Prepared:
     unplanned: frozenset[str] = frozenset()  # changed modules not imported when prepared
     code_registries: dict[int, list[object]] = field(default_factory=dict)  # id(code) -> holders
     star_importers: dict[str, list[types.ModuleType]] = field(default_factory=dict)
+    # (namespace, name, live container, what its statement makes, reason if they part)
+    containers: list[tuple[dict[str, object], str, object, object, Reason]] = field(
+        default_factory=list
+    )
     prepare_ms: float = 0.0
 
     def release(self) -> None:

@@ -53,6 +53,7 @@ from hotswap.hot.plan import (
     PatchDef,
     Prepared,
 )
+from hotswap.hot.rebuild import NotPure, rebuild
 from hotswap.hot.tree import PathMap
 from hotswap.hot.verdict import BLUE_GREEN, Reason
 
@@ -106,6 +107,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
             migrate.extend(cls for cls, _why in plan.state_guards)
             _check_entry(analysis, plan, reasons)
             _check_bases(plan, reasons)
+    containers = _check_containers(plans, reasons)
     data_hooks = data_changes(analysis, loaded, reasons)
     _check_module_layout(analysis, loaded, reasons)
     if reasons:
@@ -158,6 +160,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
         data_hooks=data_hooks,
         code_registries=code_registries(loaded),
         star_importers=star_importers(plans, loaded),
+        containers=containers,
         unplanned=frozenset(
             n for n, rel in changed.items() if rel[len("lib/") :] not in loaded and n not in planned
         ),
@@ -201,6 +204,29 @@ def live_instance_refusals(guards: list[tuple[type, str]], index: HeapIndex) -> 
                     subject=where,
                 )
             )
+    return out
+
+
+def _check_containers(
+    plans: list[ModulePlan], reasons: list[Reason]
+) -> list[tuple[dict[str, object], str, object, object, Reason]]:
+    """An unchanged statement that made a container is run again only if the live container
+    holds exactly what the statement makes from the live names (nobody filled it)."""
+    out: list[tuple[dict[str, object], str, object, object, Reason]] = []
+    for plan in plans:
+        d = plan.module.__dict__
+        for op, reason in plan.diff.plan.containers:
+            (name,) = op.names
+            value = getattr(op.node, "value", None)
+            live = d.get(name)
+            try:
+                made = rebuild(value, d) if isinstance(value, ast.expr) else None
+            except (NotPure, Exception):
+                made = None
+            if made is None or type(made) is not type(live) or made != live:
+                reasons.append(reason)
+            else:
+                out.append((d, name, live, made, reason))
     return out
 
 
