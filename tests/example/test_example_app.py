@@ -5,7 +5,8 @@ example under a real supervisor, real builds with ``hotswap build``.
   new label, its live connection reconnects to the new generation, and the page's own counter of
   failed requests (a ``fetch`` every 100 ms) stays at zero;
 - the hot-upgrade control changes the label inside the same process: the live connection (same
-  id, no reconnect) and the in-memory visit counter survive;
+  id, no reconnect) and the in-memory visit counter survive, and the build's stylesheet, which
+  changed with the label, is swapped into the open page without a reload;
 - a second deploy while one runs is refused, on the page and with ``upgrade_in_progress``;
 - a build that fails, and one that crashes at boot, show their log and leave the old release
   serving.
@@ -116,6 +117,14 @@ def screenshot(page: Page, path: Path) -> None:
     page.screenshot(path=str(path), full_page=True, animations="disabled")
 
 
+def accent(page: Page) -> str:
+    """The page's ``--accent`` as the stylesheets in force set it."""
+    value: str = page.evaluate(
+        "() => getComputedStyle(document.documentElement).getPropertyValue('--accent').trim()"
+    )
+    return value
+
+
 def api_info(app: ExampleApp) -> dict[str, Any]:
     status, body = app.get("/api/info")
     assert status == 200, body
@@ -161,6 +170,8 @@ def test_card_swaps_blue_green_with_zero_failed_requests_then_hot_upgrade_keeps_
         assert example_app.get("/")[0] == 200
     expect(page.locator("#visits")).to_have_text("3", timeout=SHORT_MS)
     conn, reconnects, pid = demo.text("conn-id"), demo.text("reconnects"), demo.text("pid")
+    accent_before = accent(page)
+    page.evaluate("() => { window.notReloaded = true; }")
     page.locator("#mode-hot").click()
     expect(page.locator("#mode-hot")).to_have_attribute("aria-pressed", "true")
     purple = demo.start_deploy(demo.card("Promote the purple zip"))
@@ -179,6 +190,17 @@ def test_card_swaps_blue_green_with_zero_failed_requests_then_hot_upgrade_keeps_
     assert status["recent"][0]["how"] == "hot"
     assert status["active"]["generation"] == after["generation"]
     assert status["active"]["release"] == info["release"] == status["current"]
+    # the build's stylesheet changed with the label: the open page swapped its <link> to the
+    # new sheet (a cache-busting ?v=) through the same live connection, without reloading
+    page.wait_for_function(
+        f"() => window.hotswapDemo.styleSwaps.includes({json.dumps(info['style'])})",
+        timeout=SHORT_MS,
+    )
+    assert page.evaluate("() => window.notReloaded") is True
+    hrefs = page.evaluate("() => [...document.querySelectorAll('link#theme')].map(l => l.href)")
+    assert len(hrefs) == 1 and hrefs[0].endswith(f"/static/theme.css?v={info['style']}"), hrefs
+    served = example_app.get("/static/theme.css")[1].decode()
+    assert accent(page) in served and accent(page) != accent_before, (accent_before, served)
     demo.assert_no_failed_requests()
     screenshot(page, artifacts / "example-hot-upgrade.png")
 

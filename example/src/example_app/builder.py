@@ -1,7 +1,8 @@
 """Make a release of the example with a label baked in.
 
 1. copy the example project into a scratch directory;
-2. write ``src/example_app/_build.py`` (``LABEL``, ``BUILD``, ``VERSION``) and stamp the version
+2. write ``src/example_app/_build.py`` (``LABEL``, ``BUILD``, ``VERSION``) and the stylesheet
+   ``src/example_app/theme.css`` (an accent colour drawn from the label), and stamp the version
    into ``pyproject.toml``: build *n* is version ``1.0.n``, so every build is a new release;
 3. run the real ``hotswap build`` in a subprocess, handing each line of its output to a
    callback as it comes.
@@ -19,6 +20,7 @@ generation dies at boot and the swap is refused).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -90,6 +92,18 @@ def render_constants(label: str, build: int, fault: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_theme(label: str) -> str:
+    """The text of ``example_app/theme.css`` for one build: an accent colour drawn from the
+    label, so a hot upgrade to another label changes the stylesheet (which open pages swap in
+    without reloading: see ``example_app.__data_change__``)."""
+    hue = int(hashlib.sha256(label.encode("utf-8")).hexdigest()[:4], 16) % 360
+    return (
+        f"/* theme.css for {label!r}: written by example_app.builder */\n"
+        f":root {{ --accent: hsl({hue}, 65%, 45%); }}\n"
+        ".logo { background: var(--accent); }\n"
+    )
+
+
 def stamp_project(
     source: Path, dest: Path, *, label: str, build: int, fault: str | None = None
 ) -> Path:
@@ -110,6 +124,8 @@ def stamp_project(
     pyproject.write_text(text, encoding="utf-8")
     constants = dest / "src" / "example_app" / "_build.py"
     constants.write_text(render_constants(label, build, fault), encoding="utf-8")
+    theme = dest / "src" / "example_app" / "theme.css"
+    theme.write_text(render_theme(label), encoding="utf-8")
     return dest
 
 

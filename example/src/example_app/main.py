@@ -3,6 +3,8 @@
 Routes:
 
 - ``GET /``: the page (inline CSS and JS, no CDN);
+- ``GET /static/theme.css``: the build's stylesheet (see :mod:`example_app`; the page swaps it
+  in place when a hot upgrade changes it);
 - ``GET /health``: the health probe hotswap runs before a cutover;
 - ``GET /api/ping``: what the page calls every ~100 ms to count requests during swaps;
 - ``GET /api/info``: the label, version, generation, pid, visit counter;
@@ -41,6 +43,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
+import example_app
 import hotswap
 from example_app import _build
 
@@ -80,6 +83,7 @@ def info() -> dict[str, Any]:
         "visits": STATE["visits"],
         "live": STATE["live"],
         "cards": list(CARDS),
+        "style": example_app.STYLE_VERSION,
     }
 
 
@@ -88,6 +92,11 @@ async def homepage(request: Request) -> Response:
     initial = json.dumps(info()).replace("</", "<\\/")
     html = PAGE.read_text(encoding="utf-8").replace("/*__INITIAL__*/null", initial)
     return HTMLResponse(html, headers={"cache-control": "no-store"})
+
+
+async def theme(request: Request) -> Response:
+    css = example_app.STYLE_PATH.read_text(encoding="utf-8")
+    return Response(css, media_type="text/css", headers={"cache-control": "no-cache"})
 
 
 async def health(request: Request) -> Response:
@@ -202,6 +211,7 @@ async def events(request: Request) -> Response:
 app = Starlette(
     routes=[
         Route("/", homepage),
+        Route("/static/theme.css", theme),
         Route("/health", health),
         Route("/api/ping", ping),
         Route("/api/info", api_info),
