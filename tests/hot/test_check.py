@@ -270,7 +270,10 @@ AGREE_CASES = {
         "import dataclasses\n@dataclasses.dataclass\nclass D:\n    x: int = 0\n",
         "import dataclasses\n@dataclasses.dataclass\nclass D:\n    x: int = 0\n    y: int\n",
     ),
-    "class_layout": ("class P:\n    __slots__ = ('x',)\n", "class P:\n    __slots__ = ('y',)\n"),
+    "class_layout": (  # made anew when no instance lives; this one lives from import on
+        "class P:\n    __slots__ = ('x',)\nORIGIN = P()\n",
+        "class P:\n    __slots__ = ('y',)\nORIGIN = P()\n",
+    ),
     "syntax_error": ("def f():\n    return 1\n", "def f(:\n    return 2\n"),
 }
 

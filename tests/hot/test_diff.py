@@ -45,7 +45,13 @@ def test_class_body_diff_and_header_refusal() -> None:
     (op,) = md.plan.ops
     assert isinstance(op, PatchClass)
     assert [type(o) for o in op.body.ops] == [Exec, PatchDef]
-    refused = _diff("class C(A):\n    pass\n", "class C(B):\n    pass\n")
+    # a module-level class whose header changed is made anew (prepare refuses it while
+    # instances or subclasses of the old one live); a nested one is refused
+    anew = _diff("class C(A):\n    pass\n", "class C(B):\n    pass\n")
+    assert [o.why for o in anew.plan.ops if isinstance(o, Exec)] == ["replaced"]
+    assert [n for n, _why in anew.plan.replaced] == ["C"] and not anew.refusals
+    nested = "class O:\n    class C({}):\n        pass\n"
+    refused = _diff(nested.format("A"), nested.format("B"))
     assert [r.code for r in refused.refusals] == ["class_layout"]
 
 

@@ -273,3 +273,32 @@ def test_a_removed_del_of_a_name_is_refused(hot: Hot) -> None:
     v2 = {"m.py": "import os\nX = 1\n"}
     _, r2, _mods = hot.v1_v2(v1, v2, "m")
     assert refused(hot, r2) == {"derived_state"}
+
+
+# -- classes whose layout changed: made anew when nothing holds the old one -----------------------
+
+_SLOTTED = "class Point:\n    __slots__ = {slots}\n    def norm(self):\n        return {body}\n"
+_SLOTTED_V1 = _SLOTTED.format(slots="('x',)", body="abs(self.x)")
+_SLOTTED_V2 = _SLOTTED.format(slots="('x', 'y')", body="abs(self.x) + abs(self.y)")
+
+
+def test_a_class_whose_slots_changed_is_made_anew_when_no_instance_lives(hot: Hot) -> None:
+    v1 = {
+        "m.py": _SLOTTED_V1,
+        "user.py": "from PKG.m import Point\ndef make():\n    return Point()\n",
+    }
+    v2 = {"m.py": _SLOTTED_V2, "user.py": v1["user.py"]}
+    _, r2, (m, user) = hot.v1_v2(v1, v2, "m", "user")
+    old = m.Point
+    hot.upgrade(r2)
+    p = user.make()
+    p.x, p.y = 1, -2
+    assert m.Point is not old and user.Point is m.Point and p.norm() == 3
+    assert m.Point.__slots__ == ("x", "y")
+
+
+def test_a_class_whose_slots_changed_is_refused_while_an_instance_lives(hot: Hot) -> None:
+    _, r2, (m,) = hot.v1_v2({"m.py": _SLOTTED_V1}, {"m.py": _SLOTTED_V2}, "m")
+    p = m.Point()
+    assert refused(hot, r2) == {"class_layout"}
+    assert type(p) is m.Point

@@ -30,24 +30,23 @@ def _codes(err: ChildError) -> set[str]:
 
 
 def test_slots_change_refused_before_anything_changed(hot: Hot) -> None:
-    v1 = {"m.py": "class P:\n    __slots__ = ('x',)\n    def f(self):\n        return 1\n"}
-    v2 = {"m.py": "class P:\n    __slots__ = ('x', 'y')\n    def f(self):\n        return 2\n"}
+    # a live instance holds the old layout (without one the class is made anew)
+    v1 = {"m.py": "class P:\n    __slots__ = ('x',)\n    def f(self):\n        return 1\nO = P()\n"}
+    v2 = {"m.py": v1["m.py"].replace("('x',)", "('x', 'y')").replace("return 1", "return 2")}
     err = _refused(hot, v1, v2, "m")
     assert _codes(err) == {"class_layout"} and "__slots__" in err.message
 
 
 def test_bases_change_refused_before_anything_changed(hot: Hot) -> None:
-    v1 = {"m.py": "class A: pass\nclass B: pass\nclass C(A):\n    pass\ndef f():\n    return 1\n"}
-    v2 = {
-        "m.py": "class A: pass\nclass B: pass\nclass C(A, B):\n    pass\ndef f():\n    return 2\n"
-    }
+    v1 = {"m.py": "class A: pass\nclass B: pass\nclass C(A):\n    pass\nO = C()\n"}
+    v2 = {"m.py": v1["m.py"].replace("C(A)", "C(A, B)")}
     err = _refused(hot, v1, v2, "m")
     assert _codes(err) == {"class_layout"} and "bases" in err.message
 
 
 def test_metaclass_change_refused(hot: Hot) -> None:
-    v1 = {"m.py": "import abc\nclass C:\n    pass\n"}
-    v2 = {"m.py": "import abc\nclass C(metaclass=abc.ABCMeta):\n    pass\n"}
+    v1 = {"m.py": "import abc\nclass C:\n    pass\nO = C()\n"}
+    v2 = {"m.py": "import abc\nclass C(metaclass=abc.ABCMeta):\n    pass\nO = C()\n"}
     assert _codes(_refused(hot, v1, v2, "m")) == {"class_layout"}
 
 

@@ -50,7 +50,7 @@ from hotswap.hot.plan import (
     PatchDef,
     Prepared,
 )
-from hotswap.hot.prepare import live_instance_refusals, refuse
+from hotswap.hot.prepare import live_instance_refusals, refuse, replaced_class_refusals
 from hotswap.hot.stats import Counts
 
 Checkpoint = Callable[[str], None]
@@ -93,6 +93,7 @@ class Commit(ClassPatching, StateMigration):
         self.step("catch_up")
         p.index.catch_up()
         live = live_instance_refusals(p.guards, p.index)
+        live += replaced_class_refusals(p.replaced, p.index)
         live += [r for d, n, obj, made, r in p.containers if d.get(n) is not obj or obj != made]
         if live:
             raise refuse(live)

@@ -35,7 +35,7 @@ import ast
 from dataclasses import dataclass
 
 from hotswap.hot.derive import follow_rebound_names, state_shape_changes
-from hotswap.hot.layout import class_body_refusals, dotted_bases, header_change
+from hotswap.hot.layout import class_body_refusals, dotted_bases, header_change, looks_enum
 from hotswap.hot.names import (
     DEF_TYPES,
     all_names,
@@ -256,9 +256,10 @@ def diff_body(
         old_stmts = [s for s in old_stmts if not inert(s, module)]
         new_stmts = [s for s in new_stmts if not inert(s, module)]
     pairs, unmatched = _pair(old_stmts, new_stmts, src)
-    keep = _kept_names(pairs, src)
-    risky = set(outer) | rebinding(pairs, keep, src)
+    keep = _kept_names(pairs, src, not is_class)
+    risky = set(outer) | rebinding(pairs, keep, src, not is_class)
     ops: list[Op] = []
+    replaced: list[tuple[str, str]] = []
     same: list[tuple[ast.stmt, ast.stmt]] = []
     defined: set[str] = set()
     first_bound: dict[str, int] = {}
@@ -296,6 +297,17 @@ def diff_body(
                     "new object; references taken before keep the old decorated object"
                 )
         elif isinstance(stmt, ast.ClassDef) and isinstance(prev, ast.ClassDef):
+            why = replacement(prev, stmt) if not is_class else None
+            if why:  # a module-level class whose layout changed: made anew (see replacement)
+                ops.append(
+                    Exec(stmt, frozenset(names), "replaced", keep.get(id(stmt), frozenset()))
+                )
+                replaced.append((stmt.name, f"{where}: {why}"))
+                warnings.append(
+                    f"{where} (line {stmt.lineno}): {why}, so the class is made anew; "
+                    "references taken before keep the old class"
+                )
+                continue
             dotted = dotted_bases(prev, stmt) if base_checks is not None else None
             reason = header_change(prev, stmt, bases=dotted is None)
             if reason:
@@ -351,6 +363,7 @@ def diff_body(
         same=same,
         fields_changed=fields_changed,
         first_bound=first_bound,
+        replaced=replaced,
     )
     follow_rebound_names(
         plan,
@@ -373,7 +386,7 @@ def diff_body(
 
 
 def _kept_names(
-    pairs: list[tuple[ast.stmt, ast.stmt | None]], src: Lines
+    pairs: list[tuple[ast.stmt, ast.stmt | None]], src: Lines, module_level: bool = False
 ) -> dict[int, frozenset[str]]:
     """For each statement the upgrade runs, the names it binds that a later statement the
     upgrade does not run binds too: the live value of those is the later one's, and stays."""
@@ -381,7 +394,7 @@ def _kept_names(
     later: set[str] = set()
     for stmt, prev in reversed(pairs):
         names = bound_names(stmt)
-        if _runs_again(stmt, prev, src):
+        if _runs_again(stmt, prev, src, module_level):
             if names & later:
                 out[id(stmt)] = frozenset(names & later)
         else:
@@ -389,9 +402,13 @@ def _kept_names(
     return out
 
 
-def _runs_again(stmt: ast.stmt, prev: ast.stmt | None, src: Lines) -> bool:
+def _runs_again(
+    stmt: ast.stmt, prev: ast.stmt | None, src: Lines, module_level: bool = False
+) -> bool:
     if prev is None:
         return True
+    if module_level and isinstance(stmt, ast.ClassDef) and isinstance(prev, ast.ClassDef):
+        return not _same(prev, stmt, src) and replacement(prev, stmt) is not None
     return (
         isinstance(stmt, DEF_TYPES)
         and isinstance(prev, DEF_TYPES)
@@ -400,14 +417,37 @@ def _runs_again(stmt: ast.stmt, prev: ast.stmt | None, src: Lines) -> bool:
     )
 
 
+def replacement(old: ast.ClassDef, new: ast.ClassDef) -> str | None:
+    """Why a module-level class cannot be patched in place and is made anew instead (its
+    bases, metaclass, keywords, class decorators or ``__slots__`` changed), or None. The
+    commit then runs the new ``class`` statement, as a fresh import does; live instances or
+    subclasses of the old class would keep it, so prepare refuses those (``class_layout``).
+    Enums are never made anew: their members are held by identity."""
+    if looks_enum(old) or looks_enum(new):
+        return None
+    dotted = dotted_bases(old, new)
+    why = header_change(old, new, bases=dotted is None)
+    if why is None:
+        layout = [r for r in class_body_refusals(old, new, "") if r.code == "class_layout"]
+        if not layout:
+            return None
+        why = layout[0].message.removeprefix(": ")
+    return why
+
+
 def rebinding(
-    pairs: list[tuple[ast.stmt, ast.stmt | None]], keep: dict[int, frozenset[str]], src: Lines
+    pairs: list[tuple[ast.stmt, ast.stmt | None]],
+    keep: dict[int, frozenset[str]],
+    src: Lines,
+    module_level: bool = False,
 ) -> set[str]:
     """Names whose objects the statements the upgrade runs replace (imports rebind to the same
     objects, or to ones the importer rebinding follows)."""
     out: set[str] = set()
     for stmt, prev in pairs:
-        if _runs_again(stmt, prev, src) and not isinstance(stmt, ast.Import | ast.ImportFrom):
+        if _runs_again(stmt, prev, src, module_level) and not isinstance(
+            stmt, ast.Import | ast.ImportFrom
+        ):
             out |= bound_names(stmt) - keep.get(id(stmt), frozenset())
     return out
 

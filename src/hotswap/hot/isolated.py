@@ -253,4 +253,11 @@ def _instance_guards(up: Any) -> list[dict[str, Any]]:
             " __code_change__(self, old_vsn, extra) in the class to migrate them"
         )
         out.append(Reason("instance_state", msg, subject=where).to_json())
+    for cls, why in getattr(prepared, "replaced", None) or ():
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        msg = (
+            f"{why}; the class would be made anew, and instances of the old one would keep it"
+            " (none exist right after import, but a serving process may make them)"
+        )
+        out.append(Reason("class_layout", msg, subject=where).to_json())
     return out

@@ -96,7 +96,7 @@ def _slots(body: list[ast.stmt]) -> str | None:
     return None
 
 
-def _looks_enum(node: ast.ClassDef) -> bool:
+def looks_enum(node: ast.ClassDef) -> bool:
     for base in node.bases:
         text = ast.unparse(base)
         if text.rsplit(".", 1)[-1] in _ENUM_BASES:
@@ -127,7 +127,7 @@ def class_body_refusals(old: ast.ClassDef, new: ast.ClassDef, where: str) -> lis
                 subject=where,
             )
         )
-    if _looks_enum(new):
+    if looks_enum(new):
         old_members = _enum_assignments(old.body)
         new_members = _enum_assignments(new.body)
         for member, value in old_members.items():

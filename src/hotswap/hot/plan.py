@@ -109,6 +109,7 @@ class BodyPlan:
     # (op, reason): an unchanged statement that made a container and is run again; the live
     # container must hold only what the statement made (:mod:`.rebuild`), else ``reason``
     containers: list[tuple[Exec, Reason]] = field(default_factory=list)
+    replaced: list[tuple[str, str]] = field(default_factory=list)  # (class, why) made anew
 
     def is_empty(self) -> bool:
         return (
@@ -201,6 +202,7 @@ class ModulePlan:
     steps: list[Step] = field(default_factory=list)
     migrate_classes: list[type] = field(default_factory=list)
     state_guards: list[tuple[type, str]] = field(default_factory=list)  # (class, why)
+    replace_guards: list[tuple[type, str]] = field(default_factory=list)  # classes made anew
     patches: list[tuple[types.FunctionType, types.CodeType]] = field(default_factory=list)
 
 
@@ -218,6 +220,7 @@ class Prepared:
     warnings: list[str]
     importers: dict[tuple[str, str], list[tuple[types.ModuleType, str]]]
     guards: list[tuple[type, str]] = field(default_factory=list)  # no live instance may exist
+    replaced: list[tuple[type, str]] = field(default_factory=list)  # old classes made anew
     data_hooks: list[tuple[types.ModuleType, tuple[str, ...]]] = field(default_factory=list)
     unplanned: frozenset[str] = frozenset()  # changed modules not imported when prepared
     code_registries: dict[int, list[object]] = field(default_factory=dict)  # id(code) -> holders

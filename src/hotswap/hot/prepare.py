@@ -105,6 +105,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
             plans.append(plan)
             migrate.extend(plan.migrate_classes)
             migrate.extend(cls for cls, _why in plan.state_guards)
+            migrate.extend(cls for cls, _why in plan.replace_guards)
             _check_entry(analysis, plan, reasons)
             _check_bases(plan, reasons)
     containers = _check_containers(plans, reasons)
@@ -130,10 +131,12 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
     if plans:
         index.scan()
     guards = [g for p in plans for g in p.state_guards]
+    replaced = [g for p in plans for g in p.replace_guards]
     try:
         for p in plans:
             _check_closures(p, index, reasons)
         reasons += live_instance_refusals(guards, index)
+        reasons += replaced_class_refusals(replaced, index)
         if reasons:
             raise refuse(reasons, warnings)
         importers = find_importers(plans, loaded)
@@ -157,6 +160,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
         warnings,
         importers,
         guards=guards,
+        replaced=replaced,
         data_hooks=data_hooks,
         code_registries=code_registries(loaded),
         star_importers=star_importers(plans, loaded),
@@ -205,6 +209,35 @@ def live_instance_refusals(guards: list[tuple[type, str]], index: HeapIndex) -> 
                 )
             )
     return out
+
+
+def replaced_class_refusals(replaced: list[tuple[type, str]], index: HeapIndex) -> list[Reason]:
+    """``class_layout`` for each class made anew (its layout changed) that has live instances
+    or subclasses: they were made from the old class and would keep it."""
+    out: list[Reason] = []
+    for cls, why in replaced:
+        n = sum(len(objs) for t, objs in index.instances.items() if issubclass(t, cls))
+        subs = _subclass_names(cls)
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        if n or subs:
+            held = f"{n} live instance(s)" if n else f"subclasses {', '.join(subs[:3])}"
+            out.append(
+                Reason(
+                    "class_layout",
+                    f"{why}; the class would be made anew, and {held} of the old one would "
+                    "keep it",
+                    subject=where,
+                )
+            )
+    return out
+
+
+def _subclass_names(cls: type) -> list[str]:
+    try:
+        found: list[type] = type.__subclasses__(cls)
+    except TypeError:
+        return []
+    return [c.__qualname__ for c in found]
 
 
 def _check_containers(
@@ -325,6 +358,14 @@ def _plan_module(
             frag = fragment(cstep, capture_name="__hotswap_capture__")
             cstep.code = compile_statements([frag], filename, flags, md.import_nodes)
             plan.steps.append(cstep)
+    for name, why in md.plan.replaced:
+        cls = _unwrapped(mod.__dict__.get(name))
+        if isinstance(cls, type) and cls.__qualname__ == name:
+            plan.replace_guards.append((cls, why))
+        else:
+            reasons.append(
+                Reason("not_found", f"{plan.name}.{name}: the running module has no such class")
+            )
     for qualname in md.code_change_classes:
         cls = resolve(mod, qualname)
         if isinstance(cls, type):
