@@ -6,12 +6,16 @@ during a swap, its phases in order)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
+import pty
 import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ from typing import Any
 import pytest
 
 from hotswap.cli import EXIT_INTERRUPTED, EXIT_USAGE
-from hotswap.cli.render import SWAP_PHASES, steady_status
+from hotswap.cli.render import CLEAR, SWAP_PHASES, steady_status
 from hotswap.errors import HotswapError
 from hotswap.release.build import BuildResult
 from tests.e2e.harness import Running, supervisor
@@ -53,7 +57,8 @@ def _read_lines(
 def test_json_log_lines_carry_their_source_and_the_swap_id(
     tmp_path: Path, release_v1: BuildResult, release_v2: BuildResult
 ) -> None:
-    with supervisor(release_v1.tarball, tmp_path, args=["--log-format", "json"]) as sup:
+    args = ["--log-format", "json", "--workers", "2"]
+    with supervisor(release_v1.tarball, tmp_path, args=args) as sup:
         result = sup.upgrade(release_v2.tarball)
         recent = sup.status()["recent"]
     swap = result["id"]
@@ -68,9 +73,14 @@ def test_json_log_lines_carry_their_source_and_the_swap_id(
     # the new generation's own output, wrapped: its source, the swap's id
     boot = [r for r in ours if r["event"] == "log"]
     assert boot and {r["source"] for r in boot} == {"gen 2"}
+    assert {r["worker"] for r in boot} == {0, 1}  # each worker's output, as a field
     assert any("Application startup complete" in r["message"] for r in boot)
-    exits = [r for r in records if r["event"] == "generation_exited"]
-    assert [r["fields"]["generation"] for r in exits] == [1, 2]
+    exits = [
+        (r["fields"]["generation"], r["worker"])
+        for r in records
+        if r["event"] == "generation_exited"
+    ]
+    assert sorted(exits) == [(1, 0), (1, 1), (2, 0), (2, 1)]
     assert {r["source"] for r in records} == {"supervisor", "gen 1", "gen 2"}
 
 
@@ -119,6 +129,7 @@ def test_status_watch_streams_one_json_line_per_change_during_a_swap(
     env = {"FIXTURE_SLOW_STARTUP": "2.0.0:1"}  # a boot phase long enough to be seen
     with supervisor(release_v1.tarball, tmp_path, env=env) as sup:
         watcher = _spawn(sup, "status", "--watch", "--interval", "0.05")
+        screen = _Screen(sup)  # the same, on a terminal
         try:
             first = _read_lines(watcher, lambda lines: len(lines) >= 1)
             assert first[0]["upgrading"] is False
@@ -128,13 +139,46 @@ def test_status_watch_streams_one_json_line_per_change_during_a_swap(
             )
             watcher.send_signal(signal.SIGINT)
             assert watcher.wait(10) == EXIT_INTERRUPTED
+            drawn = screen.stop()
         finally:
-            if watcher.poll() is None:
-                watcher.kill()
-                watcher.wait(5)
+            for proc in (watcher, screen.proc):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(5)
     phases = [x["upgrade"]["phase"] for x in lines if x["upgrade"]]
     assert "boot" in phases
     assert phases == sorted(phases, key=SWAP_PHASES.index)  # in the order they run
     steady = [json.dumps(steady_status(x), sort_keys=True) for x in lines]
     assert all(a != b for a, b in itertools.pairwise(steady))  # each line a change
     assert lines[-1]["active"]["generation"] == 2 and not lines[-1]["upgrading"]
+    frames = drawn.split(CLEAR)  # redrawn, not streamed: the status as people read it
+    assert any("phase boot" in f and "progress    [" in f for f in frames), frames[-3:]
+    assert "active      generation 2" in frames[-1] and "upgrading   no" in frames[-1]
+
+
+class _Screen:
+    """``hotswap status --watch`` with a terminal (a pty) as its stdout, read by a thread."""
+
+    def __init__(self, sup: Running) -> None:
+        master, slave = pty.openpty()
+        argv = [sys.executable, "-m", "hotswap.cli", "status", "--watch", "--interval", "0.1"]
+        self.proc = subprocess.Popen(
+            [*argv, "--state-dir", str(sup.state_dir)], stdout=slave, stderr=subprocess.DEVNULL
+        )
+        os.close(slave)
+        self.master = master
+        self.data = bytearray()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError):  # EIO once the watcher has exited
+            while chunk := os.read(self.master, 65536):
+                self.data += chunk
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        assert self.proc.wait(10) == EXIT_INTERRUPTED
+        self.reader.join(10)
+        os.close(self.master)
+        return self.data.decode(errors="replace")
