@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from hotswap.release.build import BuildResult
 from hotswap.testing.load import Load
 from tests.conftest import BuildRelease
-from tests.e2e.harness import Running, pid_alive, supervisor
+from tests.e2e.harness import Running, pid_alive, supervisor, wait_for
 from tests.servers.conftest import DJANGOAPP, FASTAPIAPP, FLASKAPP
 from tests.servers.test_wsgi_stacks import _slow
 
@@ -115,3 +116,32 @@ def test_env_set_reaches_every_worker_of_the_next_generation_and_none_running(
         assert [(b["version"], b["env"]) for b in after.values()] == [
             ("2.0.0", "postgres://db/app")
         ] * WORKERS
+
+
+@pytest.mark.slow
+def test_sighup_restarts_every_worker_under_load_and_fails_no_request(
+    tmp_path: Path, build_release: BuildRelease
+) -> None:
+    """``kill -HUP <supervisor>`` (what ``systemctl reload`` sends) replaces the whole
+    generation blue-green: two new workers, the same release, nothing failed."""
+    releases = _releases(build_release, "fastapi")
+    with supervisor(releases[0].tarball, tmp_path) as sup:
+        before = {int(w["pid"]) for w in _workers(sup)}
+        with Load("127.0.0.1", sup.port, keepalive=3, fresh=2, pause=0.01) as load:
+            assert load.wait_requests(30)
+            for _ in range(2):
+                generation = sup.status()["active"]["generation"]
+                sup.proc.send_signal(signal.SIGHUP)
+                wait_for(
+                    lambda g=generation: (
+                        (s := sup.status())["active"]["generation"] > g and not s["upgrading"]
+                    ),
+                    timeout=60,
+                    what="the restart's new generation",
+                )
+                assert load.wait_requests(20)
+        report = load.report
+        assert report.failed == 0, report.summary()
+        after = _workers(sup)
+        assert len(after) == WORKERS and not {int(w["pid"]) for w in after} & before
+        assert {w["release"] for w in after} == {releases[0].manifest.release_id}
