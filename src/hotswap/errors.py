@@ -32,6 +32,8 @@ USAGE_CODES = frozenset(
         "state_dir_unknown",  # no state dir given, and none (or several) to default to
         "bad_arguments",  # the command line does not parse (unknown option, missing value)
         "upgrade_in_progress",  # one upgrade at a time
+        "worker_restarting",  # a hot upgrade waits until every worker serves
+        "same_release",  # a hot upgrade to the release that already runs
         "no_previous_release",  # rollback with nothing to roll back to
         "not_running",  # no supervisor answers on the control socket
         "bad_request",  # malformed control request

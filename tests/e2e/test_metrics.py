@@ -362,4 +362,3 @@ def test_a_worker_restart_moves_the_worker_gauges_and_no_swap_counter(
         assert moved(before, after, "hotswap_swaps_total") == {}  # a worker restart is no swap
         assert moved(before, after, "hotswap_generation_restarts_total") == {}
         assert value(after, "hotswap_active_generation") == 1
-

@@ -155,10 +155,11 @@ def test_status_maps_to_gauges() -> None:
         {"worker": 0, "pid": 10, "state": "live", "restarts": 1},
         {"worker": 1, "pid": 11, "state": "failed", "restarts": 0},  # died, not yet replaced
         {"worker": 2, "pid": 12, "state": "live", "restarts": 2},
+        {"worker": 3, "pid": 13, "state": "starting", "restarts": 0},  # its replacement boots
     ]
     many = snapshot_of(_status(workers=workers), (0, 0), taken=1.0)
     assert (many.workers_alive, many.worker_restarts) == (2, 3)
-    assert many.workers == (("0", True, 1), ("1", False, 0), ("2", True, 2))
+    assert many.workers == (("0", True, 1), ("1", False, 0), ("2", True, 2), ("3", False, 0))
     none = snapshot_of({**_status(), "active": None, "upgrading": False}, (0, 0), taken=1.0)
     assert (none.generation, none.release, none.workers_alive) == (0, None, 0)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hotswap.errors import ChildError
+from hotswap.errors import ChildError, UsageError
 from hotswap.supervisor.lifecycle import GenState
 from hotswap.supervisor.policy import RestartPolicy
 from hotswap.testing import FakeChildren, Script
@@ -178,3 +178,45 @@ def test_workers_given_to_the_supervisor_override_the_release(tmp_path: Path) ->
 
     result, _, w = run(tmp_path, scenario, app=WORKERS)
     assert result["ok"] and len(w.fake.workers(1)) == 3 and len(w.fake.workers(2)) == 2
+
+
+def test_a_worker_killed_from_outside_within_the_stability_window_is_restarted_alone(
+    tmp_path: Path,
+) -> None:
+    async def scenario(w: World) -> int | None:
+        assert (await w.sup.upgrade(w.ids["2"]))["ok"]
+        w.fake.child(2, worker=1).exit(-signal.SIGKILL)  # the OOM killer, say
+        await w.until(lambda: len(w.fake.workers(2)) == 4 and serving(w, 1))
+        return w.sup.active.number if w.sup.active is not None else None
+
+    serving_gen, code, w = run(tmp_path, scenario, app=WORKERS)
+    assert code == 0
+    assert serving_gen == 2  # no rollback
+    assert [r["how"] for r in w.sup.recent] == ["blue-green", "initial"]
+    assert w.logged("generation 2 worker 1 (pid")
+    assert w.logged("exited with status -9 (killed by SIGKILL)")
+
+
+def test_a_worker_crashing_within_the_stability_window_is_named_in_the_rollback(
+    tmp_path: Path,
+) -> None:
+    async def scenario(w: World) -> None:
+        assert (await w.sup.upgrade(w.ids["2"]))["ok"]
+        w.fake.child(2, worker=2).exit(-signal.SIGSEGV)
+        await w.until(lambda: w.sup.active is not None and w.sup.active.number == 3)
+
+    _, _, w = run(tmp_path, scenario, app=WORKERS)
+    assert w.logged("generation 2 worker 2 (")
+    assert w.logged("died within the stability window")
+
+
+def test_a_hot_upgrade_to_the_release_every_worker_runs_is_refused(tmp_path: Path) -> None:
+    async def scenario(w: World) -> tuple[UsageError, list[str]]:
+        with pytest.raises(UsageError) as caught:
+            await w.sup.hot_upgrade(w.ids["1"])
+        return caught.value, [op for c in w.fake.workers(1) for op in c.ops]
+
+    (error, ops), _, w = run(tmp_path, scenario, app=WORKERS)
+    assert error.code == "same_release" and "already runs" in error.message
+    assert not any(op.startswith("hot") for op in ops)  # no worker was paused for nothing
+    assert w.sup.recent[0]["how"] == "hot" and w.sup.recent[0]["ok"] is False

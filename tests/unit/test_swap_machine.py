@@ -203,6 +203,8 @@ def test_old_generation_exiting_during_the_commit_leaves_nothing_to_drain() -> N
     assert s.handle(Committed(), 1.1) == [
         Finish(True, generation=2, details={"drain_killed": False})
     ]
+    # its drain ended within the commit: the record still has a drain phase, of no time
+    assert list(s.timings)[-2:] == ["commit", "drain"] and s.timings["drain"] == 0.0
 
 
 def test_spawn_failure_fails_without_a_kill() -> None:

@@ -184,3 +184,17 @@ def test_systemd_unit_defaults_the_state_dir_to_var_lib_name(tmp_path: Path) -> 
     service = _directives(json.loads(done.stdout)["files"]["shop.service"])
     assert service["Environment"] == ["HOTSWAP_STATE_DIR=/var/lib/shop"]
     assert service["StateDirectory"] == ["shop"]
+
+
+def test_systemd_unit_passes_workers_and_metrics_to_run_and_checks_them(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "hotswap.cli", "systemd-unit", "--name", "shop", "--json"]
+    done = subprocess.run(
+        [*argv, "--workers", "4", "--metrics", "127.0.0.1:9464"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    service = _directives(json.loads(done.stdout)["files"]["shop.service"])
+    assert "--workers 4 --metrics 127.0.0.1:9464" in service["ExecStart"][0]
+    bad = subprocess.run(
+        [*argv, "--metrics", "nowhere"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert bad.returncode == 2 and '"bad_config"' in bad.stdout

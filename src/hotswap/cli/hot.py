@@ -80,8 +80,10 @@ def cmd_hot_upgrade(args: argparse.Namespace) -> dict[str, Any]:
 
 def render_hot(data: dict[str, Any]) -> str:
     st = data.get("stats") or {}
+    workers = st.get("workers") or []
+    who = f"{len(workers)} workers, each" if len(workers) > 1 else f"pid {data['pid']}"
     return (
-        f"hot: generation {data['generation']} (pid {data['pid']}) now runs {data['release']}"
+        f"hot: generation {data['generation']} ({who}) now runs {data['release']}"
         f" in {data['total_ms']:.0f} ms\n"
         f"  modules changed {len(st.get('modules_changed', []))}, added"
         f" {len(st.get('modules_added', []))}, removed {len(st.get('modules_removed', []))};"

@@ -82,9 +82,9 @@ def error_text(error: HotswapError, *, tail: int) -> str:
         return text
     lines = [str(line) for line in output[-tail:]]
     shown = f"last {len(lines)} of {len(output)}" if len(output) > len(lines) else "all"
-    return "\n".join(
-        [text, f"  output of the generation ({shown} lines):", *(f"  | {x}" for x in lines)]
-    )
+    worker = error.details.get("worker")
+    whose = f"worker {worker}" if isinstance(worker, int) else "the generation"
+    return "\n".join([text, f"  output of {whose} ({shown} lines):", *(f"  | {x}" for x in lines)])
 
 
 # -- status --watch -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ commands that steer a running one through its control socket."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +69,7 @@ def _register_run(sub: Subparsers) -> None:
     p.add_argument("--sha256", metavar="HEX", help="expected tarball sha256")
     p.add_argument(
         "--workers",
-        type=_workers,
+        type=workers_arg,
         metavar="N",
         help="worker processes per generation, or 'auto' (the CPU count); overrides the "
         "release's [tool.hotswap] workers (default: the release's, else 1)",
@@ -122,21 +123,17 @@ def _register_run(sub: Subparsers) -> None:
     p.set_defaults(error_tail=0)  # the supervisor's log already shows the generation's output
 
 
-def _workers(text: str) -> int | str:
-    from hotswap.release.config import check_workers
+def workers_arg(text: str) -> int | str:
+    from hotswap.release.config import MAX_WORKERS
 
-    value: int | str = text
-    if text != "auto":
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"must be an integer or 'auto', not {text!r}"
-            ) from None
-    try:
-        return check_workers(value, "--workers")
-    except UsageError as e:
-        raise argparse.ArgumentTypeError(e.message) from None
+    if text == "auto":
+        return text
+    with contextlib.suppress(ValueError):
+        if 1 <= (value := int(text)) <= MAX_WORKERS:
+            return value
+    raise argparse.ArgumentTypeError(
+        f'must be an integer in [1, {MAX_WORKERS}] or "auto", not {text!r}'
+    )
 
 
 def _binds(args: argparse.Namespace) -> list[BindSpec]:
@@ -354,11 +351,19 @@ def cmd_restart(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def pids(data: dict[str, Any]) -> str:
+    """``pid 41`` or ``3 workers, pids 41, 42, 43``."""
+    many = data.get("pids") or []
+    if len(many) > 1:
+        return f"{len(many)} workers, pids {', '.join(map(str, many))}"
+    return f"pid {data['pid']}"
+
+
 def render_swap(data: dict[str, Any]) -> str:
     timings = "  ".join(f"{k} {v:.0f}ms" for k, v in data.get("timings_ms", {}).items())
     line = (
         f"{data['how']}: now serving {data['release']} as generation {data['generation']}"
-        f" (pid {data['pid']}) in {data['total_ms']:.0f} ms"
+        f" ({pids(data)}) in {data['total_ms']:.0f} ms"
     )
     return line + (f"\n  {timings}" if timings else "")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hotswap.cli import add_command, add_common
+from hotswap.cli.supervisor import workers_arg
 
 if TYPE_CHECKING:
     from hotswap.cli import Subparsers
@@ -56,6 +57,17 @@ def register(sub: Subparsers) -> None:
         metavar="PATH",
         help="the hotswap executable (default: the one running this command)",
     )
+    p.add_argument(
+        "--workers",
+        type=workers_arg,
+        metavar="N",
+        help="ExecStart runs `hotswap run --workers N` (default: the release's workers)",
+    )
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="ExecStart runs `hotswap run --metrics HOST:PORT`",
+    )
     p.add_argument("-o", "--output", metavar="DIR", help="write the files into DIR")
     add_common(p)
 
@@ -91,6 +103,13 @@ def cmd_systemd_unit(args: argparse.Namespace) -> dict[str, Any]:
         app = ReleaseStore(state_dir).inspect(Path(tarball)).manifest.app
         timeouts.update({k: float(app[k]) for k in timeouts if k in app})
         extra = ["--initial", tarball]
+    if args.workers is not None:
+        extra += ["--workers", str(args.workers)]
+    if args.metrics:
+        from hotswap.release.config import parse_metrics_address
+
+        parse_metrics_address(args.metrics, "--metrics")  # bad_config now, not at the start
+        extra += ["--metrics", args.metrics]
     if args.shutdown_timeout is not None:
         timeouts["shutdown_timeout"] = args.shutdown_timeout
     opts = UnitOptions(

@@ -34,6 +34,7 @@ The validated table is baked into the release manifest under ``app``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -140,10 +141,15 @@ def check_workers(value: object, where: str) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
         raise UsageError(
             "bad_config",
-            f'{where} must be an integer in [1, {MAX_WORKERS}] or "auto", got {value!r}',
+            f'{where} must be an integer in [1, {MAX_WORKERS}] or "auto", not {_toml(value)}',
             key="workers",
         )
     return value
+
+
+def _toml(value: object) -> str:
+    """A value as the pyproject.toml it came from spells it (``true``, not ``True``)."""
+    return json.dumps(value) if isinstance(value, bool | str) else repr(value)
 
 
 def worker_count(workers: int | str) -> int:

@@ -12,6 +12,8 @@ when the last one goes, the active generation has died. Service processes go to
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from typing import TYPE_CHECKING, Any
 
 from hotswap import contract
@@ -27,6 +29,14 @@ if TYPE_CHECKING:
     from hotswap.supervisor.core import Supervisor
 
 BEFORE_LIVE = (GenState.STARTING, GenState.READY)
+
+
+def exit_status(code: int | None) -> str:
+    """``1``, or ``-9 (killed by SIGKILL)``."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"{code} (killed by {signal.Signals(-code).name})"
+    return str(code)
 
 
 def is_new(sup: Supervisor, gen: Generation) -> bool:
@@ -113,7 +123,7 @@ def handle_exit(sup: Supervisor, child: Child) -> None:
     was = child.state
     child.state = on_exit(child.state)
     child.exited.set()
-    message = f"{child.name} (pid {child.pid}) exited with status {child.returncode}"
+    message = f"{child.name} (pid {child.pid}) exited with status {exit_status(child.returncode)}"
     fields: dict[str, Any] = {"generation": child.number, "pid": child.pid}
     fields["status"] = child.returncode
     level = "info" if child.returncode == 0 else "warning"

@@ -54,6 +54,12 @@ async def hot_upgrade(
     try:
         release = await loop.run_in_executor(None, resolve, sup, ref, sha256)
         record["release"] = release.id
+        if {c.release.id for c in gen.alive()} == {release.id}:
+            raise UsageError(
+                "same_release",
+                f"generation {gen.number} already runs {release.id}: nothing to hot-upgrade "
+                "(hotswap restart starts it again, blue-green)",
+            )
         opts = {k: v for k, v in options.items() if k not in RESERVED}
         suspend = float(opts.get("suspend_timeout", contract.SUSPEND_TIMEOUT))
         args = {"release_root": str(release.root), "release_id": release.id, **opts}
@@ -87,11 +93,16 @@ async def _two_phase(
     """Prepare in every worker, then commit in every worker, all or nothing; the stats of
     worker 0, with every worker's in ``workers``."""
     workers = gen.alive()
-    restarting = [c.worker for c in workers if c.state is not GenState.LIVE]
-    if len(workers) < gen.size or restarting:
+    restarting = [
+        i
+        for i, c in enumerate(gen.workers)
+        if c is None or c.exited.is_set() or c.state is not GenState.LIVE
+    ]
+    if restarting:
         raise UsageError(
-            "upgrade_in_progress",
-            f"generation {gen.number} has a worker restarting; try again once it serves",
+            "worker_restarting",
+            f"generation {gen.number} has a worker restarting ({', '.join(map(str, restarting))}"
+            "); try again once it serves",
         )
     grace = suspend + contract.HOT_UPGRADE_GRACE
     prepare = {k: v for k, v in args.items() if k != "suspend_timeout"}

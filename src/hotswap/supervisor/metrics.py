@@ -72,7 +72,6 @@ WINDOW_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 PHASES = ("unpack", "spawn", "boot", "health", "cutover", "commit", "drain")
 HOT_PHASES = ("prepare", "quiesce")  # a hot upgrade's, from its stats (the window has its own)
 RESTARTS = ("restart", "auto-rollback")  # with no generation to swap from: the active one died
-DEAD = ("retired", "failed", "exited", "dead", "stopped")  # a worker in these is not alive
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,8 @@ def snapshot_of(status: dict[str, Any], handoff: tuple[int, int], taken: float) 
         workers = active.get("workers")
         if isinstance(workers, list):  # its worker processes
             for i, w in enumerate(workers):
-                alive = bool(w.get("pid")) and str(w.get("state")) not in DEAD
+                # serving, not merely alive: a replacement still booting accepts nothing
+                alive = bool(w.get("pid")) and str(w.get("state")) == "live"
                 each.append(
                     (str(w.get("worker", w.get("index", i))), alive, int(w.get("restarts") or 0))
                 )
@@ -357,7 +357,8 @@ class _SnapshotCollector:
         )
         yield _gauge(
             "hotswap_workers_alive",
-            "Worker processes of the active generation that are alive.",
+            "Worker processes of the active generation that serve (live; a replacement "
+            "still booting is not counted).",
             s.workers_alive,
         )
         yield _gauge(
@@ -367,8 +368,8 @@ class _SnapshotCollector:
         )
         up = GaugeMetricFamily(
             "hotswap_worker_up",
-            "Each worker of the active generation: 1 while its process is alive, 0 while it "
-            "is being restarted.",
+            "Each worker of the active generation: 1 while it serves, 0 while it is being "
+            "restarted (gone, or its replacement still booting).",
             labels=["worker"],
         )
         restarts = GaugeMetricFamily(

@@ -11,13 +11,16 @@
 - A worker that exits with the startup-failure status (``contract.STARTUP_FAILURE``) is not
   respawned, as uvicorn does: the supervisor gives up (exit status 1, so systemd or the like
   restarts the whole supervisor). So does it after too many restarts in a window.
-- A worker that dies within the stability window of a blue-green cutover rolls the whole
-  generation back, as the death of the generation would.
+- A worker that crashes (an exit status, a segfault: not SIGKILL or SIGTERM from outside, as
+  the OOM killer or an operator sends) within the stability window of a blue-green cutover
+  rolls the whole generation back, as the death of the generation would; one killed from
+  outside is restarted alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import TYPE_CHECKING, Any
 
 from hotswap import contract
@@ -30,6 +33,15 @@ from hotswap.supervisor.restarts import keep_restarting
 
 if TYPE_CHECKING:
     from hotswap.supervisor.core import Supervisor
+
+
+KILLED_FROM_OUTSIDE = (signal.SIGKILL, signal.SIGTERM)  # the OOM killer, an operator
+
+
+def crashed(returncode: int | None) -> bool:
+    """Did the app die by itself (an exit status, a segfault, an abort), rather than being
+    killed from outside? Only the first says something about the release."""
+    return returncode is None or returncode >= 0 or -returncode not in KILLED_FROM_OUTSIDE
 
 
 class Recovery:
@@ -63,8 +75,8 @@ class Recovery:
             sup.stop(exit_code=contract.GIVE_UP)
             return
         previous = self._rollback_target(gen)
-        if previous is not None:
-            self._start(self._auto_rollback(gen, previous))
+        if previous is not None and crashed(child.returncode):
+            self._start(self._auto_rollback(gen, previous, why=child.name))
             return
         key = (gen.number, child.worker)
         if key in self._workers and not self._workers[key].done():
@@ -201,10 +213,11 @@ class Recovery:
             return None
         return None if previous == dead.release.id else previous
 
-    async def _auto_rollback(self, dead: Generation, previous: str) -> None:
+    async def _auto_rollback(self, dead: Generation, previous: str, why: str = "") -> None:
         sup = self.sup
+        who = why or f"generation {dead.number}"
         message = (
-            f"generation {dead.number} ({dead.release.id}) died within the stability window "
+            f"{who} ({dead.release.id}) died within the stability window "
             f"({sup.stability_window:g}s after its cutover): rolling back to {previous}"
         )
         sup.log(Entry("auto_rollback", message, level="warning", generation=dead.number))

@@ -142,6 +142,10 @@ class Swap:
                     f"{type(event).__name__} in phase {self.phase} cannot lead to {following}"
                 )
             self._enter(following, now)
+            if following in (Phase.DONE, Phase.FAILED) and self.cut_over and self.old is not None:
+                # the old generation was gone before the commit ended: a drain of no time
+                # left, every swap that replaced one has its drain phase
+                self.timings.setdefault(Phase.DRAIN.value, 0.0)
         return actions
 
     def _enter(self, phase: Phase, now: float) -> None:
