@@ -302,3 +302,11 @@ def test_a_class_whose_slots_changed_is_refused_while_an_instance_lives(hot: Hot
     p = m.Point()
     assert refused(hot, r2) == {"class_layout"}
     assert type(p) is m.Point
+
+
+def test_a_typeddict_whose_keys_changed_is_made_anew(hot: Hot) -> None:
+    src = "import typing\nclass Raw(typing.TypedDict, total=False):\n    a: int\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": src}, {"m.py": src + "    b: str\n"}, "m")
+    raw: object = m.Raw(a=1)  # a plain dict: nothing holds the old class
+    hot.upgrade(r2)
+    assert m.Raw.__optional_keys__ == frozenset({"a", "b"}) and raw == {"a": 1}

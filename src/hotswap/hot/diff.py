@@ -429,10 +429,18 @@ def replacement(old: ast.ClassDef, new: ast.ClassDef) -> str | None:
     why = header_change(old, new, bases=dotted is None)
     if why is None:
         layout = [r for r in class_body_refusals(old, new, "") if r.code == "class_layout"]
-        if not layout:
-            return None
-        why = layout[0].message.removeprefix(": ")
+        if layout:
+            why = layout[0].message.removeprefix(": ")
+        elif _typed_dict(new) and (
+            ann_names(old.body) != ann_names(new.body) or dumps(old.body) != dumps(new.body)
+        ):
+            # its keys are derived by its metaclass; its "instances" are plain dicts
+            why = "the keys of a TypedDict changed (its metaclass derives them)"
     return why
+
+
+def _typed_dict(node: ast.ClassDef) -> bool:
+    return any(ast.unparse(b).rsplit(".", 1)[-1] == "TypedDict" for b in node.bases)
 
 
 def rebinding(

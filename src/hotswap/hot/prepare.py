@@ -26,6 +26,7 @@ import ast
 import contextlib
 import sys
 import types
+import typing
 
 from hotswap.errors import ChildError
 from hotswap.hot.check import Analysis
@@ -105,7 +106,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
             plans.append(plan)
             migrate.extend(plan.migrate_classes)
             migrate.extend(cls for cls, _why in plan.state_guards)
-            migrate.extend(cls for cls, _why in plan.replace_guards)
+            migrate.extend(cls for cls, _why in plan.replace_guards if not _typed_dict(cls))
             _check_entry(analysis, plan, reasons)
             _check_bases(plan, reasons)
     containers = _check_containers(plans, reasons)
@@ -216,7 +217,9 @@ def replaced_class_refusals(replaced: list[tuple[type, str]], index: HeapIndex) 
     or subclasses: they were made from the old class and would keep it."""
     out: list[Reason] = []
     for cls, why in replaced:
-        n = sum(len(objs) for t, objs in index.instances.items() if issubclass(t, cls))
+        n = 0  # a TypedDict's instances are plain dicts
+        if not _typed_dict(cls):
+            n = sum(len(objs) for t, objs in index.instances.items() if issubclass(t, cls))
         subs = _subclass_names(cls)
         where = f"{cls.__module__}.{cls.__qualname__}"
         if n or subs:
@@ -224,12 +227,15 @@ def replaced_class_refusals(replaced: list[tuple[type, str]], index: HeapIndex) 
             out.append(
                 Reason(
                     "class_layout",
-                    f"{why}; the class would be made anew, and {held} of the old one would "
-                    "keep it",
+                    f"{why}; the class would be made anew, and {held} of the old one would keep it",
                     subject=where,
                 )
             )
     return out
+
+
+def _typed_dict(cls: type) -> bool:
+    return type(cls) is getattr(typing, "_TypedDictMeta", None)
 
 
 def _subclass_names(cls: type) -> list[str]:
