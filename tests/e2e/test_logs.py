@@ -26,7 +26,7 @@ from hotswap.cli import EXIT_INTERRUPTED, EXIT_USAGE
 from hotswap.cli.render import CLEAR, SWAP_PHASES, steady_status
 from hotswap.errors import HotswapError
 from hotswap.release.build import BuildResult
-from tests.e2e.harness import Running, supervisor
+from tests.e2e.harness import Running, supervisor, wait_for
 
 
 def _spawn(sup: Running, *args: str) -> subprocess.Popen[str]:
@@ -135,10 +135,15 @@ def test_status_watch_streams_one_json_line_per_change_during_a_swap(
             assert first[0]["upgrading"] is False
             result = sup.upgrade(release_v2.tarball)
             lines = first + _read_lines(
-                watcher, lambda ls: ls and ls[-1]["recent"][0].get("id") == result["id"]
+                watcher,
+                lambda ls: (
+                    ls and ls[-1]["recent"][0].get("id") == result["id"] and not ls[-1]["upgrading"]
+                ),
             )
             watcher.send_signal(signal.SIGINT)
             assert watcher.wait(10) == EXIT_INTERRUPTED
+            # its own looks, every 0.1 s: until it drew the swap's end
+            wait_for(lambda: "upgrading   no" in screen.text().split(CLEAR)[-1], what="a redraw")
             drawn = screen.stop()
         finally:
             for proc in (watcher, screen.proc):
@@ -176,9 +181,12 @@ class _Screen:
             while chunk := os.read(self.master, 65536):
                 self.data += chunk
 
+    def text(self) -> str:
+        return bytes(self.data).decode(errors="replace")
+
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGINT)
         assert self.proc.wait(10) == EXIT_INTERRUPTED
         self.reader.join(10)
         os.close(self.master)
-        return self.data.decode(errors="replace")
+        return self.text()
