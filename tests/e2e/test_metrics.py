@@ -24,7 +24,8 @@ from hotswap.errors import ChildError
 from hotswap.release.build import BuildResult
 from hotswap.release.manifest import release_id_for
 from hotswap.release.record import MANIFEST_NAME
-from hotswap.supervisor.metrics import CLIENT_TIMEOUT, MAX_CLIENTS, parsed
+from hotswap.supervisor.metrics import parsed
+from hotswap.supervisor.metrics_endpoint import CLIENT_TIMEOUT, MAX_CLIENTS
 from hotswap.testing.load import free_port
 from tests.e2e.harness import Running, fd_count, supervisor, wait_for
 from tests.release import forge

@@ -252,7 +252,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         if metrics is None:
             code = asyncio.run(supervisor.run())
         else:
-            from hotswap.supervisor import metrics as metrics_mod
+            from hotswap.supervisor import metrics_endpoint as metrics_mod
 
             code = asyncio.run(metrics_mod.serve(supervisor, _bind_metrics(metrics)))
     except OSError as e:  # e.g. control.sock cannot be replaced: a code, not a trace
