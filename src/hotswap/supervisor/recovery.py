@@ -132,7 +132,17 @@ class Recovery:
         loop = asyncio.get_running_loop()
         child = await sup.children.spawn_worker(gen.number, index, gen.size, gen.release, None)
         gen.workers[index] = child
-        sup.log(f"{child.name} started (pid {child.pid}) from {gen.release.id}")
+        started = f"{child.name} started (pid {child.pid}) from {gen.release.id}"
+        sup.log(
+            Entry(
+                "worker_started",
+                started,
+                worker=index,
+                generation=gen.number,
+                pid=child.pid,
+                release=gen.release.id,
+            )
+        )
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiting[id(child)] = waiter
         try:
@@ -154,7 +164,11 @@ class Recovery:
             self._waiting.pop(id(child), None)
         child.move(GenState.LIVE)
         gen.restarts[index] += 1
-        sup.log(f"{child.name} serves again (restart {gen.restarts[index]})")
+        again = f"{child.name} serves again (restart {gen.restarts[index]})"
+        restarts = gen.restarts[index]
+        sup.log(
+            Entry("worker_serving", again, worker=index, generation=gen.number, restarts=restarts)
+        )
 
     async def _probe(self, child: Child, path: str, host: str, timeout: float) -> None:
         try:
