@@ -447,9 +447,22 @@ def test_fresh_helper_imports_the_release(hot: Hot) -> None:
     assert importlib.util.find_spec("tests.hot.snapshot") is not None
 
 
-def test_a_module_becoming_a_package_is_refused(hot: Hot) -> None:
+def test_a_module_becoming_a_package_is_the_same_module_made_a_package(hot: Hot) -> None:
     r1 = hot.release({"tab.py": "def f():\n    return 1\n"})
-    r2 = hot.release({"tab/__init__.py": "def f():\n    return 2\n", "tab/version.py": ""})
+    init = "from .version import V\ndef f():\n    return (2, V)\n"
+    r2 = hot.release({"tab/__init__.py": init, "tab/version.py": "V = '0.9'\n"})
+    (tab,) = hot.start(r1, "tab")
+    f = tab.f
+    hot.upgrade(r2)
+    assert f() == tab.f() == (2, "0.9") and hot.imp("tab") is tab
+    assert tab.__path__ == [str(r2 / "lib" / hot.pkg / "tab")]
+    assert tab.__spec__.submodule_search_locations == tab.__path__
+    assert hot.imp("tab.version").V == "0.9"
+
+
+def test_a_package_becoming_a_module_is_refused(hot: Hot) -> None:
+    r1 = hot.release({"tab/__init__.py": "def f():\n    return 1\n", "tab/version.py": ""})
+    r2 = hot.release({"tab.py": "def f():\n    return 2\n"})
     hot.start(r1, "tab")
     assert refused(hot, r2) == {"module_layout"}
 

@@ -58,6 +58,7 @@ class Analysis:
     diff: TreeDiff
     modules: dict[str, ModuleDiff] = field(default_factory=dict)
     derived: dict[str, str] = field(default_factory=dict)  # unchanged importers to re-derive
+    moved: dict[str, tuple[str, str]] = field(default_factory=dict)  # m.py -> m/__init__.py
     reasons: list[Reason] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -149,6 +150,17 @@ def analyze(
         if loaded is not None and not loaded(name):
             continue
         a.modules[name] = _diff(a, name, rel)
+    added, removed = a.diff.modules("added"), a.diff.modules("removed")
+    for name in sorted(added.keys() & removed.keys()):
+        old_rel, new_rel = removed[name], added[name]
+        if loaded is not None and not loaded(name):
+            continue
+        if old_rel.endswith("/__init__.py") or not new_rel.endswith("/__init__.py"):
+            continue  # a package becoming a module is refused (module_layout) in prepare
+        # a module becoming a package (m.py -> m/__init__.py): the same module object, given
+        # a __path__ by the commit, and its new source diffed against the old one
+        a.modules[name] = _diff(a, name, old_rel, new_rel=new_rel)
+        a.moved[name] = (old_rel, new_rel)
     _follow_imports(a, changed, loaded)
     for md in a.modules.values():
         a.reasons.extend(md.refusals)
@@ -158,13 +170,20 @@ def analyze(
     return a
 
 
-def _diff(a: Analysis, name: str, rel: str, outer: frozenset[str] = frozenset()) -> ModuleDiff:
-    is_pkg = rel.endswith("/__init__.py")
+def _diff(
+    a: Analysis,
+    name: str,
+    rel: str,
+    outer: frozenset[str] = frozenset(),
+    new_rel: str | None = None,
+) -> ModuleDiff:
+    new_rel = new_rel or rel
+    is_pkg = new_rel.endswith("/__init__.py")
     return diff_module(
         name,
         decode_source(a.old.source(rel)),
-        decode_source(a.new.source(rel)),
-        str(a.new.root / rel),
+        decode_source(a.new.source(new_rel)),
+        str(a.new.root / new_rel),
         package=name if is_pkg else name.rpartition(".")[0],
         outer=outer,
     )

@@ -152,8 +152,30 @@ class Commit(ClassPatching, StateMigration):
                     if new is not None:
                         lst[i] = new
         for plan in self.p.modules:
-            self._switch_file(plan.module, j)
+            if plan.name in self.p.analysis.moved:
+                self._make_package(plan, j)
+            else:
+                self._switch_file(plan.module, j)
         importlib.invalidate_caches()
+
+    def _make_package(self, plan: ModulePlan, j: Journal) -> None:
+        """``m.py`` became ``m/__init__.py``: the live module object becomes that package
+        (``__path__``, ``__package__``, a package's spec), so ``from .sub import x`` in its
+        new statements and ``import m.sub`` anywhere find the new submodules."""
+        mod, init = plan.module, str(plan.new_file)
+        spec = importlib.util.spec_from_file_location(
+            plan.name, init, submodule_search_locations=[os.path.dirname(init)]
+        )
+        if spec is None or spec.submodule_search_locations is None:
+            raise ChildError("hot_upgrade_failed", f"{plan.name}: no package spec for {init}")
+        j.setattr(mod, "__file__", init)
+        j.setattr(mod, "__path__", spec.submodule_search_locations)
+        j.setattr(mod, "__package__", plan.name)
+        j.setattr(mod, "__spec__", spec)
+        j.setattr(mod, "__loader__", spec.loader)
+        if isinstance(getattr(mod, "__cached__", None), str):
+            with contextlib.suppress(NotImplementedError, ValueError):
+                j.setattr(mod, "__cached__", importlib.util.cache_from_source(init))
 
     def _switch_file(self, mod: types.ModuleType, j: Journal | None) -> None:
         """Point a module's file attributes at the new release (journaled when ``j`` is given)."""

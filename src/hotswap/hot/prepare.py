@@ -94,7 +94,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
     migrate: list[type] = []
     changed = analysis.diff.modules("changed")
     for name, md in analysis.modules.items():
-        rel = changed.get(name) or analysis.derived[name]
+        rel = changed.get(name) or analysis.derived.get(name) or analysis.moved[name][0]
         mod = loaded.get(rel[len("lib/") :])
         if mod is None:
             continue
@@ -119,8 +119,9 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
     removed: list[tuple[str, types.ModuleType]] = []
     gone = {rel[len("lib/") :] for rel in analysis.diff.removed}
     by_id = {id(m): k for k, m in sys.modules.items()}
+    moved = {old_rel[len("lib/") :] for old_rel, _new in analysis.moved.values()}
     for rel, mod in loaded.items():
-        if rel in gone and id(mod) in by_id:
+        if rel in gone and rel not in moved and id(mod) in by_id:
             removed.append((by_id[id(mod)], mod))
     # Heap: functions of changed modules; instances of classes to migrate or to fill.
     wanted: set[type] = set()
@@ -275,7 +276,7 @@ def _check_module_layout(
     """A loaded module that becomes a package (``m.py`` → ``m/__init__.py``) or the reverse."""
     added, removed = a.diff.modules("added"), a.diff.modules("removed")
     for name in sorted(added.keys() & removed.keys()):
-        if removed[name][len("lib/") :] in loaded:
+        if removed[name][len("lib/") :] in loaded and name not in a.moved:
             reasons.append(
                 Reason(
                     "module_layout",
@@ -328,10 +329,11 @@ def _check_entry(a: Analysis, plan: ModulePlan, reasons: list[Reason]) -> None:
 def _plan_module(
     a: Analysis, name: str, rel: str, mod: types.ModuleType, md: ModuleDiff, reasons: list[Reason]
 ) -> ModulePlan | None:
+    new_rel = a.moved[name][1] if name in a.moved else rel
     old_bytes = a.old.source(rel)
-    new_bytes = a.new.source(rel)
+    new_bytes = a.new.source(new_rel)
     old_path = a.old.root / rel
-    new_path = a.new.root / rel
+    new_path = a.new.root / new_rel
     old_code = load_code(old_path, old_bytes)
     new_code = load_code(new_path, new_bytes)
     plan = ModulePlan(
