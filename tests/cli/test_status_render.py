@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hotswap.cli.supervisor import render_status
+from hotswap.cli.status import render_status
 
 
 def _worker(index: int, pid: int, release: str = "app-1", restarts: int = 0) -> dict[str, object]:

@@ -5,6 +5,7 @@ goes to stderr either way, so stdout stays parseable). Errors print their stable
 exit status says whose fault it was (see ``EXIT_*``).
 
 Each command group is a module (:mod:`~hotswap.cli.release`, :mod:`~hotswap.cli.supervisor`,
+:mod:`~hotswap.cli.status`,
 :mod:`~hotswap.cli.hot`, :mod:`~hotswap.cli.handoff`) with a ``register(subparsers)`` that
 adds its commands: each command's parser sits beside its handler and its human renderer, and
 :func:`add_command` ties the three together. A new group is a new module plus one entry in
@@ -45,7 +46,17 @@ _EXITS: dict[type[HotswapError], int] = {
 }
 
 # The modules under hotswap.cli whose register(subparsers) adds commands, in --help order.
-COMMAND_GROUPS = ("release", "supervisor", "hot", "handoff", "env", "fleet", "systemd", "logs")
+COMMAND_GROUPS = (
+    "release",
+    "supervisor",
+    "status",
+    "hot",
+    "handoff",
+    "env",
+    "fleet",
+    "systemd",
+    "logs",
+)
 
 ERROR_TAIL = 15  # lines of a failed generation's output shown under a human error
 
