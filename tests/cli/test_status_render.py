@@ -47,3 +47,9 @@ def test_each_worker_gets_a_line_with_its_restarts_and_any_other_release() -> No
 
 def test_one_worker_shows_no_worker_lines() -> None:
     assert "worker" not in render_status(_status([_worker(0, 11)]))
+
+
+def test_a_generation_still_spawning_is_not_shown_as_pid_0() -> None:
+    status = _status([_worker(0, 11)])
+    status["generations"] = [{"generation": 4, "state": "starting", "pid": 0}]
+    assert "generation 4 starting (spawning)" in render_status(status)
