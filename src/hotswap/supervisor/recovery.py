@@ -67,12 +67,7 @@ class Recovery:
     def worker_died(self, gen: Generation, child: Child) -> None:
         """A live worker of the active generation died; the others still serve."""
         sup = self.sup
-        if child.returncode == contract.STARTUP_FAILURE:
-            sup.log(
-                f"{child.name} exited with the startup-failure status "
-                f"({contract.STARTUP_FAILURE}): not respawned, giving up (exit status 1)"
-            )
-            sup.stop(exit_code=contract.GIVE_UP)
+        if self._startup_failure(child.name, child.returncode):
             return
         previous = self._rollback_target(gen)
         if previous is not None and crashed(child.returncode):
@@ -196,18 +191,24 @@ class Recovery:
         if self._task is not None and not self._task.done():
             return
         uptime = sup.clock.now() - dead.started_mono
-        if dead.returncode == contract.STARTUP_FAILURE:
-            sup.log(
-                f"generation {dead.number} exited with the startup-failure status "
-                f"({contract.STARTUP_FAILURE}): not respawned, giving up (exit status 1)"
-            )
-            sup.stop(exit_code=contract.GIVE_UP)
+        if self._startup_failure(f"generation {dead.number}", dead.returncode):
             return
         previous = self._rollback_target(dead)
         if previous is not None:
             self._start(self._auto_rollback(dead, previous))
         else:
             self._start(self._restart(uptime))
+
+    def _startup_failure(self, who: str, returncode: int | None) -> bool:
+        """A process that exited with the startup-failure status is not respawned: give up."""
+        if returncode != contract.STARTUP_FAILURE:
+            return False
+        self.sup.log(
+            f"{who} exited with the startup-failure status "
+            f"({contract.STARTUP_FAILURE}): not respawned, giving up (exit status 1)"
+        )
+        self.sup.stop(exit_code=contract.GIVE_UP)
+        return True
 
     def _start(self, coro: Any) -> None:
         if self._task is not None and not self._task.done():
