@@ -41,7 +41,7 @@ from hotswap.hot.plan import BodyPlan, Exec, PatchClass, PatchDef
 from hotswap.hot.verdict import Reason
 
 if TYPE_CHECKING:
-    from hotswap.hot.diff import Lines
+    from hotswap.hot.units import Lines
 
 _CONTAINERS = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
 _CONTAINER_CALLS = ("dict", "list", "set", "defaultdict", "OrderedDict", "deque", "WeakSet")

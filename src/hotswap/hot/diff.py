@@ -26,13 +26,12 @@ read a rebound name are refused: they registered on the old object, and re-runni
 register twice. Other unchanged statements that read a rebound name get a warning.
 
 Nothing here executes code; :mod:`hotswap.hot.prepare` compiles the plan (:mod:`.plan`) against
-live modules.
+live modules. Cutting bodies into units and pairing them is :mod:`.units`.
 """
 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
 
 from hotswap.hot.derive import follow_rebound_names, state_shape_changes
 from hotswap.hot.layout import class_body_refusals, dotted_bases, header_change, looks_enum
@@ -43,7 +42,6 @@ from hotswap.hot.names import (
     bound_names,
     dump,
     dumps,
-    first_line,
     future_flags,
     imported_modules,
     inert,
@@ -54,6 +52,7 @@ from hotswap.hot.names import (
     toplevel_imports,
 )
 from hotswap.hot.plan import CODE_CHANGE, BodyPlan, Exec, ModuleDiff, Op, PatchClass, PatchDef
+from hotswap.hot.units import Lines, annotation_only, pair, same_unit, split_doc
 from hotswap.hot.verdict import Reason
 
 
@@ -189,7 +188,7 @@ def _undo_delete(
                 # the class was unchanged (same text): its statements pair one to one
                 body = BodyPlan(
                     same=list(
-                        zip(_split_doc(old_cls.body)[1], _split_doc(new_cls.body)[1], strict=False)
+                        zip(split_doc(old_cls.body)[1], split_doc(new_cls.body)[1], strict=False)
                     ),
                     defined=frozenset(n for s in new_cls.body for n in bound_names(s)),
                     first_bound={
@@ -223,14 +222,6 @@ def _annotates(stmts: list[ast.stmt]) -> bool:
     return False
 
 
-@dataclass
-class Lines:
-    """The source lines of both versions (statements are compared by text first)."""
-
-    old: list[str]
-    new: list[str]
-
-
 def diff_body(
     old_body: list[ast.stmt],
     new_body: list[ast.stmt],
@@ -250,12 +241,12 @@ def diff_body(
     module's annotations were strings (``from __future__ import annotations``). A module's
     blocks that never run on import (``if TYPE_CHECKING:``, ``if __name__ == "__main__":``)
     are left out: neither a fresh import nor the upgrade runs them."""
-    old_doc, old_stmts = _split_doc(old_body)
-    new_doc, new_stmts = _split_doc(new_body)
+    old_doc, old_stmts = split_doc(old_body)
+    new_doc, new_stmts = split_doc(new_body)
     if not is_class:
         old_stmts = [s for s in old_stmts if not inert(s, module)]
         new_stmts = [s for s in new_stmts if not inert(s, module)]
-    pairs, unmatched = _pair(old_stmts, new_stmts, src)
+    pairs, unmatched = pair(old_stmts, new_stmts, src)
     keep = _kept_names(pairs, src, not is_class)
     risky = set(outer) | rebinding(pairs, keep, src, not is_class)
     ops: list[Op] = []
@@ -276,7 +267,7 @@ def diff_body(
             bare = ast.AnnAssign(stmt.target, stmt.annotation, None, stmt.simple)
             ops.append(Exec(ast.copy_location(bare, stmt), frozenset(), "annotation"))
             continue
-        if not isinstance(stmt, DEF_TYPES | ast.ClassDef) or _same(prev, stmt, src):
+        if not isinstance(stmt, DEF_TYPES | ast.ClassDef) or same_unit(prev, stmt, src):
             same.append((prev, stmt))
             continue
         where = f"{module}.{prefix}{getattr(stmt, 'name', '')}"
@@ -408,11 +399,11 @@ def _runs_again(
     if prev is None:
         return True
     if module_level and isinstance(stmt, ast.ClassDef) and isinstance(prev, ast.ClassDef):
-        return not _same(prev, stmt, src) and replacement(prev, stmt) is not None
+        return not same_unit(prev, stmt, src) and replacement(prev, stmt) is not None
     return (
         isinstance(stmt, DEF_TYPES)
         and isinstance(prev, DEF_TYPES)
-        and not _same(prev, stmt, src)
+        and not same_unit(prev, stmt, src)
         and dumps(prev.decorator_list) != dumps(stmt.decorator_list)
     )
 
@@ -458,104 +449,3 @@ def rebinding(
         ):
             out |= bound_names(stmt) - keep.get(id(stmt), frozenset())
     return out
-
-
-# -- units ----------------------------------------------------------------------------------
-
-
-def _split_doc(body: list[ast.stmt]) -> tuple[str | None, list[ast.stmt]]:
-    if (
-        body
-        and isinstance(body[0], ast.Expr)
-        and isinstance(body[0].value, ast.Constant)
-        and isinstance(body[0].value.value, str)
-    ):
-        return body[0].value.value, body[1:]
-    return None, body
-
-
-def _name_key(stmt: ast.stmt) -> tuple[str, str] | None:
-    if isinstance(stmt, DEF_TYPES):
-        return ("def", stmt.name)
-    if isinstance(stmt, ast.ClassDef):
-        return ("class", stmt.name)
-    return None
-
-
-def _text(stmt: ast.stmt, lines: list[str]) -> str:
-    start = first_line(stmt) if isinstance(stmt, DEF_TYPES | ast.ClassDef) else stmt.lineno
-    return "\n".join(lines[start - 1 : stmt.end_lineno or stmt.lineno])
-
-
-def _same(old: ast.stmt, new: ast.stmt, src: Lines) -> bool:
-    """Same text, or (slower, for cosmetic edits) the same AST. A class whose text differs is
-    diffed statement by statement instead (an empty plan then means it is the same)."""
-    if _text(old, src.old) == _text(new, src.new):
-        return True
-    return not isinstance(new, ast.ClassDef) and dump(old) == dump(new)
-
-
-def _pair(
-    old_stmts: list[ast.stmt], new_stmts: list[ast.stmt], src: Lines
-) -> tuple[list[tuple[ast.stmt, ast.stmt | None]], list[ast.stmt]]:
-    """Pair each new statement with its old counterpart (None if it is new) and list the old
-    statements left over. Every statement pairs first with an old one of the same text (so an
-    ``@overload`` added above an unchanged implementation leaves the implementation paired with
-    itself); then ``def``/``class`` pair by name in order among the same-named ones left, other
-    statements by their AST (a reformatted statement still counts as unchanged and is not run
-    again), and an annotated assignment whose target and value are unchanged pairs with its old
-    self (only its annotation changed)."""
-    by_text: dict[str, list[ast.stmt]] = {}
-    for stmt in old_stmts:
-        by_text.setdefault(_text(stmt, src.old), []).append(stmt)
-    used: set[int] = set()
-    pairs: list[tuple[ast.stmt, ast.stmt | None]] = []
-    pending: list[int] = []
-    for stmt in new_stmts:
-        bucket = by_text.get(_text(stmt, src.new))
-        prev = bucket.pop(0) if bucket else None
-        if prev is None:
-            pending.append(len(pairs))
-        else:
-            used.add(id(prev))
-        pairs.append((stmt, prev))
-    if not pending:
-        return pairs, [s for s in old_stmts if id(s) not in used]
-    left: dict[object, list[ast.stmt]] = {}
-    for stmt in old_stmts:
-        if id(stmt) not in used:
-            for key in _keys(stmt):
-                left.setdefault(key, []).append(stmt)
-    for i in pending:
-        stmt = pairs[i][0]
-        for key in _keys(stmt):
-            bucket = left.get(key)
-            while bucket and id(bucket[0]) in used:
-                bucket.pop(0)
-            if bucket:
-                prev = bucket.pop(0)
-                used.add(id(prev))
-                pairs[i] = (stmt, prev)
-                break
-    return pairs, [s for s in old_stmts if id(s) not in used]
-
-
-def _keys(stmt: ast.stmt) -> list[object]:
-    """What a statement left unpaired by its text may still pair by, best first."""
-    named = _name_key(stmt)
-    if named is not None:
-        return [named]
-    keys: list[object] = [("ast", dump(stmt))]
-    if isinstance(stmt, ast.AnnAssign):
-        value = None if stmt.value is None else dump(stmt.value)
-        keys.append(("annotated", dump(stmt.target), value, stmt.simple))
-    return keys
-
-
-def annotation_only(old: ast.stmt, new: ast.stmt) -> bool:
-    """A paired annotated assignment whose annotation alone changed."""
-    return (
-        isinstance(old, ast.AnnAssign)
-        and isinstance(new, ast.AnnAssign)
-        and dump(old.annotation) != dump(new.annotation)
-    )
