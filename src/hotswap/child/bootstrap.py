@@ -130,6 +130,8 @@ def main() -> int:
         from hotswap.child.adapters import uvicorn as adapter
     elif config.server == "hypercorn":
         from hotswap.child.adapters import hypercorn as adapter  # type: ignore[no-redef]
+    elif config.server == "waitress":
+        from hotswap.child.adapters import waitress as adapter  # type: ignore[no-redef]
     else:
         from hotswap.child.adapters import callable as adapter  # type: ignore[no-redef]
     try:

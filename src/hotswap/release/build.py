@@ -311,6 +311,13 @@ def build(
                     f'"{app.server}"): add it to the project\'s dependencies',
                     key="server",
                 )
+            if app.server == "waitress" and found.get("interface") == "asgi":
+                raise UsageError(
+                    "bad_config",
+                    f'server = "waitress" serves WSGI apps; {app.entry} is an ASGI app '
+                    '(use server = "uvicorn" or "hypercorn")',
+                    key="server",
+                )
             if "interface" in found:
                 say(
                     f"{app.entry} is a{'' if found['interface'] == 'wsgi' else 'n'} "

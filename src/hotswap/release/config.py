@@ -5,7 +5,7 @@ Example, in the app's ``pyproject.toml``::
     [tool.hotswap]
     entry = "myapp.main:app"        # module:attr, required: an ASGI app, a WSGI app, or a
                                     # function taking a hotswap.Serve (server = "callable")
-    server = "uvicorn"              # uvicorn | hypercorn | callable
+    server = "uvicorn"              # uvicorn | hypercorn | waitress (WSGI) | callable
     interface = "auto"              # auto | asgi | wsgi (auto: detected from the entry)
     threads = 8                     # WSGI: requests run in a pool of this many threads
     workers = 2                     # processes per generation, or "auto" (the CPU count)
@@ -43,7 +43,7 @@ from typing import Any
 from hotswap.child.adapters.settings import check_server_settings
 from hotswap.errors import UsageError
 
-SERVERS = ("uvicorn", "hypercorn", "callable")
+SERVERS = ("uvicorn", "hypercorn", "waitress", "callable")
 INTERFACES = ("auto", "asgi", "wsgi")
 DEFAULT_THREADS = 8
 MAX_WORKERS = 256

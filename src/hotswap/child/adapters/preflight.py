@@ -26,7 +26,11 @@ from hotswap.child.adapters.interface import BRIDGE_MODULE
 from hotswap.errors import UsageError
 from hotswap.release.config import AppConfig
 
-SERVER_REQUIREMENTS = {"uvicorn": "uvicorn>=0.30", "hypercorn": "hypercorn>=0.17"}
+SERVER_REQUIREMENTS = {
+    "uvicorn": "uvicorn>=0.30",
+    "hypercorn": "hypercorn>=0.17",
+    "waitress": "waitress>=3",
+}
 CHECK_TIMEOUT = 120.0
 _MARK = "hotswap-preflight: "
 
