@@ -15,8 +15,11 @@ sockets=[...])`` never binds them, only calls ``listen()`` again, which changes 
    ``timeout_keep_alive``) since its last activity is closed, as its keep-alive timer would
    in steady state; once no connection is left, the thread pool stops.
 
-Hot upgrades need a quiescence point; this adapter registers none, so they are refused
-(``no_quiescence``). The supervisor's ``shutdown_timeout`` bounds the drain with SIGKILL.
+Hot upgrades: every request passes an :class:`~hotswap.hot.quiesce.UpgradeGate` (entered
+when the app is called, left when its response is closed, in the same request thread), which
+is registered as this process's quiescence point: a hot upgrade closes the gate, waits for
+the requests in flight, commits, and reopens it. The supervisor's ``shutdown_timeout`` bounds
+the drain with SIGKILL.
 """
 
 from __future__ import annotations
@@ -33,6 +36,47 @@ BACKLOG = 4096
 _TICK = 0.1
 
 
+class _Gated:
+    """The WSGI app with each request inside the upgrade gate, until its response closes."""
+
+    def __init__(self, app: Any, gate: Any) -> None:
+        self.app = app
+        self.gate = gate
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        self.gate.enter()
+        try:
+            result = self.app(environ, start_response)
+        except BaseException:
+            self.gate.exit()
+            raise
+        wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(wrapper, type) and isinstance(result, wrapper):
+            self.gate.exit()  # waitress sends the file itself, from its socket loop
+            return result
+        return _Closing(result, self.gate)
+
+
+class _Closing:
+    def __init__(self, result: Any, gate: Any) -> None:
+        self.result = result
+        self.gate = gate
+        self.done = False
+
+    def __iter__(self) -> Any:
+        return iter(self.result)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if not self.done:
+                self.done = True
+                self.gate.exit()
+
+
 def run(runtime: ChildRuntime, app: Any) -> int:
     from waitress import wasyncore
     from waitress.channel import HTTPChannel
@@ -44,6 +88,11 @@ def run(runtime: ChildRuntime, app: Any) -> int:
         log(f'{runtime.name}: server = "waitress" serves WSGI apps; {runtime.config.entry} is ASGI')
         return STARTUP_FAILURE
     log(f"{runtime.name}: WSGI app on waitress")
+    from hotswap.hot.quiesce import UpgradeGate, set_quiescence
+
+    gate = UpgradeGate()
+    set_quiescence(gate=gate)
+    app = _Gated(app, gate)
 
     class DrainTask(WSGITask):  # type: ignore[misc]
         def build_response_header(self) -> Any:
