@@ -220,3 +220,48 @@ def test_a_hot_upgrade_to_the_release_every_worker_runs_is_refused(tmp_path: Pat
     assert error.code == "same_release" and "already runs" in error.message
     assert not any(op.startswith("hot") for op in ops)  # no worker was paused for nothing
     assert w.sup.recent[0]["how"] == "hot" and w.sup.recent[0]["ok"] is False
+
+
+def _hot(tmp_path: Path, scripts: list[Script]) -> tuple[Any, World]:
+    fake = FakeChildren()
+    fake.next = list(scripts)  # generation 1's workers, in order
+
+    async def scenario(w: World) -> Any:
+        try:
+            result: Any = await w.sup.hot_upgrade(w.ids["2"])
+        except ChildError as e:
+            result = e
+        await w.until(lambda: all(serving(w, i) for i in range(3)))
+        return result
+
+    result, _, w = run(tmp_path, scenario, fake=fake, app=WORKERS)
+    return result, w
+
+
+def test_a_hot_upgrade_of_several_workers_commits_in_every_worker(tmp_path: Path) -> None:
+    result, w = _hot(tmp_path, [Script(), Script(), Script()])
+    assert result["ok"] and len(result["stats"]["workers"]) == 3
+    assert w.sup.store.read_state()["current"] == w.ids["2"]
+    workers = w.fake.workers(1)
+    assert len(workers) == 3  # the same processes
+    assert all(("hot_decide", {"keep": True}) in c.requests for c in workers)
+
+
+def test_one_worker_failing_its_commit_rolls_every_worker_back(tmp_path: Path) -> None:
+    error, w = _hot(tmp_path, [Script(), Script(hot="fail"), Script()])
+    assert isinstance(error, ChildError) and error.code == "hot_upgrade_failed"
+    assert error.details["worker"] == 1 and "scripted" in error.message
+    assert w.sup.store.read_state()["current"] == w.ids["1"]
+    assert all(("hot_decide", {"keep": False}) in c.requests for c in w.fake.workers(1))
+
+
+def test_a_worker_failing_after_the_decision_to_keep_is_replaced_on_the_new_release(
+    tmp_path: Path,
+) -> None:
+    result, w = _hot(tmp_path, [Script(), Script(), Script(hot="fail_after")])
+    # every worker applied it and the supervisor decided to keep it: that is the commit, so
+    # the release is current and a worker that lost its hold is replaced, not left behind
+    assert result["ok"] and result["stats"]["replaced"] == [2]
+    assert w.sup.store.read_state()["current"] == w.ids["2"]
+    replacement = w.fake.workers(1)[3]
+    assert replacement.proc.worker == 2 and replacement.proc.release.id == w.ids["2"]

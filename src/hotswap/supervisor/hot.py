@@ -70,6 +70,10 @@ async def hot_upgrade(
                 contract.OP_HOT_UPGRADE, timeout=suspend + contract.HOT_UPGRADE_GRACE, **args
             )
         gen.set_release(release)
+        for index in result.get("replaced", []):  # restarted on the release just made current
+            child = gen.workers[index]
+            if child is not None:
+                child.kill()
         protect = sup.releases_in_use()
         await loop.run_in_executor(
             None, lambda: sup.store.set_current(release.id, how="hot", protect=protect)
@@ -140,21 +144,23 @@ async def _two_phase(
     for child in workers:
         child.send_nowait(contract.OP_HOT_DECIDE, keep=keep)
     answers = await asyncio.gather(*commits, return_exceptions=True)
-    first = [i for i in causes if isinstance(answers[i], BaseException)]
-    order = first + [i for i in range(len(workers)) if i not in first]
-    failed = _first_error([workers[i] for i in order], [answers[i] for i in order])
-    if failed is not None:
-        if keep:  # it was kept elsewhere, and failed here after: nothing sane to say but this
-            sup.log(f"generation {gen.number}: a kept hot upgrade failed in a worker: {failed}")
-        raise failed
     if not keep:
-        raise ChildError(
+        first = [i for i in causes if isinstance(answers[i], BaseException)]
+        order = first + [i for i in range(len(workers)) if i not in first]
+        raise _first_error([workers[i] for i in order], [answers[i] for i in order]) or ChildError(
             "hot_upgrade_failed",
             f"generation {gen.number}: not every worker applied it within {grace:g}s; "
             "every worker rolled back",
         )
+    # Kept: the decision is the commit. A worker that failed after it (its channel broke, or
+    # its hold ran out just before the decision came) does not run what the others run; the
+    # caller replaces it, and the replacement boots the new release, as a fresh import would.
+    lagging = [c.worker for c, a in zip(workers, answers, strict=True) if not isinstance(a, dict)]
+    for index in lagging:
+        failure = _first_error([workers[index]], [answers[index]])
+        sup.log(f"{workers[index].name} failed after every worker applied it ({failure}): replaced")
     stats = [a for a in answers if isinstance(a, dict)]
-    return {**stats[0], "workers": stats}
+    return {**(stats[0] if stats else {}), "workers": stats, "replaced": lagging}
 
 
 def _first_error(workers: list[Child], results: list[Any]) -> HotswapError | None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from hotswap import contract
 from hotswap.control.protocol import VERSION
-from hotswap.errors import ResourceError
+from hotswap.errors import ChildError, ResourceError
 from hotswap.hot.testing import write_release
 from hotswap.release.config import ServiceSpec
 from hotswap.release.store import Release
@@ -51,6 +51,9 @@ class Script:
     exit_code: int = 1  # ... with this code
     bad_line_after_ready: float | None = None  # sends a line the supervisor cannot parse
     drain_exit_after: float | None = 0.01  # None: ignores a drain (it must be killed)
+    # a two-phase hot upgrade: "refuse" at prepare, "fail" its commit before applying it, or
+    # "fail_after" the decision (its hold ran out); else it applies it and keeps the decision
+    hot: str = "apply"
 
 
 @dataclass
@@ -92,10 +95,31 @@ class FakeProcessHandle(Child):
             )
         if op == contract.OP_CALL:
             return {"method": args.get("method"), "args": args.get("args")}
+        if op == contract.OP_HOT_PREPARE and self.child.script.hot == "refuse":
+            raise ChildError("hot_upgrade_refused", "refused, as scripted")
+        if op == contract.OP_HOT_COMMIT:
+            return await self._hot_commit()
         return {"pid": self.pid}
+
+    async def _hot_commit(self) -> dict[str, Any]:
+        """Apply, say so, hold until the supervisor decides (two-phase)."""
+        child = self.child
+        if child.script.hot == "fail":
+            raise ChildError("hot_upgrade_failed", "__code_change__ failed, as scripted")
+        child.event(contract.EVENT_HOT_APPLIED)
+        await child.decided.wait()
+        child.decided.clear()
+        if child.script.hot == "fail_after":
+            raise ChildError("hot_upgrade_failed", "its hold ran out, as scripted")
+        if not child.kept:
+            raise ChildError("hot_upgrade_failed", "withdrawn: another worker failed")
+        return {"window_ms": 1.0, "pid": self.pid}
 
     def send_nowait(self, op: str, **args: Any) -> None:
         self.child.requests.append((op, args))
+        if op == contract.OP_HOT_DECIDE:
+            self.child.kept = bool(args.get("keep"))
+            self.child.decided.set()
         if op == contract.OP_DRAIN and not self.child.exited:
             delay = self.child.script.drain_exit_after
             if delay is not None:
@@ -114,6 +138,8 @@ class FakeChild:
         self.script = script
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.exited = False
+        self.decided = asyncio.Event()  # a two-phase hot upgrade's decision came
+        self.kept = False
         self.started = asyncio.get_running_loop().time()  # when it was spawned
         self._timers: list[asyncio.Handle] = []
 
