@@ -24,6 +24,7 @@ from hotswap import contract, envfile
 from hotswap.control.connection import Closed, Fault, Incoming
 from hotswap.control.protocol import MAX_LINE, Event, Response
 from hotswap.errors import ResourceError
+from hotswap.fsutil import unix_address
 from hotswap.release.config import ServiceSpec
 from hotswap.release.store import Release
 from hotswap.supervisor import runtime_dir
@@ -34,7 +35,6 @@ from hotswap.supervisor.probe import http_probe
 from hotswap.supervisor.process import Child
 from hotswap.supervisor.spawn import ChildProcess, Spawner
 
-UNIX_PATH_MAX = 108  # sun_path, with its NUL
 MAX_LOG_LINE = 8192  # a longer line of a child's output is cut there (and ends in "...")
 
 
@@ -52,7 +52,6 @@ class OsChildren:
         self.on_event: Callable[[Child, str, dict[str, Any]], None] = lambda *_: None
         self.on_exit: Callable[[Child], None] = lambda _child: None
         self.log: Callable[[str], None] = lambda _line: None
-        self._run_fd = -1
 
     async def open(self, hub: Hub) -> None:
         loop = asyncio.get_running_loop()
@@ -60,9 +59,6 @@ class OsChildren:
             self._runtime = await loop.run_in_executor(None, runtime_dir.prepare, hub.state_dir)
         self.runtime_dir = self._runtime
         self.run_dir = hub.run_dir
-        # probe sockets are bound and reached through this, when their full path is longer
-        # than AF_UNIX takes (a state dir deep in the file system)
-        self._run_fd = os.open(hub.run_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.state_dir = hub.state_dir
         self.control_path = hub.control_path
         self.listeners = hub.listeners
@@ -72,14 +68,9 @@ class OsChildren:
 
     async def probe(self, child: Child, target: str, host: str = "localhost") -> int:
         assert child.probe_path is not None
-        return await http_probe(self._address(child.probe_path), target, host)
-
-    def _address(self, path: Path) -> Path:
-        """``path`` (in the run dir) as AF_UNIX can take it: short enough, or by the run
-        dir's descriptor (``/proc/self/fd/N/name``)."""
-        if len(os.fsencode(path)) < UNIX_PATH_MAX:
-            return path
-        return Path(f"/proc/self/fd/{self._run_fd}") / path.name
+        # a state dir deep in the file system: reached through the run dir's descriptor
+        with unix_address(child.probe_path) as address:
+            return await http_probe(Path(address), target, host)
 
     def _probe_socket(self, path: Path) -> socket.socket:
         with contextlib.suppress(FileNotFoundError):
@@ -87,7 +78,8 @@ class OsChildren:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            sock.bind(str(self._address(path)))
+            with unix_address(path) as address:
+                sock.bind(address)
         finally:
             os.umask(old)
         sock.listen(64)
