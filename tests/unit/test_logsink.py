@@ -12,7 +12,7 @@ import re
 import threading
 import time
 
-from hotswap.supervisor.logsink import LogSink, child_line, open_swap
+from hotswap.supervisor.logsink import Entry, LogSink, child_line, open_swap
 
 
 def reported(text: bytes) -> list[int]:
@@ -69,7 +69,7 @@ def test_json_lines_carry_source_worker_event_and_the_swap_id_while_it_runs() ->
         sink.write("plain")
         scope = open_swap("0badc0de")
         sink.write(child_line("Traceback (most recent call last):", tag="gen 2", source="gen 2"))
-        sink.emit("generation_started", "generation 3 started", generation=3, worker=1)
+        sink.write(Entry("generation_started", "generation 3 started", generation=3, worker=1))
         scope.close()
         sink.write(child_line("after", tag="gen 2", source="gen 2"))
         lines = _drain(read_end, b'"after"').decode().splitlines()

@@ -207,22 +207,6 @@ class LogSink:
         self._closing = False
         self._thread: threading.Thread | None = None
 
-    def emit(
-        self,
-        event: str,
-        message: str,
-        *,
-        source: str = SUPERVISOR,
-        worker: int | None = None,
-        level: str = "info",
-        tag: str | None = None,
-        **fields: Any,
-    ) -> None:
-        """Log one structured entry (see :class:`Entry`)."""
-        self.write(
-            Entry(event, message, source=source, worker=worker, level=level, tag=tag, **fields)
-        )
-
     def write(self, message: str) -> None:
         """Log one line: an :class:`Entry`, or a plain string (event ``message``). Cheap: the
         entry's record (a dict, its time as text) is only built for a JSON line or a read."""
