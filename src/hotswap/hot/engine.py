@@ -64,9 +64,6 @@ class HotUpgrade:
         self._t0 = clock()
         self._gc_paused = False
         self._replans = 0
-        # two-phase across processes: called in the window once everything is applied; False
-        # (another process could not apply it) rolls this one back before anything runs
-        self.hold: Callable[[], bool] | None = None
 
     def prepare(self) -> Verdict:
         """Check and plan (raises a refusal). The cyclic collector stays paused from here to
@@ -113,14 +110,20 @@ class HotUpgrade:
             gc.enable()
 
     def commit(
-        self, quiescence: Quiescence | None = None, *, suspend_timeout: float = 3.0
+        self,
+        quiescence: Quiescence | None = None,
+        *,
+        suspend_timeout: float = 3.0,
+        hold: Callable[[], bool] | None = None,
     ) -> HotUpgradeStats:
         """Wait for quiescence and apply the prepared plan, all or nothing. If a changed module
         was first imported after prepare (a lazy import while serving), nothing is changed, the
-        upgrade is prepared again and the commit retried (at most ``REPLANS`` times)."""
+        upgrade is prepared again and the commit retried (at most ``REPLANS`` times). Two-phase
+        across processes: ``hold`` is called in the window once everything is applied, and
+        False (another process could not apply it) rolls this one back before anything runs."""
         for attempt in range(REPLANS + 1):
             try:
-                return self._commit_once(quiescence, suspend_timeout)
+                return self._commit_once(quiescence, suspend_timeout, hold)
             except Replan as exc:
                 if attempt == REPLANS:
                     raise ChildError(
@@ -133,7 +136,10 @@ class HotUpgrade:
         raise AssertionError("unreachable")
 
     def _commit_once(
-        self, quiescence: Quiescence | None, suspend_timeout: float
+        self,
+        quiescence: Quiescence | None,
+        suspend_timeout: float,
+        hold: Callable[[], bool] | None,
     ) -> HotUpgradeStats:
         if self.prepared is None:
             self.prepare()
@@ -149,7 +155,7 @@ class HotUpgrade:
             commit = Commit(p, journal, extra=self.extra, checkpoint=self._step)
             try:
                 counts = commit.run()
-                if self.hold is not None and not self.hold():
+                if hold is not None and not hold():
                     raise Withdrawn("another worker of this generation could not apply it")
             except BaseException as exc:
                 errors = journal.rollback()
@@ -299,8 +305,7 @@ class PendingUpgrade:
         """Apply it, all or nothing. With ``hold``, the applied upgrade waits in the window
         (requests still suspended) for ``hold()``: False rolls it back (two-phase)."""
         try:
-            self.upgrade.hold = hold
-            return self.upgrade.commit(self.quiescence, suspend_timeout=suspend_timeout)
+            return self.upgrade.commit(self.quiescence, suspend_timeout=suspend_timeout, hold=hold)
         finally:
             self.abort()
 
