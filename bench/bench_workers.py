@@ -94,6 +94,7 @@ from _common import (
     cpu_seconds,
     ensure_wrk,
     free_port,
+    http_get,
     log,
     machine_info,
     median,
@@ -260,19 +261,17 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
-def get(port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        response = conn.getresponse()
-        body = response.read()
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = {}
-        return response.status, data if isinstance(data, dict) else {}
-    finally:
-        conn.close()
+THROUGHPUT_COLUMNS = [
+    "workload",
+    "server",
+    "req/s",
+    "ratio",
+    "req per server CPU-s",
+    "ratio",
+    "busiest process % of server CPU",
+    "wrk CPU % of 2 cores",
+    "errors",
+]
 
 
 def answered_by_all(port: int, pids: set[int], timeout: float = 15.0) -> bool:
@@ -281,7 +280,7 @@ def answered_by_all(port: int, pids: set[int], timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not pids <= seen:
         with contextlib.suppress(OSError, http.client.HTTPException):
-            status, body = get(port)
+            status, body = http_get(port, timeout=5.0)
             if status == 200 and "pid" in body:
                 seen.add(int(body["pid"]))
     return pids <= seen
@@ -800,17 +799,7 @@ def main() -> int:
                 )
                 out.append(
                     table(
-                        [
-                            "workload",
-                            "server",
-                            "req/s",
-                            "ratio",
-                            "req per server CPU-s",
-                            "ratio",
-                            "busiest process % of server CPU",
-                            "wrk CPU % of 2 cores",
-                            "errors",
-                        ],
+                        THROUGHPUT_COLUMNS,
                         rows,
                         digits=2,
                     )

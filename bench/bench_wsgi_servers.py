@@ -58,6 +58,7 @@ from _common import (
 from bench_workers import (
     FLASK,
     ROOT,
+    THROUGHPUT_COLUMNS,
     Hotswap,
     Plain,
     Rel,
@@ -274,17 +275,7 @@ def main() -> int:
     )
     print(
         table(
-            [
-                "workload",
-                "server",
-                "req/s",
-                "ratio",
-                "req per server CPU-s",
-                "ratio",
-                "busiest process % of server CPU",
-                "wrk CPU % of 2 cores",
-                "errors",
-            ],
+            THROUGHPUT_COLUMNS,
             rows,
             digits=2,
         )
