@@ -105,6 +105,90 @@ def test_an_importer_statement_is_a_guard_that_rolls_back_when_the_object_moves(
     assert b.HANDLE is None and not hasattr(b, "READY")
 
 
+# -- reads inside objects: `a.X` of a module, `C.x` of a class patched in place ---------------
+
+
+def test_what_a_statement_computed_from_an_attribute_of_a_changed_module_is_re_derived(
+    hot: Hot,
+) -> None:
+    b = "from . import a\nimport PKG.a as alias\nX = a.LIMIT * 2\nY = alias.LIMIT + 1\n"
+    v1 = {"a.py": "LIMIT = 1\n", "b.py": b}
+    v2 = {"a.py": "LIMIT = 2\n", "b.py": b}
+    _, r2, (mod_b,) = hot.v1_v2(v1, v2, "b")
+    hot.upgrade(r2)
+    assert (mod_b.X, mod_b.Y) == (4, 3)
+    assert repr((mod_b.X, mod_b.Y)) == fresh(hot, r2, "b", "(m.X, m.Y)")
+
+
+def test_a_dotted_import_chain_reading_a_changed_submodule_is_re_derived(hot: Hot) -> None:
+    b = "import PKG.sub.a\nX = PKG.sub.a.LIMIT * 2\n"
+    v1 = {"sub/__init__.py": "", "sub/a.py": "LIMIT = 1\n", "b.py": b}
+    v2 = {"sub/__init__.py": "", "sub/a.py": "LIMIT = 2\n", "b.py": b}
+    _, r2, (mod_b,) = hot.v1_v2(v1, v2, "b")
+    hot.upgrade(r2)
+    assert mod_b.X == 4
+
+
+def test_an_attribute_guard_holds_when_the_object_stays(hot: Hot) -> None:
+    importer = "from . import a\nif a.HANDLE is not None:\n    READY = True\n"
+    v1 = {"a.py": _A.format("no_such_module_1"), "b.py": importer}
+    v2 = {"a.py": _A.format("no_such_module_2"), "b.py": importer}
+    _, r2, (b,) = hot.v1_v2(v1, v2, "b")
+    hot.upgrade(r2)
+    assert b.a.HANDLE is None and not hasattr(b, "READY")
+
+
+def test_an_attribute_guard_rolls_back_when_the_object_moves(hot: Hot) -> None:
+    importer = "from . import a\nif a.HANDLE is not None:\n    READY = True\n"
+    v1 = {"a.py": _A.format("no_such_module_1"), "b.py": importer}
+    v2 = {"a.py": "import decimal as HANDLE\n", "b.py": importer}
+    _, r2, (b,) = hot.v1_v2(v1, v2, "b")
+    with pytest.raises(ChildError) as err:
+        hot.upgrade(r2)
+    assert err.value.code == "hot_upgrade_failed" and "a.HANDLE" in str(err.value)
+    assert b.a.HANDLE is None and not hasattr(b, "READY")
+
+
+def test_a_class_attribute_read_at_module_level_is_re_derived(hot: Hot) -> None:
+    src = "class C:\n    LIMIT = {}\n    def f(self):\n        return 1\nX = C.LIMIT * 2\n"
+    src += "Y = getattr(C, 'LIMIT') + 1\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": src.format(1)}, {"m.py": src.format(2)}, "m")
+    hot.upgrade(r2)
+    assert (m.X, m.Y) == (4, 3)
+
+
+def test_a_class_attribute_read_in_another_module_is_re_derived(hot: Hot) -> None:
+    a = "class C:\n    LIMIT = {}\n    def f(self):\n        return 1\n"
+    b = "from .a import C\nfrom . import a\nX = C.LIMIT * 2\nY = a.C.LIMIT + 1\n"
+    _, r2, (mod_b,) = hot.v1_v2(
+        {"a.py": a.format(1), "b.py": b}, {"a.py": a.format(2), "b.py": b}, "b"
+    )
+    hot.upgrade(r2)
+    assert (mod_b.X, mod_b.Y) == (4, 3)
+
+
+def test_a_statement_reading_the_whole_changed_module_namespace_is_refused(hot: Hot) -> None:
+    mod = (
+        "class P:\n    pass\nA = P()\n{}\nALL = [v for v in vars().values() if isinstance(v, P)]\n"
+    )
+    _, r2, (m,) = hot.v1_v2({"m.py": mod.format("")}, {"m.py": mod.format("B = P()")}, "m")
+    assert refused(hot, r2) == {"derived_state"}
+
+
+def test_a_statement_reading_the_whole_of_a_changed_class_is_refused(hot: Hot) -> None:
+    cls = "class C:\n    A = 1\n{}\nALL = [v for v in vars(C).values() if isinstance(v, int)]\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": cls.format("")}, {"m.py": cls.format("    B = 2")}, "m")
+    assert refused(hot, r2) == {"derived_state"}  # pyparsing 3.1.2's _builtin_exprs
+
+
+def test_a_namespace_read_is_left_alone_when_only_function_bodies_change(hot: Hot) -> None:
+    mod = "def f():\n    return {}\nNAMES = sorted(n for n in dir() if not n.startswith('_'))\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": mod.format(1)}, {"m.py": mod.format(2)}, "m")
+    names = m.NAMES
+    hot.upgrade(r2)
+    assert m.f() == 2 and m.NAMES is names
+
+
 def test_an_import_time_guard_reading_a_changed_constant_is_run_again(hot: Hot) -> None:
     guard = "if os.environ.get('CRASH_AT') == VERSION:\n    raise RuntimeError(VERSION)\n"
     v1 = {"m.py": "import os\nVERSION = '1'\n" + guard}
@@ -202,6 +286,59 @@ def test_a_string_built_with_plus_or_an_f_string_is_the_same_state(hot: Hot) -> 
     p = m.P("x")
     hot.upgrade(r2)
     assert vars(p) == vars(m.P("x")) == {"name": "x", "msg": "Expected x"}
+
+
+_SPECS = """
+class Specs:
+    def __init__(self, specs=""):
+{body}
+    def __len__(self):
+        return len(self._specs)
+"""
+_ONE_ARM = "        self._specs = frozenset(s.strip() for s in specs.split(',') if s.strip())\n"
+_TWO_ARMS = (
+    "        if isinstance(specs, str):\n"
+    "            self._specs = frozenset(s.strip() for s in specs.split(',') if s.strip())\n"
+    "        else:\n"
+    "            self._specs = frozenset(specs)\n"
+)
+
+
+def test_a_builtin_constructor_in_both_arms_of_a_new_branch_is_the_same_state(hot: Hot) -> None:
+    v1, v2 = {"m.py": _SPECS.format(body=_ONE_ARM)}, {"m.py": _SPECS.format(body=_TWO_ARMS)}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    live = m.Specs(">=1, <2")  # packaging 24.2's SpecifierSet, distilled
+    hot.upgrade(r2)
+    assert len(live) == 2 and len(m.Specs(["a"])) == 1
+
+
+def test_a_constructor_name_the_module_rebinds_says_nothing_of_the_type(hot: Hot) -> None:
+    shadow = "def frozenset(items):\n    return ','.join(items)\n"
+    v1 = {"m.py": shadow + _SPECS.format(body=_ONE_ARM)}
+    v2 = {"m.py": shadow + _SPECS.format(body=_TWO_ARMS)}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    live = m.Specs("a")
+    assert refused(hot, r2) == {"instance_state"}
+    assert live._specs == "a"
+
+
+def test_a_value_of_another_builtin_type_is_another_state(hot: Hot) -> None:
+    src = "class Bag:\n    def __init__(self):\n        self.items = {}\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": src.format("[]")}, {"m.py": src.format("dict()")}, "m")
+    live = m.Bag()
+    assert refused(hot, r2) == {"instance_state"}
+    assert live.items == []
+
+
+def test_str_of_a_value_and_the_f_string_of_it_are_the_same_state(hot: Hot) -> None:
+    src = "class Expr:\n    def __init__(self, inner):\n        self.inner = inner\n"
+    src += "        self.errmsg = {}\n    def __str__(self):\n        return 'E'\n"
+    v1 = {"m.py": src.format("'Expected ' + str(self) + ' in ' + str(self.inner)")}
+    v2 = {"m.py": src.format("f'Expected {self} in {self.inner}'")}  # pyparsing 3.1.2
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    live = m.Expr(1)
+    hot.upgrade(r2)
+    assert vars(live) == vars(m.Expr(1)) == {"inner": 1, "errmsg": "Expected E in 1"}
 
 
 # -- functools caches filled by old code ----------------------------------------------------------

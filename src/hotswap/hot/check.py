@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from hotswap.errors import ReleaseError
-from hotswap.hot.diff import diff_module
-from hotswap.hot.names import from_imports
+from hotswap.hot.diff import changed_inside, diff_module
+from hotswap.hot.names import from_imports, module_aliases
 from hotswap.hot.plan import ModuleDiff
 from hotswap.hot.tree import ReleaseTree, TreeDiff, diff_trees, module_name
 from hotswap.hot.verdict import Reason, Verdict
@@ -200,11 +200,14 @@ def _follow_imports(
     (``Analysis.derived``). Only files that mention a rebound name are parsed."""
     outer: dict[str, frozenset[str]] = {}
     files: dict[str, tuple[str, str, ast.Module | None]] = {}  # name -> (rel, text, tree)
+    known = {name for name, _rel in _modules(a, changed)}
     for _ in range(len(changed) + 64):
         rebound = {m: md.rebound for m, md in a.modules.items() if md.rebound}
-        if not rebound:
+        inside = {m: _changed_names(md) for m, md in a.modules.items()}
+        inside = {m: names for m, names in inside.items() if names}
+        if not inside:
             return
-        words = {n for names in rebound.values() for n in names}
+        words = {n.split(".")[0] for names in inside.values() for n in names}
         grew = False
         for name, rel in _modules(a, changed):
             if loaded is not None and not loaded(name):
@@ -232,6 +235,12 @@ def _follow_imports(
                     aliases |= {n for n in names if not n.startswith("_")}
                 elif imported in names:
                     aliases.add(alias)
+                elif f"{src}.{imported}" not in known:  # a class patched in place
+                    aliases |= _within(alias, imported, inside.get(src, frozenset()))
+            for alias, module in module_aliases(tree.body, pkg, known):
+                for m, names in inside.items():
+                    if m == module or m.startswith(module + "."):
+                        aliases |= {f"{alias}{m[len(module) :]}.{n}" for n in names}
             if aliases <= outer.get(name, frozenset()):
                 continue
             outer[name] = frozenset(aliases)
@@ -240,9 +249,22 @@ def _follow_imports(
                 a.modules[name] = md
                 if name not in changed:
                     a.derived[name] = rel
-                grew = grew or md.rebound != rebound.get(name, frozenset())
+                grew = grew or _changed_names(md) != inside.get(name, frozenset())
         if not grew:
             return
+
+
+def _changed_names(md: ModuleDiff) -> frozenset[str]:
+    """What another module may have read of this one that gets another object: its names
+    rebound or removed, ``C.x`` inside its classes patched in place, and ``*`` (the whole
+    module) when there is any."""
+    names = set(md.rebound) | set(md.plan.removed) | changed_inside(md.plan)
+    return frozenset(names | {"*"}) if names else frozenset()
+
+
+def _within(alias: str, name: str, inside: frozenset[str]) -> set[str]:
+    """``alias.x`` for each ``name.x`` of ``inside`` (``from m import C as alias``)."""
+    return {alias + n[len(name) :] for n in inside if n.startswith(name + ".")}
 
 
 def _modules(a: Analysis, changed: dict[str, str]) -> list[tuple[str, str]]:

@@ -113,7 +113,7 @@ class Commit(ClassPatching, StateMigration):
         for plan in p.modules:
             for names, _reason in plan.diff.plan.guards:
                 seen = self._guarded.setdefault(plan.name, {})
-                seen.update((n, plan.module.__dict__.get(n, MISSING)) for n in names)
+                seen.update((n, _lookup(plan.module.__dict__, n)) for n in names)
         self.step("paths")
         self._switch_paths()
         for plan in p.modules:
@@ -312,7 +312,7 @@ class Commit(ClassPatching, StateMigration):
         before = dict(d) if plan.diff.rebound or stars else {}
         for names, reason in body.guards:  # the modules it imports from committed already
             was = self._guarded.get(plan.name, {})
-            moved = sorted(n for n in names if d.get(n, MISSING) is not was.get(n, MISSING))
+            moved = sorted(n for n in names if _lookup(d, n) is not was.get(n, MISSING))
             if moved:
                 raise ChildError(
                     "hot_upgrade_failed",
@@ -426,3 +426,14 @@ def _exported(d: dict[str, Any]) -> set[str]:
     if isinstance(names, list | tuple):
         return {n for n in names if isinstance(n, str)}
     return {n for n in d if not n.startswith("_")}
+
+
+def _lookup(namespace: dict[str, Any], name: str) -> object:
+    """The object ``name`` reaches from ``namespace``: a name, or ``a.X`` inside the modules
+    and classes it names (their own dicts: no descriptor runs)."""
+    first, *rest = name.split(".")
+    obj = namespace.get(first, MISSING)
+    for part in rest:
+        inner = getattr(obj, "__dict__", None) if isinstance(obj, types.ModuleType | type) else None
+        obj = inner.get(part, MISSING) if inner is not None else MISSING
+    return obj

@@ -33,10 +33,18 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from hotswap.hot.names import DEF_TYPES, Def, bound_names, dump, names_in, runtime_names
+from hotswap.hot.names import (
+    DEF_TYPES,
+    NAMESPACE,
+    Def,
+    bound_names,
+    dotted_reads,
+    dump,
+    runtime_names,
+)
 from hotswap.hot.plan import BodyPlan, Exec, PatchClass, PatchDef
 from hotswap.hot.verdict import Reason
 
@@ -46,6 +54,25 @@ if TYPE_CHECKING:
 _CONTAINERS = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
 _CONTAINER_CALLS = ("dict", "list", "set", "defaultdict", "OrderedDict", "deque", "WeakSet")
 _STATE_METHODS = ("__init__", "__new__", "__setstate__", "__post_init__")
+CONSTRUCTORS = frozenset(
+    (
+        "bool",
+        "bytearray",
+        "bytes",
+        "dict",
+        "float",
+        "frozenset",
+        "int",
+        "list",
+        "set",
+        "str",
+        "tuple",
+    )
+)
+_DISPLAYS: dict[type[ast.expr], str] = {
+    ast.List: "list", ast.ListComp: "list", ast.Tuple: "tuple", ast.Set: "set",
+    ast.SetComp: "set", ast.Dict: "dict", ast.DictComp: "dict",
+}  # fmt: skip
 
 
 def follow_rebound_names(
@@ -77,9 +104,9 @@ def follow_rebound_names(
     for prev, stmt in plan.same:
         if isinstance(stmt, DEF_TYPES | ast.ClassDef):
             where = f"{module}.{prefix}{stmt.name}"
-            header = names_in(stmt.decorator_list)
+            header = _reads_in(stmt.decorator_list)
             if isinstance(stmt, ast.ClassDef):
-                header |= names_in(stmt.bases) | names_in(k.value for k in stmt.keywords)
+                header |= _reads_in(stmt.bases) | _reads_in(k.value for k in stmt.keywords)
             used = header & risky
             if used:
                 refusals.append(
@@ -95,13 +122,13 @@ def follow_rebound_names(
                 continue
             if isinstance(stmt, DEF_TYPES):
                 assert isinstance(prev, DEF_TYPES)
-                if names_in(_evaluated_at_def(stmt)) & risky:
+                if _reads_in(_evaluated_at_def(stmt)) & risky:
                     plan.ops.append(PatchDef(stmt, prefix + stmt.name, prev, why="defaults"))
                     added = True
                 still_same.append((prev, stmt))
                 continue
             assert isinstance(prev, ast.ClassDef)
-            if runtime_names(stmt) & risky:
+            if (runtime_names(stmt) | dotted_reads(stmt)) & risky:
                 body = diff_body(
                     prev.body,
                     stmt.body,
@@ -136,6 +163,21 @@ def follow_rebound_names(
         why = _not_rerunnable(stmt)
         what = ast.unparse(stmt).splitlines()[0][:80]
         subject = f"{module}.{prefix}".rstrip(".")
+        whole = sorted(u for u in used if u == NAMESPACE or u.endswith(".*"))
+        if whole:
+            spaces = ", ".join("its namespace" if u == NAMESPACE else u[:-2] for u in whole)
+            refusals.append(
+                Reason(
+                    "derived_state",
+                    f"{subject} line {stmt.lineno}: `{what}` is unchanged but read the whole "
+                    f"of {spaces} (vars(), dir(), __dict__), which this upgrade changes; "
+                    "running it again would not see what a fresh import sees at that point; "
+                    "use a blue-green upgrade",
+                    subject=f"{subject}:{stmt.lineno}",
+                )
+            )
+            still_same.append((prev, stmt))
+            continue
         if why is None or (why == _FILLED and not prefix and _single_name(stmt)):
             names = bound_names(stmt)
             op = Exec(stmt, frozenset(names), "derived")
@@ -222,8 +264,17 @@ def _reads(stmt: ast.stmt) -> tuple[set[str], set[str]]:
         rest = runtime_names(stmt.target)
         if stmt.value is not None:
             rest |= runtime_names(stmt.value)
-        return rest, runtime_names(stmt.annotation)
-    return runtime_names(stmt), set()
+        return rest | _reads_in([stmt.target, stmt.value]), _reads_in([stmt.annotation])
+    return runtime_names(stmt) | dotted_reads(stmt), set()
+
+
+def _reads_in(nodes: Iterable[ast.AST | None]) -> set[str]:
+    """Names and what inside objects (:func:`dotted_reads`) the expressions read."""
+    out: set[str] = set()
+    for n in nodes:
+        if n is not None:
+            out |= runtime_names(n) | dotted_reads(n)
+    return out
 
 
 def _evaluated_at_def(node: Def) -> list[ast.AST]:
@@ -270,28 +321,33 @@ def _not_rerunnable(stmt: ast.stmt) -> str | None:
 
 
 def state_shape_changes(
-    plan: BodyPlan, prefix: str
+    plan: BodyPlan, prefix: str, shadowed: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, ...], tuple[tuple[str, object], ...]]:
     """For a class body: the changed methods that set instance attributes differently, and the
     attributes live instances can be given instead (``fills``): a changed ``__init__`` that
     newly sets ``self.name = <constant>`` once, at its top level, gives every instance made by
     the new code that value first; an old instance lacking ``name`` gets it, and methods that
-    only set it later (a cache filled on first use) need nothing more."""
-    fills = dict(_constant_fills(plan))
+    only set it later (a cache filled on first use) need nothing more.
+
+    "Differently" is per attribute: the kinds of value (:func:`_kind`) the old method may store
+    in it and the new one may, as sets; how often or in which branch is not the shape
+    (``self._specs = frozenset(...)`` in both arms of a new ``if`` is still a frozenset).
+    ``shadowed``: builtin names the module binds, which then say nothing of a value's type."""
+    fills = dict(_constant_fills(plan, shadowed))
     out: list[str] = []
     for op in plan.ops:
         if isinstance(op, PatchDef) and op.why == "changed":
-            old, new = _state_writes(op.old_node), _state_writes(op.node)
+            old, new = _state_writes(op.old_node, shadowed), _state_writes(op.node, shadowed)
         elif (
             isinstance(op, Exec)
             and isinstance(op.node, DEF_TYPES)
             and op.why == "added"
             and op.node.name in _STATE_METHODS
         ):
-            old, new = Counter(), _state_writes(op.node)
+            old, new = Counter(), _state_writes(op.node, shadowed)
         else:
             continue
-        attrs = sorted({k[0] for k in (old - new) + (new - old)})
+        attrs = sorted({a for a, _k in old} ^ {a for a, _k in new} | _kinds_differ(old, new))
         if attrs and not set(attrs) <= fills.keys():
             name = op.node.name if isinstance(op.node, DEF_TYPES) else "?"
             out.append(f"{prefix}{name} now sets {', '.join(attrs)} differently")
@@ -300,13 +356,24 @@ def state_shape_changes(
     return (), tuple(sorted(fills.items()))
 
 
-def _constant_fills(plan: BodyPlan) -> Iterator[tuple[str, object]]:
+def _kinds_differ(old: Counter[tuple[str, str]], new: Counter[tuple[str, str]]) -> set[str]:
+    """Attributes both methods set, with another set of kinds of value."""
+    kinds: dict[str, tuple[set[str], set[str]]] = {}
+    for side, writes in enumerate((old, new)):
+        for attr, kind in writes:
+            kinds.setdefault(attr, (set(), set()))[side].add(kind)
+    return {a for a, (was, now) in kinds.items() if was and now and was != now}
+
+
+def _constant_fills(
+    plan: BodyPlan, shadowed: frozenset[str] = frozenset()
+) -> Iterator[tuple[str, object]]:
     """``(attribute, constant)`` a changed ``__init__`` newly sets once at its top level."""
     for op in plan.ops:
         if not (isinstance(op, PatchDef) and op.why == "changed" and op.node.name == "__init__"):
             continue
-        old_attrs = {a for a, _kind in _state_writes(op.old_node)}
-        writes = _state_writes(op.node)
+        old_attrs = {a for a, _kind in _state_writes(op.old_node, shadowed)}
+        writes = _state_writes(op.node, shadowed)
         params = [*op.node.args.posonlyargs, *op.node.args.args]
         if not params:
             return
@@ -329,7 +396,7 @@ def _constant_fills(plan: BodyPlan) -> Iterator[tuple[str, object]]:
                 yield target.attr, value.value
 
 
-def _state_writes(fn: Def) -> Counter[tuple[str, str]]:
+def _state_writes(fn: Def, shadowed: frozenset[str] = frozenset()) -> Counter[tuple[str, str]]:
     """``(attribute, kind of value)`` for each ``self.attribute = ...`` in a method."""
     out: Counter[tuple[str, str]] = Counter()
     for dec in fn.decorator_list:
@@ -339,6 +406,11 @@ def _state_writes(fn: Def) -> Counter[tuple[str, str]]:
     if not params:
         return out
     me = params[0].arg
+    local = {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}
+    local |= {
+        n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)
+    }
+    shadowed = shadowed | (local & CONSTRUCTORS)
     for node in ast.walk(fn):
         pairs: list[tuple[ast.expr, str]] = []
         if isinstance(node, ast.Assign):
@@ -346,11 +418,12 @@ def _state_writes(fn: Def) -> Counter[tuple[str, str]]:
                 if isinstance(t, ast.Tuple | ast.List):
                     pairs += [(e, "unpacked") for e in t.elts]
                 else:
-                    pairs.append((t, _kind(node.value)))
+                    pairs.append((t, _kind(node.value, shadowed)))
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            pairs.append((node.target, _kind(node.value)))
+            pairs.append((node.target, _kind(node.value, shadowed)))
         elif isinstance(node, ast.AugAssign):
-            pairs.append((node.target, f"{type(node.op).__name__}={_kind(node.value)}"))
+            op = type(node.op).__name__
+            pairs.append((node.target, f"{op}={_kind(node.value, shadowed)}"))
         for target, kind in pairs:
             if (
                 isinstance(target, ast.Attribute)
@@ -361,57 +434,39 @@ def _state_writes(fn: Def) -> Counter[tuple[str, str]]:
     return out
 
 
-def _kind(value: ast.expr) -> str:
-    """A literal's type (``0`` and ``30`` are the same kind of state), else the expression;
-    a string built by ``+`` from literal text and values is the same as the f-string of the
-    same parts (``"Expected " + self.name`` is ``f"Expected {self.name}"``: the ``+`` only
-    ran because the value was a string, and then both give the same string)."""
+def _kind(value: ast.expr, shadowed: frozenset[str] = frozenset()) -> str:
+    """The type of the value where the syntax tells it, else the expression itself: a
+    literal's type (``0`` and ``30`` are the same kind of state), a display's or a
+    comprehension's, a builtin constructor's (``frozenset(map(Specifier, parts))`` and
+    ``frozenset(specifiers)``), unless the module or the method binds that name; and ``str``
+    for an f-string or a concatenation with literal text (``"Expected " + str(self)`` and
+    ``f"Expected {self}"``: the ``+`` only ran because the other operand was a string)."""
     if isinstance(value, ast.Constant):
         return type(value.value).__name__
     if isinstance(value, ast.UnaryOp) and isinstance(value.operand, ast.Constant):
         return type(value.operand.value).__name__
-    parts = _string_parts(value)
-    if parts is not None:
-        return "str:" + repr(parts)
+    display = _DISPLAYS.get(type(value))
+    if display is not None:
+        return display
+    if (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id in CONSTRUCTORS - shadowed
+    ):
+        return value.func.id
+    if isinstance(value, ast.JoinedStr) or _concatenates_text(value):
+        return "str"
     return dump(value)
 
 
-def _string_parts(value: ast.expr) -> list[tuple[str, str]] | None:
-    """``[("text", ...), ("value", dump)]`` of a string concatenation or a plain f-string."""
-    out: list[tuple[str, str]] = []
-
-    def add(kind: str, text: str) -> None:
-        if kind == "text" and out and out[-1][0] == "text":
-            out[-1] = ("text", out[-1][1] + text)
-        elif kind != "text" or text:
-            out.append((kind, text))
-
-    if isinstance(value, ast.JoinedStr):
-        for part in value.values:
-            if isinstance(part, ast.Constant) and isinstance(part.value, str):
-                add("text", part.value)
-            elif (
-                isinstance(part, ast.FormattedValue)
-                and part.conversion == -1
-                and part.format_spec is None
-            ):
-                add("value", dump(part.value))
-            else:
-                return None
-        return out
+def _concatenates_text(value: ast.expr) -> bool:
+    """``"text" + x + ...``: a chain of ``+`` with literal text among its first two operands."""
     operands: list[ast.expr] = []
     node: ast.expr = value
     while isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         operands.insert(0, node.right)
         node = node.left
     operands.insert(0, node)
-    if len(operands) < 2 or not any(
+    return len(operands) >= 2 and any(
         isinstance(o, ast.Constant) and isinstance(o.value, str) for o in operands[:2]
-    ):
-        return None  # `a + b` of two values need not be strings; one literal text makes it one
-    for o in operands:
-        if isinstance(o, ast.Constant) and isinstance(o.value, str):
-            add("text", o.value)
-        else:
-            add("value", dump(o))
-    return out
+    )

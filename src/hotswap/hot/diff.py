@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import ast
 
-from hotswap.hot.derive import follow_rebound_names, state_shape_changes
+from hotswap.hot.derive import CONSTRUCTORS, follow_rebound_names, state_shape_changes
 from hotswap.hot.layout import class_body_refusals, dotted_bases, header_change, looks_enum
 from hotswap.hot.names import (
     DEF_TYPES,
+    NAMESPACE,
     all_names,
     ann_names,
     bound_names,
@@ -98,6 +99,7 @@ def diff_module(
         outer=outer,
         base_checks=base_checks,
         lazy=lazy_annotations(old),
+        shadowed=_shadowed_builtins(old.body, new.body),
     )
     if lazy_annotations(old) != lazy_annotations(new) and _annotates(_unchanged(plan)):
         refusals.append(
@@ -203,6 +205,35 @@ def _undo_delete(
             op.body.ops.sort(key=lambda o: o.lineno)
 
 
+def changed_inside(plan: BodyPlan, prefix: str = "") -> set[str]:
+    """``C.x`` for each attribute ``x`` of a class patched in place (``C``) that gets another
+    object (rebound, added, removed), and ``C.*`` when there is any: an unchanged statement
+    that read ``C.x`` (or the whole of ``C``) read the old one. Methods patched in place keep
+    their objects, so they are not in it."""
+    out: set[str] = set()
+    for op in plan.ops:
+        if not isinstance(op, PatchClass):
+            continue
+        name = f"{prefix}{op.name}"
+        inner = {n for o in op.body.ops if isinstance(o, Exec) for n in o.names - o.keep}
+        inner |= op.body.removed
+        inner |= {n[len(name) + 1 :] for n in changed_inside(op.body, name + ".")}
+        if inner:
+            out |= {f"{name}.{n}" for n in inner if n != "*"} | {f"{name}.*"}
+    return out
+
+
+def _shadowed_builtins(*bodies: list[ast.stmt]) -> frozenset[str]:
+    """The builtin constructors a module binds at its top level (all of them after a
+    ``from m import *``): there ``frozenset(...)`` need not make a frozenset."""
+    names: set[str] = set()
+    for stmt in (s for body in bodies for s in body):
+        if isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names):
+            return CONSTRUCTORS
+        names |= bound_names(stmt)
+    return CONSTRUCTORS & names
+
+
 def _unchanged(plan: BodyPlan) -> list[ast.stmt]:
     """The statements of a body the upgrade leaves as they ran (in changed classes too)."""
     out = [stmt for _prev, stmt in plan.same]
@@ -235,6 +266,7 @@ def diff_body(
     outer: frozenset[str] = frozenset(),
     base_checks: list[tuple[str, tuple[str, ...]]] | None = None,
     lazy: bool = False,
+    shadowed: frozenset[str] = frozenset(),
 ) -> BodyPlan:
     """The plan of one body. ``outer`` are the module names the upgrade rebinds (for a class
     body: what its unchanged statements may have read from the module). ``lazy``: the old
@@ -316,9 +348,10 @@ def diff_body(
                 refusals=refusals,
                 warnings=warnings,
                 is_class=True,
-                outer=frozenset(risky),
+                outer=frozenset(risky - {NAMESPACE}),
                 base_checks=base_checks,
                 lazy=lazy,
+                shadowed=shadowed,
             )
             if body.is_empty():
                 same.append((prev, stmt))
@@ -356,6 +389,9 @@ def diff_body(
         first_bound=first_bound,
         replaced=replaced,
     )
+    risky |= changed_inside(plan)
+    if risky or removed or any(isinstance(op, Exec) and op.why == "added" for op in ops):
+        risky.add(NAMESPACE)  # `vars()` here would see another namespace
     follow_rebound_names(
         plan,
         risky,
@@ -372,7 +408,7 @@ def diff_body(
     ):
         plan.annotations = tuple(new_ann)  # an annotation re-evaluated: the class's follow
     if is_class:
-        plan.state_shape, plan.fills = state_shape_changes(plan, prefix)
+        plan.state_shape, plan.fills = state_shape_changes(plan, prefix, shadowed)
     return plan
 
 

@@ -146,6 +146,54 @@ def runtime_names(node: ast.AST) -> set[str]:
     }
 
 
+NAMESPACE = "*"  # a read of a whole namespace: ``vars()``, ``dir()``, ``globals()``
+
+
+def dotted_reads(node: ast.AST) -> set[str]:
+    """What the statement reads *inside* objects while it runs: ``N.a`` and ``N.a.b`` for an
+    attribute chain on a name (``getattr(N, "a")`` too), ``N.*`` where it reads N's whole
+    namespace (``vars(N)``, ``dir(N)``, ``N.__dict__``), and ``*`` for the namespace it runs
+    in (``vars()``, ``dir()``, ``globals()``, ``locals()``). Names alone are
+    :func:`runtime_names`."""
+    out: set[str] = set()
+    for n in _walk_no_scopes(node):
+        if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load):
+            chain = _chain(n)
+            if chain is None:
+                continue
+            parts = chain.split(".")
+            if parts[-1] == "__dict__":
+                out.add(".".join(parts[:-1]) + ".*")
+                parts = parts[:-1]
+            out.update(".".join(parts[: i + 1]) for i in range(1, len(parts)))
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and not n.keywords:
+            fn, args = n.func.id, n.args
+            if fn in ("vars", "dir", "globals", "locals") and not args:
+                out.add(NAMESPACE)
+            elif fn in ("vars", "dir") and len(args) == 1 and (c := _chain(args[0])):
+                out.add(c + ".*")
+            elif (
+                fn in ("getattr", "hasattr")
+                and len(args) >= 2
+                and (c := _chain(args[0]))
+                and isinstance(args[1], ast.Constant)
+                and isinstance(args[1].value, str)
+            ):
+                out.add(f"{c}.{args[1].value}")
+    return out
+
+
+def _chain(node: ast.expr) -> str | None:
+    """``a.b.c`` for an attribute chain on a name (or the name alone), else None."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
+
+
 def all_names(node: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
 
@@ -223,6 +271,27 @@ def from_imports(body: list[ast.stmt], package: str) -> Iterator[tuple[str, str,
                 continue
             for a in node.names:
                 yield base, a.name, a.asname or a.name
+
+
+def module_aliases(
+    body: list[ast.stmt], package: str, modules: set[str]
+) -> Iterator[tuple[str, str]]:
+    """``(name, module)`` for every top-level statement binding a name to a module of
+    ``modules``: ``import a.b`` binds ``a`` (``a.b.X`` reads inside ``a.b``), ``import a.b as
+    x`` binds ``x`` to ``a.b``, ``from . import sub`` binds ``sub``."""
+    for node in _walk_toplevel(body):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname:
+                    yield a.asname, a.name
+                else:
+                    yield a.name.split(".")[0], a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom):
+            base = resolve_from(node, package)
+            for a in node.names:
+                full = f"{base}.{a.name}" if base else a.name
+                if a.name != "*" and full in modules:
+                    yield a.asname or a.name, full
 
 
 def resolve_from(node: ast.ImportFrom, package: str) -> str | None:
