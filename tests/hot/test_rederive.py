@@ -181,6 +181,14 @@ def test_a_statement_reading_the_whole_of_a_changed_class_is_refused(hot: Hot) -
     assert refused(hot, r2) == {"derived_state"}  # pyparsing 3.1.2's _builtin_exprs
 
 
+def test_a_format_of_globals_reads_only_the_names_its_fields_name(hot: Hot) -> None:
+    mod = "A = '{}'\nB = 'b'\nC = {}\nX = '{{A}}-{{B}}'.format(**globals())\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": mod.format("a", 1)}, {"m.py": mod.format("a2", 2)}, "m")
+    hot.upgrade(r2)  # h11's `_abnf`: C changing alone would leave X as it is
+    assert (m.X, m.C) == ("a2-b", 2)
+    assert repr(m.X) == fresh(hot, r2, "m", "m.X")
+
+
 def test_a_namespace_read_is_left_alone_when_only_function_bodies_change(hot: Hot) -> None:
     mod = "def f():\n    return {}\nNAMES = sorted(n for n in dir() if not n.startswith('_'))\n"
     _, r2, (m,) = hot.v1_v2({"m.py": mod.format(1)}, {"m.py": mod.format(2)}, "m")

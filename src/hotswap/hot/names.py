@@ -9,6 +9,8 @@ from __future__ import annotations
 import __future__
 
 import ast
+import re
+import string
 from collections.abc import Iterable, Iterator
 
 Def = ast.FunctionDef | ast.AsyncFunctionDef
@@ -156,7 +158,15 @@ def dotted_reads(node: ast.AST) -> set[str]:
     in (``vars()``, ``dir()``, ``globals()``, ``locals()``). Names alone are
     :func:`runtime_names`."""
     out: set[str] = set()
+    formatted: set[int] = set()  # `globals()` calls whose reads a format string names
     for n in _walk_no_scopes(node):
+        fields = _format_fields(n)
+        if fields is not None:
+            out |= fields[0]
+            formatted.add(id(fields[1]))
+    for n in _walk_no_scopes(node):
+        if id(n) in formatted:
+            continue
         if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load):
             chain = _chain(n)
             if chain is None:
@@ -181,6 +191,47 @@ def dotted_reads(node: ast.AST) -> set[str]:
             ):
                 out.add(f"{c}.{args[1].value}")
     return out
+
+
+def _format_fields(node: ast.AST) -> tuple[set[str], ast.Call] | None:
+    """``"{a}-{b.c}".format(**globals())`` reads ``a`` and ``b`` (``b.c`` too) of the
+    namespace, no more: the names and the ``globals()`` call, else None."""
+    if not (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "format"
+        and isinstance(node.func.value, ast.Constant)
+        and isinstance(node.func.value.value, str)
+        and not node.args
+        and len(node.keywords) == 1
+        and node.keywords[0].arg is None
+    ):
+        return None
+    inner = node.keywords[0].value
+    if not (
+        isinstance(inner, ast.Call)
+        and isinstance(inner.func, ast.Name)
+        and inner.func.id in ("globals", "locals", "vars")
+        and not inner.args
+        and not inner.keywords
+    ):
+        return None
+    names: set[str] = set()
+    try:
+        parsed = list(string.Formatter().parse(node.func.value.value))
+    except ValueError:
+        return None
+    for _text, field, spec, _conv in parsed:
+        if field is None:
+            continue  # literal text only
+        head = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if not head.isidentifier() or (spec and "{" in spec):
+            return None  # a positional field, or a nested one in the spec
+        names.add(head)
+        dotted = re.match(r"[\w.]+", field)
+        if dotted and "." in dotted.group(0):
+            names.add(dotted.group(0))
+    return names, inner
 
 
 def _chain(node: ast.expr) -> str | None:
