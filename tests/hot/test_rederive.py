@@ -173,12 +173,14 @@ def test_a_statement_reading_the_whole_changed_module_namespace_is_refused(hot: 
     )
     _, r2, (m,) = hot.v1_v2({"m.py": mod.format("")}, {"m.py": mod.format("B = P()")}, "m")
     assert refused(hot, r2) == {"derived_state"}
+    assert len(m.ALL) == 1 and not hasattr(m, "B")
 
 
 def test_a_statement_reading_the_whole_of_a_changed_class_is_refused(hot: Hot) -> None:
     cls = "class C:\n    A = 1\n{}\nALL = [v for v in vars(C).values() if isinstance(v, int)]\n"
     _, r2, (m,) = hot.v1_v2({"m.py": cls.format("")}, {"m.py": cls.format("    B = 2")}, "m")
     assert refused(hot, r2) == {"derived_state"}  # pyparsing 3.1.2's _builtin_exprs
+    assert m.ALL == [1] and not hasattr(m.C, "B")
 
 
 def test_a_format_of_globals_reads_only_the_names_its_fields_name(hot: Hot) -> None:
