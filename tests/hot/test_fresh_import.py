@@ -179,6 +179,28 @@ def test_star_reexport_gains_new_names_and_loses_removed_ones(hot: Hot) -> None:
     assert not hasattr(pkg, "old") and pkg.KEEP == 1
 
 
+def test_a_chain_of_star_reexports_gains_and_loses_names_at_every_link(hot: Hot) -> None:
+    # pyparsing: __init__ and helpers star-import core, which star-imports exceptions
+    v1 = {
+        "__init__.py": "from .core import *\n",
+        "core.py": "from .exceptions import *\ndef parse():\n    return 1\n",
+        "helpers.py": "from .core import *\n",
+        "exceptions.py": "class ExceptionWordUnicode:\n    pass\nclass Kept:\n    pass\n",
+    }
+    v2 = {
+        **v1,
+        "exceptions.py": "class _ExceptionWordUnicodeSet:\n    pass\nclass Kept:\n    pass\n",
+    }
+    _, r2, (pkg, core, helpers) = hot.v1_v2(v1, v2, "", "core", "helpers")
+    kept = pkg.Kept
+    hot.upgrade(r2)
+    for mod in (core, pkg, helpers):
+        assert not hasattr(mod, "ExceptionWordUnicode"), mod
+        assert mod.Kept is kept and not hasattr(mod, "_ExceptionWordUnicodeSet")
+    want = fresh(hot, r2, "helpers", "sorted(n for n in vars(m) if not n.startswith('__'))")
+    assert repr(sorted(n for n in vars(helpers) if not n.startswith("__"))) == want
+
+
 def test_star_reexport_skips_private_names_without_all(hot: Hot) -> None:
     v1 = {"__init__.py": "from .m import *\n_P = 'pkg'\n", "m.py": "X = 1\n_P = 1\n"}
     v2 = {**v1, "m.py": "X = 2\n_P = 2\n"}

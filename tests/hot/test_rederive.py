@@ -191,6 +191,13 @@ def test_a_format_of_globals_reads_only_the_names_its_fields_name(hot: Hot) -> N
     assert repr(m.X) == fresh(hot, r2, "m", "m.X")
 
 
+def test_locals_in_an_unchanged_class_body_reads_the_class_not_the_module(hot: Hot) -> None:
+    mod = "LIMIT = {}\nclass Flags:\n    a = 1\n    _all = [n for n in locals() if n[0] != '_']\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": mod.format(1)}, {"m.py": mod.format(2)}, "m")
+    hot.upgrade(r2)  # pyparsing's __compat__ and __diag__
+    assert m.LIMIT == 2 and m.Flags._all == ["a"]
+
+
 def test_a_namespace_read_is_left_alone_when_only_function_bodies_change(hot: Hot) -> None:
     mod = "def f():\n    return {}\nNAMES = sorted(n for n in dir() if not n.startswith('_'))\n"
     _, r2, (m,) = hot.v1_v2({"m.py": mod.format(1)}, {"m.py": mod.format(2)}, "m")

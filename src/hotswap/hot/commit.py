@@ -355,13 +355,21 @@ class Commit(ClassPatching, StateMigration):
             self._star_exports(d, before, stars)
 
     def _star_exports(
-        self, d: dict[str, Any], before: dict[str, Any], importers: list[types.ModuleType]
+        self,
+        d: dict[str, Any],
+        before: dict[str, Any],
+        importers: list[types.ModuleType],
+        seen: frozenset[int] = frozenset(),
     ) -> None:
         """``from m import *`` importers get what ``m`` now exports, lose what it no longer
-        does (where they still hold the old object); rebound names went through _rebind."""
+        does (where they still hold the old object), and pass that on to their own star
+        importers; rebound names went through _rebind."""
         now, was = _exported(d), _exported(before)
         for importer in importers:
             idict = importer.__dict__
+            if id(idict) in seen:
+                continue  # an import cycle
+            was_there = dict(idict)
             for name in now:
                 if name not in idict and name in d:
                     self.j.snapshot_namespace(idict)
@@ -371,6 +379,9 @@ class Commit(ClassPatching, StateMigration):
                 if name in idict and idict[name] is before.get(name, MISSING):
                     self.j.snapshot_namespace(idict)
                     del idict[name]
+            onward = self.p.star_importers.get(importer.__name__, [])
+            if onward and idict.keys() != was_there.keys():
+                self._star_exports(idict, was_there, onward, seen | {id(d)})
 
     def _rebind(self, plan: ModulePlan, before: dict[str, Any]) -> None:
         d = plan.module.__dict__

@@ -138,7 +138,7 @@ def follow_rebound_names(
                     refusals=refusals,
                     warnings=warnings,
                     is_class=True,
-                    outer=frozenset(risky),
+                    outer=frozenset(risky - {NAMESPACE}),
                     lazy=lazy,
                 )
                 if not body.is_empty():

@@ -118,12 +118,14 @@ def star_importers(
     plans: list[ModulePlan], loaded: dict[str, types.ModuleType]
 ) -> dict[str, list[types.ModuleType]]:
     """``{module: [importer]}``: the loaded modules that run ``from module import *`` at their
-    top level, for the changed modules (the commit gives them the names the module now
-    exports and takes away the ones it no longer does)."""
-    changed = {p.name for p in plans}
+    top level, for every loaded module once any module changes (the commit gives importers the
+    names a module now exports and takes away the ones it no longer does, and passes that on
+    to *their* star importers: ``pkg/__init__`` star-imports ``core``, which star-imports
+    ``exceptions``)."""
     out: dict[str, list[types.ModuleType]] = {}
-    if not changed:
+    if not plans:
         return out
+    names = {mod.__name__ for mod in loaded.values()}
     for rel, mod in loaded.items():
         if not rel.endswith(".py"):
             continue
@@ -139,6 +141,6 @@ def star_importers(
             continue
         pkg = mod.__name__ if rel.endswith("__init__.py") else mod.__name__.rpartition(".")[0]
         for src_mod, name, _alias in from_imports(tree.body, pkg):
-            if name == "*" and src_mod in changed and mod not in out.get(src_mod, []):
+            if name == "*" and src_mod in names and mod not in out.get(src_mod, []):
                 out.setdefault(src_mod, []).append(mod)
     return out

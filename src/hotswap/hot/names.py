@@ -160,10 +160,17 @@ def dotted_reads(node: ast.AST) -> set[str]:
     out: set[str] = set()
     formatted: set[int] = set()  # `globals()` calls whose reads a format string names
     for n in _walk_no_scopes(node):
-        fields = _format_fields(n)
+        fields = _format_fields(n) or _name_lookup(n)
         if fields is not None:
             out |= fields[0]
             formatted.add(id(fields[1]))
+    in_class = {  # `vars()` in a class body reads the class's namespace, not this one
+        id(sub)
+        for c in _walk_no_scopes(node)
+        if isinstance(c, ast.ClassDef)
+        for stmt in c.body
+        for sub in _walk_no_scopes(stmt)
+    }
     for n in _walk_no_scopes(node):
         if id(n) in formatted:
             continue
@@ -179,7 +186,8 @@ def dotted_reads(node: ast.AST) -> set[str]:
         elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and not n.keywords:
             fn, args = n.func.id, n.args
             if fn in ("vars", "dir", "globals", "locals") and not args:
-                out.add(NAMESPACE)
+                if id(n) not in in_class or fn == "globals":
+                    out.add(NAMESPACE)
             elif fn in ("vars", "dir") and len(args) == 1 and (c := _chain(args[0])):
                 out.add(c + ".*")
             elif (
@@ -191,6 +199,45 @@ def dotted_reads(node: ast.AST) -> set[str]:
             ):
                 out.add(f"{c}.{args[1].value}")
     return out
+
+
+def _namespace_call(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("globals", "locals", "vars")
+        and not node.args
+        and not node.keywords
+    )
+
+
+def _name_lookup(node: ast.AST) -> tuple[set[str], ast.Call] | None:
+    """``"x" in globals()``, ``globals().get("x")``, ``globals()["x"]`` read ``x`` alone."""
+    call: ast.AST | None = None
+    key: ast.AST | None = None
+    if (
+        isinstance(node, ast.Compare)
+        and len(node.ops) == 1
+        and isinstance(node.ops[0], ast.In | ast.NotIn)
+    ):
+        call, key = node.comparators[0], node.left
+    elif isinstance(node, ast.Subscript):
+        call, key = node.value, node.slice
+    elif (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get"
+        and node.args
+    ):
+        call, key = node.func.value, node.args[0]
+    if (
+        isinstance(call, ast.Call)
+        and _namespace_call(call)
+        and isinstance(key, ast.Constant)
+        and isinstance(key.value, str)
+    ):
+        return {key.value}, call
+    return None
 
 
 def _format_fields(node: ast.AST) -> tuple[set[str], ast.Call] | None:
@@ -208,13 +255,7 @@ def _format_fields(node: ast.AST) -> tuple[set[str], ast.Call] | None:
     ):
         return None
     inner = node.keywords[0].value
-    if not (
-        isinstance(inner, ast.Call)
-        and isinstance(inner.func, ast.Name)
-        and inner.func.id in ("globals", "locals", "vars")
-        and not inner.args
-        and not inner.keywords
-    ):
+    if not (isinstance(inner, ast.Call) and _namespace_call(inner)):
         return None
     names: set[str] = set()
     try:
