@@ -58,12 +58,69 @@ def test_lazy_annotations_read_nothing(hot: Hot) -> None:
     assert m.Row.__annotations__ == {"cells": "Alias"} and m.Alias is str
 
 
-def test_adding_future_annotations_is_refused_when_unchanged_code_is_annotated(hot: Hot) -> None:
-    body = "def f(x: int) -> int:\n    return x\n"
-    v1 = {"m.py": body}
+_ANNOTATED = """import dataclasses, functools, typing
+LIMIT: int = 3
+def f(x: int, y: "list[int]" = [], *, z: typing.Optional[str] = None) -> int:
+    return x
+@functools.lru_cache
+def cached(n: int) -> int:
+    return n
+class Plain:
+    size: int = 1
+    def method(self, other: "Plain") -> bool:
+        return True
+    @property
+    def area(self) -> float:
+        return 1.0
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int = 0
+class Version(typing.NamedTuple):
+    major: int
+    minor: int
+class Env(typing.TypedDict):
+    name: str
+"""
+_FRESH = (
+    "(m.f.__annotations__, m.cached.__wrapped__.__annotations__, m.__annotations__,"
+    " m.Plain.__annotations__, m.Plain.method.__annotations__, m.Plain.area.fget.__annotations__,"
+    " m.Point.__annotations__, [(f.name, f.type) for f in m.dataclasses.fields(m.Point)],"
+    " m.Point.__doc__, m.Point.__init__.__annotations__, m.Version.__annotations__,"
+    " m.Version.__new__.__annotations__, m.Env.__annotations__)"
+)
+
+
+def test_adding_future_annotations_makes_every_annotation_the_string_a_fresh_import_has(
+    hot: Hot,
+) -> None:
+    v2 = "from __future__ import annotations\n" + _ANNOTATED
+    _, r2, (m,) = hot.v1_v2({"m.py": _ANNOTATED}, {"m.py": v2}, "m")
+    f, default, point, version = m.f, m.f.__defaults__[0], m.Point(1), m.Version(1, 2)
+    hot.upgrade(r2)  # packaging 24.1
+    assert repr(eval(_FRESH, {"m": m})) == fresh(hot, r2, "m", _FRESH)
+    assert m.f is f and m.f.__defaults__[0] is default  # nothing else is evaluated again
+    assert m.f.__annotations__["x"] == "int" and point == m.Point(1) and version.minor == 2
+
+
+def test_adding_future_annotations_is_refused_when_a_def_annotates_inside_its_body(
+    hot: Hot,
+) -> None:
+    body = "def outer():\n    def inner(x: int) -> int:\n        return x\n    return inner\n"
     v2 = {"m.py": "from __future__ import annotations\n" + body}
-    _, r2, _mods = hot.v1_v2(v1, v2, "m")
+    _, r2, (m,) = hot.v1_v2({"m.py": body}, v2, "m")
     assert refused(hot, r2) == {"derived_state"}
+    assert m.outer()(1) == 1
+
+
+def test_removing_future_annotations_is_refused_when_unchanged_code_is_annotated(
+    hot: Hot,
+) -> None:
+    body = "def f(x: int) -> int:\n    return x\n"
+    v1 = {"m.py": "from __future__ import annotations\n" + body}
+    _, r2, (m,) = hot.v1_v2(v1, {"m.py": body}, "m")
+    assert refused(hot, r2) == {"derived_state"}
+    assert m.f.__annotations__ == {"x": "int", "return": "int"}
 
 
 # -- across modules: `from m import name` copies --------------------------------------------------

@@ -15,6 +15,8 @@ import copy
 import dataclasses
 import enum
 import inspect
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,7 @@ from hotswap.hot.journal import Journal
 from hotswap.hot.plan import ClassStep, Exec, ModulePlan, PatchClass, PatchDef, Prepared
 from hotswap.hot.stats import Counts
 
+_TYPE_CHECK: Callable[[object, str], object] = typing._type_check  # type: ignore[attr-defined]
 _DATACLASS_GENERATED = (
     "__init__",
     "__repr__",
@@ -96,9 +99,15 @@ class ClassPatching:
             type.__setattr__(cls, "__doc__", doc)
         if body.annotations is not None:
             ann = ns.get("__annotations__", {})
-            type.__setattr__(
-                cls, "__annotations__", {n: ann[n] for n in body.annotations if n in ann}
-            )
+            own = {n: ann[n] for n in body.annotations if n in ann}
+            new_fn = getattr(cls.__dict__.get("__new__"), "__func__", None)  # a staticmethod
+            if _typed_namedtuple(cls) and isinstance(new_fn, types.FunctionType):
+                # what typing.NamedTuple's metaclass stores: a string as a ForwardRef, None
+                # as NoneType; the generated __new__ shares the dict
+                own = {n: _TYPE_CHECK(t, f"field {n} must be a type") for n, t in own.items()}
+                self.j.snapshot_function(new_fn)
+                new_fn.__annotations__ = own
+            type.__setattr__(cls, "__annotations__", own)
         if cs.kind == "dataclass":
             self._redo_dataclass(plan, cs)
         if cs.abstract:
@@ -128,6 +137,18 @@ class ClassPatching:
             raise ChildError(
                 "hot_upgrade_failed", f"{cls.__qualname__}: @dataclass returned a new class"
             )
+
+
+def _typed_namedtuple(cls: type) -> bool:
+    """A class made by ``typing.NamedTuple`` (its ``__new__`` shares its annotations)."""
+    d = cls.__dict__
+    new = getattr(d.get("__new__"), "__func__", None)
+    return (
+        issubclass(cls, tuple)
+        and "_fields" in d
+        and isinstance(d.get("__annotations__"), dict)
+        and getattr(new, "__annotations__", None) is d["__annotations__"]
+    )
 
 
 # -- enums ------------------------------------------------------------------------------------

@@ -284,12 +284,11 @@ class Commit(ClassPatching, StateMigration):
         for fn in functions_of_def(plan, self.p.index, op.qualname, op.old_firstlineno):
             self.j.snapshot_function(fn)
             old_doc, old_ann = fn.__doc__, dict(fn.__annotations__)
+            if op.why == "annotations":  # `from __future__ import annotations` was added
+                self._copy_annotations(fn, new, old_ann)
+                continue
             fn.__defaults__ = new.__defaults__
             fn.__kwdefaults__ = new.__kwdefaults__
-            # in place: functools.wraps shares this dict with the wrappers made from fn
-            self.j.snapshot_dict(fn.__annotations__)
-            fn.__annotations__.clear()
-            fn.__annotations__.update(new.__annotations__)
             fn.__doc__ = new.__doc__
             fn.__dict__.update(new.__dict__)
             for wrapper in self.p.index.wrappers.get(id(fn), ()):
@@ -297,11 +296,21 @@ class Commit(ClassPatching, StateMigration):
                 if getattr(wrapper, "__doc__", None) == old_doc and old_doc != new.__doc__:
                     with contextlib.suppress(AttributeError, TypeError):
                         self.j.setattr(wrapper, "__doc__", new.__doc__)
-                ann = getattr(wrapper, "__annotations__", None)
-                if isinstance(ann, dict) and ann is not fn.__annotations__ and ann == old_ann:
-                    self.j.snapshot_dict(ann)
-                    ann.clear()
-                    ann.update(new.__annotations__)
+            self._copy_annotations(fn, new, old_ann)
+
+    def _copy_annotations(
+        self, fn: types.FunctionType, new: types.FunctionType, old_ann: dict[str, Any]
+    ) -> None:
+        # in place: functools.wraps shares this dict with the wrappers made from fn
+        self.j.snapshot_dict(fn.__annotations__)
+        fn.__annotations__.clear()
+        fn.__annotations__.update(new.__annotations__)
+        for wrapper in self.p.index.wrappers.get(id(fn), ()):
+            ann = getattr(wrapper, "__annotations__", None)
+            if isinstance(ann, dict) and ann is not fn.__annotations__ and ann == old_ann:
+                self.j.snapshot_dict(ann)
+                ann.clear()
+                ann.update(new.__annotations__)
 
     # -- statements and classes -----------------------------------------------------------------
 

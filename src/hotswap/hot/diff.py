@@ -53,6 +53,7 @@ from hotswap.hot.names import (
     toplevel_imports,
 )
 from hotswap.hot.plan import CODE_CHANGE, BodyPlan, Exec, ModuleDiff, Op, PatchClass, PatchDef
+from hotswap.hot.relazy import SAME_CODE, annotations_become_strings
 from hotswap.hot.units import Lines, annotation_only, pair, same_unit, split_doc
 from hotswap.hot.verdict import Reason
 
@@ -87,6 +88,7 @@ def diff_module(
         )
     warnings: list[str] = []
     base_checks: list[tuple[str, tuple[str, ...]]] = []
+    relazy = not lazy_annotations(old) and lazy_annotations(new)
     plan = diff_body(
         old.body,
         new.body,
@@ -100,8 +102,10 @@ def diff_module(
         base_checks=base_checks,
         lazy=lazy_annotations(old),
         shadowed=_shadowed_builtins(old.body, new.body),
+        relazy=relazy and SAME_CODE,
     )
-    if lazy_annotations(old) != lazy_annotations(new) and _annotates(_unchanged(plan)):
+    removed_lazy = lazy_annotations(old) and not lazy_annotations(new)
+    if (removed_lazy or (relazy and not SAME_CODE)) and _annotates(_unchanged(plan)):
         refusals.append(
             Reason(
                 "derived_state",
@@ -267,6 +271,7 @@ def diff_body(
     base_checks: list[tuple[str, tuple[str, ...]]] | None = None,
     lazy: bool = False,
     shadowed: frozenset[str] = frozenset(),
+    relazy: bool = False,
 ) -> BodyPlan:
     """The plan of one body. ``outer`` are the module names the upgrade rebinds (for a class
     body: what its unchanged statements may have read from the module). ``lazy``: the old
@@ -352,6 +357,7 @@ def diff_body(
                 base_checks=base_checks,
                 lazy=lazy,
                 shadowed=shadowed,
+                relazy=relazy,
             )
             if body.is_empty():
                 same.append((prev, stmt))
@@ -403,6 +409,26 @@ def diff_body(
         lazy=lazy,
         imported=outer if not is_class else frozenset(),
     )
+    if relazy:  # `from __future__ import annotations` added: every annotation a string
+        annotations_become_strings(
+            plan,
+            prefix=prefix,
+            module=module,
+            is_class=is_class,
+            refusals=refusals,
+            redo_class=lambda prev, stmt: diff_body(
+                prev.body,
+                stmt.body,
+                src=src,
+                prefix=f"{prefix}{stmt.name}.",
+                module=module,
+                refusals=refusals,
+                warnings=warnings,
+                is_class=True,
+                shadowed=shadowed,
+                relazy=True,
+            ),
+        )
     if plan.annotations is None and any(
         isinstance(op, Exec) and op.why == "annotation" for op in plan.ops
     ):

@@ -101,7 +101,8 @@ def fragment(step: ClassStep, capture_name: str) -> ast.ClassDef:
         if isinstance(op, Exec):
             body += [_at(op.node), op.node]
         elif isinstance(op, PatchDef):
-            body += [_at(op.node), stripped(op.node, defs[id(op)].temp)]
+            temp = defs[id(op)].temp
+            body += [_at(op.node), stripped(op.node, temp, op.why != "annotations")]
         elif id(op) in children:
             child = children[id(op)]
             body += [_at(op.node), fragment(child, f"__hotswap_capture_{child.op.name}__")]
@@ -123,11 +124,22 @@ def _at(node: ast.stmt) -> ast.stmt:
     return ast.fix_missing_locations(ast.copy_location(ast.Expr(call), node))
 
 
-def stripped(node: Def, temp: str) -> ast.stmt:
-    """A copy of a def without decorators, bound to a temporary name."""
+def stripped(node: Def, temp: str, defaults: bool = True) -> ast.stmt:
+    """A copy of a def without decorators, bound to a temporary name; ``defaults=False``
+    leaves its default values out too (``None`` in their place: nothing is evaluated but the
+    annotations)."""
     new = copy.copy(node)
     new.decorator_list = []
     new.name = temp
+    if not defaults:
+        args = copy.copy(node.args)
+        none: list[ast.expr] = [ast.copy_location(ast.Constant(None), d) for d in args.defaults]
+        args.defaults = none
+        args.kw_defaults = [
+            None if d is None else ast.copy_location(ast.Constant(None), d)
+            for d in args.kw_defaults
+        ]
+        new.args = args
     return new
 
 

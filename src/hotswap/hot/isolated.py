@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,8 @@ def _instance_guards(up: Any) -> list[dict[str, Any]]:
         )
         out.append(Reason("instance_state", msg, subject=where).to_json())
     for cls, why in getattr(prepared, "replaced", None) or ():
+        if type(cls) is getattr(typing, "_TypedDictMeta", None):
+            continue  # its instances are plain dicts; a subclass would be in this child too
         where = f"{cls.__module__}.{cls.__qualname__}"
         msg = (
             f"{why}; the class would be made anew, and instances of the old one would keep it"

@@ -356,7 +356,8 @@ def _plan_module(
             )
         elif isinstance(op, PatchDef):
             temp = names.next()
-            code = compile_statements([stripped(op.node, temp)], filename, flags, md.import_nodes)
+            node = stripped(op.node, temp, op.why != "annotations")
+            code = compile_statements([node], filename, flags, md.import_nodes)
             plan.steps.append(DefStep(op, temp, code))
         else:
             cls = mod.__dict__.get(op.name)
