@@ -263,6 +263,42 @@ def test_a_namespace_read_is_left_alone_when_only_function_bodies_change(hot: Ho
     assert m.f() == 2 and m.NAMES is names
 
 
+# -- statements that build on what an earlier one bound: `x += y`, `x = x + y` --------------------
+
+
+def test_an_unchanged_augmented_assignment_runs_again_on_the_new_object(hot: Hot) -> None:
+    src = "X = [{}]\nX += [3]\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": src.format(1)}, {"m.py": src.format(2)}, "m")
+    hot.upgrade(r2)
+    assert m.X == [2, 3]
+    assert repr(m.X) == fresh(hot, r2, "m", "m.X")
+
+
+def test_an_augmented_assignment_on_an_imported_copy_runs_again(hot: Hot) -> None:
+    # pyparsing's __init__: `core_builtin_exprs += common_builtin_exprs + ...`
+    init = "from .a import ITEMS as items\nitems += [3]\n"
+    v1 = {"a.py": "ITEMS = [1]\n", "__init__.py": init}
+    _, r2, (pkg, a) = hot.v1_v2(v1, {**v1, "a.py": "ITEMS = [2]\n"}, "", "a")
+    hot.upgrade(r2)
+    assert a.ITEMS == [2, 3] and pkg.items is a.ITEMS
+
+
+def test_an_augmented_assignment_on_the_same_object_rolls_back(hot: Hot) -> None:
+    src = "_S = [0]\ndef get():\n    return _S\nX = get(){}\nX += [3]\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": src.format("")}, {"m.py": src.format(" or []")}, "m")
+    with pytest.raises(ChildError) as err:
+        hot.upgrade(r2)  # running `X += [3]` on _S again would give [0, 3, 3]
+    assert err.value.code == "hot_upgrade_failed" and "X got no new object" in str(err.value)
+    assert m.X == [0, 3] and m.X is m._S
+
+
+def test_an_assignment_reading_its_own_earlier_value_is_refused(hot: Hot) -> None:
+    src = "X = [{}]\nX = X + [3]\n"
+    _, r2, (m,) = hot.v1_v2({"m.py": src.format(1)}, {"m.py": src.format(2)}, "m")
+    assert refused(hot, r2) == {"derived_state"}  # it once kept the stale [1, 3]
+    assert m.X == [1, 3]
+
+
 def test_an_import_time_guard_reading_a_changed_constant_is_run_again(hot: Hot) -> None:
     guard = "if os.environ.get('CRASH_AT') == VERSION:\n    raise RuntimeError(VERSION)\n"
     v1 = {"m.py": "import os\nVERSION = '1'\n" + guard}

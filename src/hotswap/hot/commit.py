@@ -45,6 +45,7 @@ from hotswap.hot.journal import MISSING, Journal, record_sys_modules
 from hotswap.hot.migrate import StateMigration
 from hotswap.hot.plan import (
     DefStep,
+    Exec,
     ExecStep,
     ModulePlan,
     PatchDef,
@@ -109,6 +110,12 @@ class Commit(ClassPatching, StateMigration):
             vsn_old[plan.name] = d.get("__vsn__", MISSING)
             for cls in plan.migrate_classes:
                 class_vsn_old[cls] = cls.__dict__.get("__vsn__", MISSING)
+        self._was: dict[str, dict[str, object]] = {}  # `x += ...` targets' objects now
+        for plan in p.modules:
+            for op in plan.diff.plan.ops:
+                if isinstance(op, Exec) and op.fresh_target is not None:
+                    was = self._was.setdefault(plan.name, {})
+                    was[op.fresh_target] = plan.module.__dict__.get(op.fresh_target, MISSING)
         self._guarded: dict[str, dict[str, object]] = {}  # the guarded names' objects now
         for plan in p.modules:
             for names, _reason in plan.diff.plan.guards:
@@ -340,6 +347,14 @@ class Commit(ClassPatching, StateMigration):
             if isinstance(item, ExecStep):
                 self.step(f"exec:{plan.name}:{item.op.lineno}")
                 kept = {n: d[n] for n in item.op.keep if n in d}
+                target = item.op.fresh_target
+                if target is not None and d.get(target, MISSING) is self._was[plan.name][target]:
+                    raise ChildError(
+                        "hot_upgrade_failed",
+                        f"{plan.name} line {item.op.lineno}: `{target} += ...` would run again "
+                        f"on the object it already ran on ({target} got no new object)",
+                        step="derived",
+                    )
                 exec(item.code, d)
                 d.update(kept)  # a later statement, not run again, binds these
                 self.counts.statements_run += 1

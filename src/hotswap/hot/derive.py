@@ -178,6 +178,12 @@ def follow_rebound_names(
             )
             still_same.append((prev, stmt))
             continue
+        target = stmt.target if isinstance(stmt, ast.AugAssign) else None
+        if isinstance(target, ast.Name) and target.id in used and target.id in risky:
+            # `x += y` after x got a new object: a fresh import ran it once on that object
+            plan.ops.append(Exec(stmt, frozenset({target.id}), "derived", fresh_target=target.id))
+            added = True
+            continue
         if why is None or (why == _FILLED and not prefix and _single_name(stmt)):
             names = bound_names(stmt)
             op = Exec(stmt, frozenset(names), "derived")
@@ -265,7 +271,10 @@ def _reads(stmt: ast.stmt) -> tuple[set[str], set[str]]:
         if stmt.value is not None:
             rest |= runtime_names(stmt.value)
         return rest | _reads_in([stmt.target, stmt.value]), _reads_in([stmt.annotation])
-    return runtime_names(stmt) | dotted_reads(stmt), set()
+    reads = runtime_names(stmt) | dotted_reads(stmt)
+    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+        reads.add(stmt.target.id)  # `x += y` reads x
+    return reads, set()
 
 
 def _reads_in(nodes: Iterable[ast.AST | None]) -> set[str]:

@@ -451,8 +451,18 @@ def _kept_names(
             if names & later:
                 out[id(stmt)] = frozenset(names & later)
         else:
-            later |= names
+            later |= names - _reads_own(stmt)
     return out
+
+
+def _reads_own(stmt: ast.stmt) -> set[str]:
+    """Names an assignment binds from their own earlier value (``x += y``, ``x = x + y``): it
+    does not replace what an earlier statement bound, it derives from it."""
+    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+        return {stmt.target.id}
+    if isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None:
+        return bound_names(stmt) & runtime_names(stmt.value)
+    return set()
 
 
 def _runs_again(

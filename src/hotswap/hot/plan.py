@@ -65,6 +65,7 @@ class Exec:
     names: frozenset[str]  # names it binds
     why: str  # "added" | "changed" | "redecorated" | "annotation" | "derived"
     keep: frozenset[str] = frozenset()  # names it binds that a later, unchanged statement binds
+    fresh_target: str | None = None  # `x += ...` run again: x must have a new object by then
 
     @property
     def lineno(self) -> int:
