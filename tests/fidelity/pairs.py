@@ -342,4 +342,196 @@ PAIRS: tuple[Pair, ...] = (
         setup="import sniffio",
         probes=("sniffio.thread_local.name",),
     ),
+    Pair(
+        "requests",
+        "2.34.1",
+        "2.34.2",
+        ("requests",),
+        needs=(
+            ("charset-normalizer", "3.4.0"),
+            ("idna", "3.7"),
+            ("urllib3", "2.2.3"),
+            ("certifi", "2024.6.2"),
+        ),
+        setup="import requests\nfrom requests.utils import requote_uri, parse_header_links\n"
+        "session = requests.Session()\nsession.headers['X-App'] = 'svc'",
+        probes=(
+            "session.prepare_request(requests.Request('GET', 'http://h/p', params={'a': 'b c'}))"
+            ".url",
+            "requests.Request('POST', 'http://h/', json={'k': [1, 2]}, headers={'X': 'y'})"
+            ".prepare().headers",
+            "(requote_uri('http://h/a b?c=%zz'), parse_header_links('<http://a/2>; rel=\"next\"'))",
+            "requests.Request.__annotations__['headers']",
+        ),
+    ),
+    Pair(
+        "pygments",
+        "2.19.1",
+        "2.19.2",
+        ("pygments",),
+        setup="from pygments import highlight\nfrom pygments.lexers import get_lexer_by_name\n"
+        "from pygments.lexers.python import PythonLexer\n"
+        "from pygments.formatters import HtmlFormatter\n"
+        "lexer = PythonLexer()\nformatter = HtmlFormatter()\n"
+        "lua = get_lexer_by_name('lua')\nsql = get_lexer_by_name('postgresql')",
+        probes=(
+            "highlight('def f(x):\\n    return x + 1\\n', lexer, formatter)",
+            "list(lua.get_tokens('local x = 1 -- c\\n\\n\\nreturn x\\n'))",
+            "list(sql.get_tokens('SELECT a::int FROM t WHERE b IS NULL;'))",
+            "highlight('SELECT TOP 1 a FROM t', get_lexer_by_name('tsql'), formatter)",
+        ),
+    ),
+    Pair(
+        "platformdirs",
+        "4.14.8",
+        "4.14.9",
+        ("platformdirs",),
+        setup="import platformdirs\nfrom platformdirs import PlatformDirs\n"
+        "dirs = PlatformDirs('svc', 'acme', version='1.0')",
+        probes=(
+            "(dirs.user_data_dir, dirs.user_cache_dir, dirs.site_config_dir)",
+            "platformdirs.user_log_dir('x', False)",
+            "platformdirs._android._ANDROID_FOLDER_PATTERN.match('/data/user_de/10/org.a/files/l')",
+            "platformdirs.android._USER_ID.search('/data/user_de/10/org.a/')",
+        ),
+    ),
+    Pair(
+        "filelock",
+        "4.2.11",
+        "4.2.12",
+        ("filelock",),
+        setup="import os\nimport filelock\nfrom filelock import FileLock, Timeout\n"
+        "lock = FileLock(os.path.abspath('svc.lock'), timeout=1)\nlock.acquire()",
+        probes=(
+            "(type(lock).__name__, lock.is_locked, lock.lock_counter, lock.timeout)",
+            "[lock.release(), lock.is_locked, lock.acquire() is not None, lock.is_locked]",
+            "FileLock(lock.lock_file, timeout=0).acquire(blocking=False)",
+        ),
+    ),
+    Pair(
+        "pluggy",
+        "0.13.0",
+        "0.13.1",
+        ("pluggy",),
+        setup="""
+import pluggy
+hookspec = pluggy.HookspecMarker("svc")
+hookimpl = pluggy.HookimplMarker("svc")
+class Spec:
+    @hookspec
+    def compute(self, x):
+        pass
+class Plugin:
+    @hookimpl
+    def compute(self, x):
+        return x * 2
+class Wrapper:
+    @hookimpl(hookwrapper=True)
+    def compute(self, x):
+        outcome = yield
+        outcome.force_result([r + 1 for r in outcome.get_result()])
+pm = pluggy.PluginManager("svc")
+pm.add_hookspecs(Spec)
+pm.register(Plugin(), name="plugin")
+pm.register(Wrapper(), name="wrapper")
+""",
+        probes=(
+            "pm.hook.compute(x=3)",
+            "sorted(name for name, _ in pm.list_name_plugin())",
+            "pm.subset_hook_caller('compute', [pm.get_plugin('wrapper')])(x=4)",
+            "pluggy.PluginManager.register.__doc__",
+        ),
+    ),
+    Pair(
+        "iniconfig",
+        "2.3.0",
+        "2.3.1",
+        ("iniconfig",),
+        setup="import iniconfig\nfrom iniconfig import IniConfig, ParseError\n"
+        "cfg = IniConfig('svc.ini', data='[server]\\nhost = a\\nports =\\n  80\\n  443\\n[e]\\n')",
+        probes=(
+            "[(s.name, dict(s.items())) for s in cfg]",
+            "cfg.get('server', 'ports', convert=str.split)",
+            "dict(IniConfig('x.ini', data='\\ufeff[s]\\nk = v\\n  w\\n').sections)",
+            "IniConfig('x.ini', data='  cont\\n[s]\\n')",
+        ),
+    ),
+    Pair(
+        "tomlkit",
+        "0.15.1",
+        "0.15.2",
+        ("tomlkit",),
+        setup="import tomlkit\nfrom tomlkit import parse, dumps\n"
+        "doc = parse('[tool]\\nname = \"svc\"  # n\\n[[tool.plugins]]\\nid = 1\\n')",
+        probes=(
+            "(dumps(doc), doc.unwrap())",
+            "dumps({'esc': '\\x1b', 'n': tomlkit.integer('1_000'), 'f': tomlkit.item(-0.0)})",
+            "tomlkit.key_value('a = 1 # c')",
+            "(lambda d: (d['t'].clear(), d.as_string())[1])"
+            "(parse('[[t]]\\nid = 1\\n[u]\\nk = 2\\n'))",
+        ),
+    ),
+    Pair(
+        "python-dotenv",
+        "1.2.3",
+        "1.2.4",
+        ("dotenv",),
+        setup="import io\nimport dotenv\nfrom dotenv import dotenv_values\n"
+        "from dotenv.main import DotEnv\n"
+        "env = DotEnv(None, stream=io.StringIO('A=1\\nB=\"two words\"\\nC=${A}-x\\n'))",
+        probes=(
+            "env.dict()",
+            "dotenv_values(stream=io.StringIO('A=1\\nB= # comment\\nC=#novalue\\nD=${A}x\\n'))",
+            "list(dotenv.parser.parse_stream(io.StringIO('K= # c\\nL=v\\n')))",
+        ),
+    ),
+    Pair(
+        "asgiref",
+        "3.12.0",
+        "3.12.1",
+        ("asgiref",),
+        setup="""
+import asyncio
+from asgiref.sync import sync_to_async, async_to_sync
+from asgiref.local import Local
+local = Local()
+def read_local():
+    return getattr(local, "value", None)
+read_async = sync_to_async(read_local)
+async def set_and_read():
+    local.value = "set in async"
+    return await read_async()
+async def double(x):
+    return x * 2
+double_sync = async_to_sync(double)
+""",
+        probes=(
+            "asyncio.run(set_and_read())",
+            "double_sync(21)",
+            "asyncio.run(sync_to_async(lambda: 1 + 1, thread_sensitive=False)())",
+        ),
+    ),
+    Pair(
+        "blinker",
+        "1.8.1",
+        "1.8.2",
+        ("blinker",),
+        setup="""
+import blinker
+from blinker import signal, Namespace
+received = []
+started = signal("started")
+def on_started(sender, **kw):
+    received.append((sender, sorted(kw.items())))
+    return "ok"
+started.connect(on_started)
+ns = Namespace()
+done = ns.signal("done")
+""",
+        probes=(
+            "([r for _, r in started.send('svc', n=1)], received[-1])",
+            "(started.has_receivers_for('svc'), bool(done.receivers), done is ns.signal('done'))",
+            "blinker.Signal.send.__annotations__['_async_wrapper']",
+        ),
+    ),
 )
