@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from hotswap.errors import ReleaseError
-from hotswap.hot.diff import changed_inside, diff_module
+from hotswap.hot.diff import diff_module
 from hotswap.hot.names import from_imports, module_aliases
 from hotswap.hot.plan import ModuleDiff
+from hotswap.hot.rebound import changed_inside
 from hotswap.hot.tree import ReleaseTree, TreeDiff, diff_trees, module_name
 from hotswap.hot.verdict import Reason, Verdict
 from hotswap.release import interpreter

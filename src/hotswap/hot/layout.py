@@ -96,6 +96,10 @@ def _slots(body: list[ast.stmt]) -> str | None:
     return None
 
 
+def looks_typed_dict(node: ast.ClassDef) -> bool:
+    return any(ast.unparse(b).rsplit(".", 1)[-1] == "TypedDict" for b in node.bases)
+
+
 def looks_enum(node: ast.ClassDef) -> bool:
     for base in node.bases:
         text = ast.unparse(base)

@@ -34,6 +34,7 @@ import __future__
 import ast
 import types
 
+from hotswap.hot.layout import looks_typed_dict
 from hotswap.hot.names import DEF_TYPES, Def, bound_names
 from hotswap.hot.plan import BodyPlan, Exec, PatchClass, PatchDef
 from hotswap.hot.verdict import Reason
@@ -85,7 +86,7 @@ def annotations_become_strings(
             still.append((prev, stmt))
         elif isinstance(stmt, ast.ClassDef) and _annotates(stmt):
             assert isinstance(prev, ast.ClassDef)
-            if _typed_dict(stmt) and not is_class:
+            if looks_typed_dict(stmt) and not is_class:
                 names = frozenset(bound_names(stmt))
                 plan.ops.append(Exec(stmt, names, "replaced"))
                 plan.replaced.append(
@@ -134,7 +135,3 @@ def _annotates(node: ast.ClassDef) -> bool:
         if isinstance(stmt, ast.ClassDef) and _annotates(stmt):
             return True
     return False
-
-
-def _typed_dict(node: ast.ClassDef) -> bool:
-    return any(ast.unparse(b).rsplit(".", 1)[-1] == "TypedDict" for b in node.bases)
