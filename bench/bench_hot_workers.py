@@ -6,9 +6,9 @@ Run it on demand (not a test)::
     .venv/bin/python bench/bench_hot_workers.py [--upgrades 15] [--workers 4] [--json PATH]
         [--keep DIR] [--no-load]
 
-About 1.5 minutes with the defaults (plus about 15 s of builds). The targets (the hot-upgrade issue): with N = 4 workers the
-window of each worker stays <= 5 ms, as for one worker, and the whole upgrade takes at most
-1.5x the time of the one-worker upgrade.
+About 1.5 minutes with the defaults, plus about 15 s of builds. The targets (the hot-upgrade
+issue): with N = 4 workers the window of each worker stays <= 5 ms, as for one worker, and the
+whole upgrade takes at most 1.5x the time of the one-worker upgrade.
 
 The app is the FastAPI fixture (tests/fixtures/fastapiapp), built with the real ``hotswap
 build`` four times: a pair of releases with ``workers = 1`` in ``[tool.hotswap]`` and a pair
