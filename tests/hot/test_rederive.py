@@ -31,6 +31,56 @@ def test_a_changed_type_checking_block_rebinds_nothing(hot: Hot) -> None:
     assert not hasattr(m, "decimal") and m.SEEN is seen
 
 
+_BRANCHED = """import sys
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    Base = dict{hint}
+else:
+    class Base(dict):
+        pass
+if sys.platform == "no-such-platform" or sys.version_info < (3, 0):
+    class Lock:
+        pass
+else:
+    class Lock:
+        def acquire(self):
+            return {value}
+class Sub(Lock, Base):
+    pass
+"""
+
+
+def test_the_branch_an_import_takes_is_diffed_as_statements_of_the_module(hot: Hot) -> None:
+    # tomlkit's `if TYPE_CHECKING: ... else: class _CustomDict`, filelock's sys.platform
+    v1 = {"m.py": _BRANCHED.format(hint="", value=1)}
+    v2 = {"m.py": _BRANCHED.format(hint="[str, int]", value=2)}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    lock, base, sub = m.Lock(), m.Base, m.Sub()
+    hot.upgrade(r2)  # the classes are patched in place, not made anew under their subclass
+    assert lock.acquire() == sub.acquire() == 2 and m.Base is base and isinstance(sub, m.Lock)
+
+
+_UNDECIDED = (
+    "import os\nif os.environ.get('X'):\n    MODE = 1\nelse:\n    class Lock:\n"
+    "        def acquire(self):\n            return {}\n"
+)
+
+
+def test_an_if_whose_test_the_import_cannot_decide_makes_its_classes_anew(hot: Hot) -> None:
+    v1, v2 = {"m.py": _UNDECIDED.format(1)}, {"m.py": _UNDECIDED.format(2)}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)  # the whole `if` runs again
+    assert m.Lock().acquire() == 2
+
+
+def test_a_class_made_anew_by_a_changed_block_is_refused_while_instances_live(hot: Hot) -> None:
+    v1, v2 = {"m.py": _UNDECIDED.format(1)}, {"m.py": _UNDECIDED.format(2)}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    lock = m.Lock()  # it would keep the old class and its old code
+    assert refused(hot, r2) == {"class_layout"}
+    assert lock.acquire() == 1
+
+
 # -- annotations ---------------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ast
 
+from hotswap.hot.branches import runtime_body
 from hotswap.hot.derive import follow_rebound_names
 from hotswap.hot.layout import class_body_refusals, dotted_bases, header_change
 from hotswap.hot.names import (
@@ -45,7 +46,6 @@ from hotswap.hot.names import (
     dumps,
     future_flags,
     imported_modules,
-    inert,
     iter_classes,
     lazy_annotations,
     parse,
@@ -265,8 +265,8 @@ def diff_body(
     old_doc, old_stmts = split_doc(old_body)
     new_doc, new_stmts = split_doc(new_body)
     if not is_class:
-        old_stmts = [s for s in old_stmts if not inert(s, module)]
-        new_stmts = [s for s in new_stmts if not inert(s, module)]
+        old_stmts = runtime_body(old_stmts, module)
+        new_stmts = runtime_body(new_stmts, module)
     pairs, unmatched = pair(old_stmts, new_stmts, src)
     keep = kept_names(pairs, src, not is_class)
     risky = set(outer) | rebinding(pairs, keep, src, not is_class)

@@ -375,6 +375,22 @@ def _plan_module(
             reasons.append(
                 Reason("not_found", f"{plan.name}.{name}: the running module has no such class")
             )
+    replaced = {name for name, _why in md.plan.replaced}
+    for op in md.plan.ops:  # a changed block (`if`, `try`) defining classes makes them anew
+        if not isinstance(op, Exec) or isinstance(op.node, ast.ClassDef) or op.why != "added":
+            continue
+        for name in sorted(op.names - op.keep - replaced):
+            cls = mod.__dict__.get(name)
+            if (
+                isinstance(cls, type)
+                and cls.__module__ == mod.__name__
+                and cls.__qualname__ == name
+            ):
+                why = (
+                    f"{plan.name}.{name}: the statement defining it (line {op.lineno}) changed "
+                    "and runs again, making the class anew"
+                )
+                plan.replace_guards.append((cls, why))
     for qualname in md.code_change_classes:
         cls = resolve(mod, qualname)
         if isinstance(cls, type):
