@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from hotswap.hot.diff import diff_module
-from hotswap.hot.names import bound_names, parse
+from hotswap.hot.names import bound_names, may_import_from, parse
 from hotswap.hot.plan import Exec, PatchClass, PatchDef
 
 
@@ -98,3 +100,20 @@ def test_bound_names() -> None:
 def test_syntax_error_is_a_refusal_not_an_exception() -> None:
     md = _diff("x = 1\n", "x = (\n")
     assert [r.code for r in md.refusals] == ["syntax_error"]
+
+
+@pytest.mark.parametrize(
+    ("importer", "text", "modules", "want"),
+    [
+        ("pkg.a", "from .b import X", ["pkg.b"], True),  # relative: same top-level package
+        ("pkg.sub.a", "from ..b import X", ["pkg.b"], True),
+        ("app.main", "from pkg.b import X", ["pkg.b"], True),  # absolute: spells the top name
+        ("app.main", "import pkg.b as b", ["pkg.b"], True),
+        ("app.main", "from other import X", ["pkg.b"], False),
+        ("app.main", "from . import X", ["pkg.b"], False),  # relative, other package
+        ("app.main", "from other import X", ["pkg.b", "app.util"], True),
+        ("app.main", "from other import X", [], False),
+    ],
+)
+def test_may_import_from(importer: str, text: str, modules: list[str], want: bool) -> None:
+    assert may_import_from(importer, text, modules) is want

@@ -201,6 +201,32 @@ def test_a_chain_of_star_reexports_gains_and_loses_names_at_every_link(hot: Hot)
     assert repr(sorted(n for n in vars(helpers) if not n.startswith("__"))) == want
 
 
+def _other_tops(hot: Hot) -> tuple[str, str]:
+    """Two more top-level packages whose names do not contain the test package's name."""
+    return "lb" + hot.pkg[2:], "lc" + hot.pkg[2:]
+
+
+def test_copies_and_star_exports_are_followed_into_other_top_level_packages(hot: Hot) -> None:
+    # lc spells neither the test package's name nor m's: it imports what lb re-exports
+    lb, lc = _other_tops(hot)
+    v1 = {
+        "m.py": "VALUE = 1\ndef old():\n    return 1\n",
+        "core.py": "def parse():\n    return 1\n",
+        f"/{lb}/__init__.py": "from PKG.m import VALUE\nfrom PKG.core import *\n",
+        f"/{lc}/__init__.py": f"from {lb} import VALUE\nfrom {lb} import *\n",
+    }
+    v2 = {
+        **v1,
+        "m.py": "VALUE = 2\ndef old():\n    return 1\n",
+        "core.py": "def parse():\n    return 2\ndef added():\n    return 3\n",
+    }
+    _, r2, (m, core) = hot.v1_v2(v1, v2, "m", "core")
+    b, c = importlib.import_module(lb), importlib.import_module(lc)
+    hot.upgrade(r2)
+    assert m.VALUE == b.VALUE == c.VALUE == 2
+    assert c.added is b.added is core.added and c.parse() == 2
+
+
 def test_star_reexport_skips_private_names_without_all(hot: Hot) -> None:
     v1 = {"__init__.py": "from .m import *\n_P = 'pkg'\n", "m.py": "X = 1\n_P = 1\n"}
     v2 = {**v1, "m.py": "X = 2\n_P = 2\n"}

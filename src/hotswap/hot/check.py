@@ -39,7 +39,7 @@ from typing import Any
 
 from hotswap.errors import ReleaseError
 from hotswap.hot.diff import diff_module
-from hotswap.hot.names import from_imports, module_aliases
+from hotswap.hot.names import from_imports, may_import_from, module_aliases
 from hotswap.hot.plan import ModuleDiff
 from hotswap.hot.rebound import changed_inside
 from hotswap.hot.tree import ReleaseTree, TreeDiff, diff_trees, module_name
@@ -198,7 +198,8 @@ def _follow_imports(
     computed from it is followed the same way (``PRODUCT_ID = "lib/" + __version__``): each
     importer is diffed again with those names as rebound from outside, until nothing new is
     rebound. An unchanged importer with something to re-derive joins the plan
-    (``Analysis.derived``). Only files that mention a rebound name are parsed."""
+    (``Analysis.derived``). Only files that mention a rebound name and can import its module
+    (:func:`~hotswap.hot.names.may_import_from`) are parsed."""
     outer: dict[str, frozenset[str]] = {}
     files: dict[str, tuple[str, str, ast.Module | None]] = {}  # name -> (rel, text, tree)
     known = {name for name, _rel in _modules(a, changed)}
@@ -214,18 +215,23 @@ def _follow_imports(
             if loaded is not None and not loaded(name):
                 continue
             if name not in files:
-                try:
-                    text = decode_source(a.new.source(rel))
-                except (OSError, ReleaseError, UnicodeDecodeError, SyntaxError):
+                try:  # checked against RECORD below, if it is parsed
+                    text = decode_source(a.new.source(rel, check=False))
+                except (OSError, UnicodeDecodeError, SyntaxError):
                     continue
                 files[name] = (rel, text, None)
             rel, text, tree = files[name]
-            if "import" not in text or not any(w in text for w in words):
+            if (
+                "import" not in text
+                or not any(w in text for w in words)
+                or not may_import_from(name, text, inside)
+            ):
                 continue
             if tree is None:
                 try:
+                    text = decode_source(a.new.source(rel))
                     tree = ast.parse(text)
-                except (SyntaxError, ValueError):
+                except (OSError, ReleaseError, UnicodeDecodeError, SyntaxError, ValueError):
                     continue
                 files[name] = (rel, text, tree)
             pkg = name if rel.endswith("/__init__.py") else name.rpartition(".")[0]

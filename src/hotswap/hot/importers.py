@@ -9,10 +9,11 @@ re-exports), so the commit can rebind their copies too.
 from __future__ import annotations
 
 import ast
+import contextlib
 import types
 from pathlib import Path
 
-from hotswap.hot.names import from_imports
+from hotswap.hot.names import from_imports, may_import_from
 from hotswap.hot.plan import ModulePlan
 
 
@@ -57,14 +58,42 @@ def dependency_order(plans: list[ModulePlan]) -> list[ModulePlan]:
     return out
 
 
+class Sources:
+    """The source text of each loaded module, read once for every scan of one prepare
+    (``None``: not a readable ``.py`` file)."""
+
+    def __init__(self, loaded: dict[str, types.ModuleType]) -> None:
+        self.loaded = loaded
+        self._text: dict[str, str | None] = {}
+
+    def text(self, rel: str) -> str | None:
+        if rel not in self._text:
+            text = None
+            if rel.endswith(".py"):
+                with contextlib.suppress(OSError, UnicodeDecodeError):
+                    text = Path(self.loaded[rel].__file__ or "").read_text(encoding="utf-8")
+            self._text[rel] = text
+        return self._text[rel]
+
+
+def _top_imports(rel: str, mod: types.ModuleType, text: str) -> list[tuple[str, str, str]]:
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return []
+    pkg = mod.__name__ if rel.endswith("__init__.py") else mod.__name__.rpartition(".")[0]
+    return list(from_imports(tree.body, pkg))
+
+
 def find_importers(
-    plans: list[ModulePlan], loaded: dict[str, types.ModuleType]
+    plans: list[ModulePlan], loaded: dict[str, types.ModuleType], sources: Sources | None = None
 ) -> dict[tuple[str, str], list[tuple[types.ModuleType, str]]]:
     """``{(module, name): [(importer, alias)]}`` for the names an upgrade may rebind: the modules
     holding them through a top-level ``from module import name as alias`` or
     ``from module import *`` (transitively, for re-exports; the commit rebinds a copy only where
     the importer still holds the old object). Only files that mention one of the names, or
-    import ``*``, are parsed."""
+    import ``*``, and can import one of the modules (``may_import_from``) are parsed."""
+    sources = sources or Sources(loaded)
     wanted: set[tuple[str, str]] = set()
     for p in plans:
         for n in p.diff.rebound:
@@ -76,26 +105,19 @@ def find_importers(
     frontier = set(wanted)
     while frontier:
         names = {n for _m, n in frontier}
+        modules = {m for m, _n in frontier}
         frontier = set()
         for rel, mod in loaded.items():
             if rel not in imports:
-                if not rel.endswith(".py"):
-                    continue
-                try:
-                    text = Path(mod.__file__ or "").read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError):
-                    continue
-                if "import" not in text or not (
-                    "import *" in text or any(n in text for n in names)
+                text = sources.text(rel)
+                if (
+                    text is None
+                    or "import" not in text
+                    or not ("import *" in text or any(n in text for n in names))
+                    or not may_import_from(mod.__name__, text, modules)
                 ):
                     continue
-                try:
-                    tree = ast.parse(text)
-                except SyntaxError:
-                    continue
-                is_pkg = rel.endswith("__init__.py")
-                pkg = mod.__name__ if is_pkg else mod.__name__.rpartition(".")[0]
-                imports[rel] = list(from_imports(tree.body, pkg))
+                imports[rel] = _top_imports(rel, mod, text)
             for src_mod, name, alias in imports[rel]:
                 if name == "*":  # every name it exported, under the same name
                     found = [(n, n) for m, n in list(wanted) if m == src_mod]
@@ -115,32 +137,37 @@ def find_importers(
 
 
 def star_importers(
-    plans: list[ModulePlan], loaded: dict[str, types.ModuleType]
+    plans: list[ModulePlan], loaded: dict[str, types.ModuleType], sources: Sources | None = None
 ) -> dict[str, list[types.ModuleType]]:
     """``{module: [importer]}``: the loaded modules that run ``from module import *`` at their
-    top level, for every loaded module once any module changes (the commit gives importers the
-    names a module now exports and takes away the ones it no longer does, and passes that on
-    to *their* star importers: ``pkg/__init__`` star-imports ``core``, which star-imports
-    ``exceptions``)."""
+    top level, for the changed modules and, in turn, for their star importers (the commit
+    gives importers the names a module now exports and takes away the ones it no longer does,
+    and passes that on to *their* star importers: ``pkg/__init__`` star-imports ``core``,
+    which star-imports ``exceptions``). Only files that import ``*`` and can import one of
+    those modules (``may_import_from``) are parsed."""
+    sources = sources or Sources(loaded)
     out: dict[str, list[types.ModuleType]] = {}
-    if not plans:
-        return out
-    names = {mod.__name__ for mod in loaded.values()}
-    for rel, mod in loaded.items():
-        if not rel.endswith(".py"):
-            continue
-        try:
-            text = Path(mod.__file__ or "").read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        if "import *" not in text:
-            continue
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
-            continue
-        pkg = mod.__name__ if rel.endswith("__init__.py") else mod.__name__.rpartition(".")[0]
-        for src_mod, name, _alias in from_imports(tree.body, pkg):
-            if name == "*" and src_mod in names and mod not in out.get(src_mod, []):
-                out.setdefault(src_mod, []).append(mod)
+    frontier = {p.module.__name__ for p in plans}
+    seen = set(frontier)
+    stars: dict[str, tuple[types.ModuleType, list[str]]] = {}  # rel -> (module, star sources)
+    while frontier:
+        modules, frontier = frontier, set()
+        for rel, mod in loaded.items():
+            if rel in stars:
+                continue
+            text = sources.text(rel)
+            if (
+                text is None
+                or "import *" not in text
+                or not may_import_from(mod.__name__, text, modules)
+            ):
+                continue
+            stars[rel] = (mod, [m for m, n, _a in _top_imports(rel, mod, text) if n == "*"])
+        for mod, srcs in stars.values():
+            for src_mod in srcs:
+                if src_mod in seen and mod not in out.get(src_mod, []):
+                    out.setdefault(src_mod, []).append(mod)
+                    if mod.__name__ not in seen:
+                        seen.add(mod.__name__)
+                        frontier.add(mod.__name__)
     return out

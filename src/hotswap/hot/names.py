@@ -386,6 +386,15 @@ def module_aliases(
                     yield a.asname or a.name, full
 
 
+def may_import_from(importer: str, text: str, modules: Iterable[str]) -> bool:
+    """Whether the source ``text`` of module ``importer`` can import anything of ``modules``:
+    a relative import stays inside the importer's top-level package, and an absolute one
+    spells the module's top-level name (``import a.b``, ``from a.b import x``). A cheap test
+    on the text, so the scans that follow imports parse only the files that pass it."""
+    tops = {m.partition(".")[0] for m in modules}
+    return importer.partition(".")[0] in tops or any(t in text for t in tops)
+
+
 def resolve_from(node: ast.ImportFrom, package: str) -> str | None:
     if not node.level:
         return node.module or None

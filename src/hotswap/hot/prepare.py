@@ -41,7 +41,7 @@ from hotswap.hot.codeobjects import (
 from hotswap.hot.datafiles import data_changes
 from hotswap.hot.fragment import Capture, NameAllocator, compile_statements, fragment, stripped
 from hotswap.hot.heap import HeapIndex
-from hotswap.hot.importers import dependency_order, find_importers, star_importers
+from hotswap.hot.importers import Sources, dependency_order, find_importers, star_importers
 from hotswap.hot.layout import classify, same_bases
 from hotswap.hot.plan import (
     ClassStep,
@@ -141,7 +141,8 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
         reasons += replaced_class_refusals(replaced, index)
         if reasons:
             raise refuse(reasons, warnings)
-        importers = find_importers(plans, loaded)
+        sources = Sources(loaded)
+        importers = find_importers(plans, loaded, sources)
     except BaseException:
         index.release()
         raise
@@ -165,7 +166,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
         replaced=replaced,
         data_hooks=data_hooks,
         code_registries=code_registries(loaded),
-        star_importers=star_importers(plans, loaded),
+        star_importers=star_importers(plans, loaded, sources),
         containers=containers,
         unplanned=frozenset(
             n for n, rel in changed.items() if rel[len("lib/") :] not in loaded and n not in planned
