@@ -59,6 +59,7 @@ EVENT_HELLO = "hello"  # first: its pid, hotswap and protocol versions
 EVENT_READY = "ready"  # started and able to serve (then probed)
 EVENT_SERVING = "serving"  # accepting on the public listeners
 EVENT_BEFORE_CUTOVER = "before_cutover"  # the old generation's hook result
+EVENT_HOT_ANALYZED = "hot_analyzed"  # the first worker's analysis is written for the others
 EVENT_HOT_APPLIED = "hot_applied"  # a two-phase hot upgrade is applied here, waiting to hear
 # not sent by a child: the supervisor's reader reports a broken channel with it
 EVENT_PROTOCOL_ERROR = "protocol_error"

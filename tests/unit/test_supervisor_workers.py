@@ -265,3 +265,33 @@ def test_a_worker_failing_after_the_decision_to_keep_is_replaced_on_the_new_rele
     assert w.sup.store.read_state()["current"] == w.ids["2"]
     replacement = w.fake.workers(1)[3]
     assert replacement.proc.worker == 2 and replacement.proc.release.id == w.ids["2"]
+
+
+def _prepares(child: Any) -> list[dict[str, Any]]:
+    return [args for op, args in child.requests if op == "hot_prepare"]
+
+
+def test_the_first_worker_analyses_for_the_others(tmp_path: Path) -> None:
+    result, w = _hot(tmp_path, [Script(), Script(), Script()])
+    assert result["ok"]
+    first, *rest = (_prepares(c) for c in w.fake.workers(1))
+    assert [a["analysis_role"] for a in first] == ["write"]
+    assert all([a["analysis_role"] for a in r] == ["read"] for r in rest)
+    assert {a["analysis"] for r in (first, *rest) for a in r} == {first[0]["analysis"]}
+    assert not Path(first[0]["analysis"]).exists()  # removed when the prepares are done
+
+
+def test_a_refusal_by_the_first_worker_is_the_answer_of_all(tmp_path: Path) -> None:
+    error, w = _hot(tmp_path, [Script(hot="refuse"), Script(), Script()])
+    assert isinstance(error, ChildError) and error.code == "hot_upgrade_refused"
+    assert error.details["worker"] == 0
+    workers = w.fake.workers(1)
+    assert [len(_prepares(c)) for c in workers] == [1, 0, 0]  # nobody else prepared for it
+    assert w.sup.store.read_state()["current"] == w.ids["1"]
+
+
+def test_a_refusal_by_another_worker_drops_it_in_every_worker(tmp_path: Path) -> None:
+    error, w = _hot(tmp_path, [Script(), Script(), Script(hot="refuse")])
+    assert isinstance(error, ChildError) and error.details["worker"] == 2
+    assert all(("hot_abort", {}) in c.requests for c in w.fake.workers(1))
+    assert not any(op == "hot_commit" for c in w.fake.workers(1) for op, _a in c.requests)

@@ -1,7 +1,9 @@
 """A worker's side of a two-phase hot upgrade of a generation of several workers.
 
 The supervisor asks every worker to prepare (``hot_prepare``: checked and planned, nothing
-changed), then to commit (``hot_commit``). Each worker quiesces, applies the upgrade, and holds
+changed), the first one alone until its analysis is written to ``analysis`` (it says so with
+``hot_analyzed``) and the others reading it (:mod:`hotswap.hot.shared`), then to commit
+(``hot_commit``). Each worker quiesces, applies the upgrade, and holds
 in its window (requests still suspended), tells the supervisor (``hot_applied``) and waits for
 its decision (``hot_decide``, read on the channel's reader thread while the window may hold
 the event loop): keep it, or roll back, as every worker does when one of them could not apply
@@ -48,10 +50,20 @@ class TwoPhase:
 
     def on_prepare(self, args: dict[str, Any]) -> Any:
         from hotswap.hot.engine import prepare_hot_upgrade
+        from hotswap.hot.shared import Sharing
 
         root = args.get("release_root")
         if not isinstance(root, str):
             raise UsageError("bad_request", "hot_prepare needs release_root")
+        path, role = args.get("analysis"), args.get("analysis_role")
+        sharing = None
+        if isinstance(path, str) and role in ("write", "read"):
+            channel = self.runtime.channel
+            sharing = Sharing(
+                Path(path),
+                write=role == "write",
+                on_analyzed=lambda: channel.event(contract.EVENT_HOT_ANALYZED),
+            )
         with self._lock:
             if self._pending is not None:
                 raise UsageError("upgrade_in_progress", "a hot upgrade is already prepared")
@@ -60,6 +72,7 @@ class TwoPhase:
                 current=self.runtime.release_root,
                 allow_dependency_changes=bool(args.get("allow_dependency_changes", False)),
                 no_quiesce=bool(args.get("no_quiesce", False)),
+                sharing=sharing,
             )
             release_id = str(args.get("release_id", ""))
             self._pending = _Pending(upgrade, Path(root), release_id)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hotswap.errors import ChildError, HotswapError, UsageError
+from hotswap.hot import shared
 from hotswap.hot.check import Analysis, analyze, check_running_interpreter
 from hotswap.hot.commit import Checkpoint, Commit, Replan
 from hotswap.hot.journal import Journal
@@ -52,6 +53,8 @@ class HotUpgrade:
         allow_dependency_changes: bool = False,
         checkpoint: Checkpoint | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        sharing: shared.Sharing | None = None,
+        shared_analysis: shared.SharedAnalysis | None = None,
     ) -> None:
         self.old = old if isinstance(old, ReleaseTree) else ReleaseTree.load(Path(old))
         self.new = new if isinstance(new, ReleaseTree) else ReleaseTree.load(Path(new))
@@ -64,6 +67,9 @@ class HotUpgrade:
         self._t0 = clock()
         self._gc_paused = False
         self._replans = 0
+        self.sharing = sharing
+        self._shared = shared_analysis  # another worker's analysis of the same pair, if read
+        self.analysis_shared = False
 
     def prepare(self) -> Verdict:
         """Check and plan (raises a refusal). The cyclic collector stays paused from here to
@@ -86,14 +92,25 @@ class HotUpgrade:
         paths = PathMap(self.old.lib, self.new.lib, sys.path)
         loaded = loaded_modules(paths)
         names = {module_name(f"{LIB}/{rel}") for rel in loaded}
-        a = analyze(
-            self.old,
-            self.new,
-            allow_dependency_changes=self.allow_dependency_changes,
-            loaded=names.__contains__,
-        )
+        blob, self._shared = self._shared, None  # once: a re-plan makes its own
+        sharing, self.sharing = self.sharing, None
+        self.analysis_shared = blob is not None and shared.agrees(blob, names.__contains__)
+        if blob is not None and self.analysis_shared:
+            a = blob.analysis
+        else:
+            asked = shared.Recorder(names.__contains__)
+            a = analyze(
+                self.old,
+                self.new,
+                allow_dependency_changes=self.allow_dependency_changes,
+                loaded=asked,
+            )
+            if sharing is not None and sharing.write and not a.reasons:
+                shared.write(sharing.path, a, asked.asked)
         a.reasons.extend(interpreter_reasons)
         self.analysis = a
+        if sharing is not None and sharing.on_analyzed is not None and not a.reasons:
+            sharing.on_analyzed()
         if a.reasons:
             raise refuse(a.reasons, a.warnings)
         self.prepared = prepare(a, paths, loaded)
@@ -155,8 +172,12 @@ class HotUpgrade:
             commit = Commit(p, journal, extra=self.extra, checkpoint=self._step)
             try:
                 counts = commit.run()
-                if hold is not None and not hold():
-                    raise Withdrawn("another worker of this generation could not apply it")
+                if hold is not None:
+                    marks["hold"] = self.clock()
+                    kept = hold()
+                    marks["held"] = self.clock()
+                    if not kept:
+                        raise Withdrawn("another worker of this generation could not apply it")
             except BaseException as exc:
                 errors = journal.rollback()
                 marks["out"] = self.clock()
@@ -200,6 +221,7 @@ class HotUpgrade:
             prepare_ms=round(p.prepare_ms, 3),
             quiesce_ms=round((marks["in"] - t_wait) * 1000, 3),
             window_ms=round((marks["out"] - marks["in"]) * 1000, 3),
+            hold_ms=round((marks.get("held", 0.0) - marks.get("hold", 0.0)) * 1000, 3),
             total_ms=round((end - self._t0) * 1000, 3),
             heap_objects_scanned=scanned,
             young_objects_scanned=young,
@@ -208,6 +230,7 @@ class HotUpgrade:
             modules_rederived=tuple(m.name for m in p.modules if m.name in a.derived),
             caches_cleared=counts.caches_cleared,
             replans=self._replans,
+            analysis_shared=self.analysis_shared,
         )
 
     _current = "start"
@@ -329,9 +352,11 @@ def prepare_hot_upgrade(
     extra: Any = None,
     allow_dependency_changes: bool = False,
     no_quiesce: bool = False,
+    sharing: shared.Sharing | None = None,
 ) -> PendingUpgrade:
     """Check and plan a hot upgrade of this process to ``release`` without changing anything
-    (see :func:`hot_upgrade`); raises what it raises before its commit."""
+    (see :func:`hot_upgrade`); raises what it raises before its commit. ``sharing``: one
+    analysis for every worker of a generation (:mod:`hotswap.hot.shared`)."""
     if not _one_at_a_time.acquire(blocking=False):
         raise UsageError("upgrade_in_progress", "a hot upgrade is already running")
     try:
@@ -343,8 +368,16 @@ def prepare_hot_upgrade(
         else:
             sdir = None
         new_root = _new_release_root(release, sdir)
+        blob = None
+        if sharing is not None and not sharing.write:
+            blob = shared.read(sharing.path, old_root, new_root)
         up = HotUpgrade(
-            old_root, new_root, extra=extra, allow_dependency_changes=allow_dependency_changes
+            blob.analysis.old if blob else old_root,
+            blob.analysis.new if blob else new_root,
+            extra=extra,
+            allow_dependency_changes=allow_dependency_changes,
+            sharing=sharing,
+            shared_analysis=blob,
         )
         if app is not None and up.new.name != app:
             raise UsageError(

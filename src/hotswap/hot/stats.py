@@ -32,6 +32,8 @@ class HotUpgradeStats:
     ``window_ms`` is the suspension window: from the moment the process was quiescent (gate
     drained, or the event loop running our callback) to the end of the commit and migration.
     ``quiesce_ms`` is the wait before it; ``prepare_ms`` is the work done while still serving.
+    ``hold_ms`` is the part of the window a worker of several spent applied, waiting for the
+    others and the supervisor's decision (two-phase; 0 otherwise).
     """
 
     old_release: str
@@ -60,6 +62,8 @@ class HotUpgradeStats:
     # unchanged modules whose statements read a name a changed one rebinds, re-derived
     modules_rederived: tuple[str, ...] = ()
     caches_cleared: int = 0  # functools.lru_cache/cache wrappers emptied (results of old code)
+    hold_ms: float = 0.0  # of the window, waiting for the other workers (two-phase)
+    analysis_shared: bool = False  # the analysis another worker made was used (two-phase)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -99,8 +99,9 @@ def handle_event(sup: Supervisor, child: Child, name: str, data: dict[str, Any])
             sup.handoff.put(BEFORE_CUTOVER_KEY, data.get("result"), reserved_ok=True)
         except Exception as e:  # refused, or the disk is full: the swap goes on
             sup.log(f"generation {gen.number}'s before_cutover result refused: {e}")
-    elif name == contract.EVENT_HOT_APPLIED and sup.hot is not None:
-        waiter = sup.hot.get("applied", {}).get(id(child))
+    elif name in (contract.EVENT_HOT_APPLIED, contract.EVENT_HOT_ANALYZED) and sup.hot is not None:
+        key = "applied" if name == contract.EVENT_HOT_APPLIED else "analyzed"
+        waiter = sup.hot.get(key, {}).get(id(child))
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
     elif name == contract.EVENT_PROTOCOL_ERROR:

@@ -7,7 +7,8 @@ goes into ``recent``.
 
 One worker: one request (``hot_upgrade``). Several workers: two-phase, so the generation never
 runs two releases (:mod:`hotswap.child.twophase`): every worker prepares (nothing changes; one
-refusal and every worker drops it), then every worker commits and holds its window until every
+refusal and every worker drops it; the first one's analysis is read by the others rather than
+made again, :mod:`hotswap.hot.shared`), then every worker commits and holds its window until every
 worker has applied it; if one could not, every worker rolls back and the release does not
 become current.
 """
@@ -15,6 +16,7 @@ become current.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -110,10 +112,7 @@ async def _two_phase(
         )
     grace = suspend + contract.HOT_UPGRADE_GRACE
     prepare = {k: v for k, v in args.items() if k != "suspend_timeout"}
-    prepared = await asyncio.gather(
-        *(c.request(contract.OP_HOT_PREPARE, timeout=grace, **prepare) for c in workers),
-        return_exceptions=True,
-    )
+    prepared = await _prepare_all(sup, workers, prepare, grace)
     refused = _first_error(workers, prepared)
     if refused is not None:
         for child in workers:
@@ -161,6 +160,54 @@ async def _two_phase(
         sup.log(f"{workers[index].name} failed after every worker applied it ({failure}): replaced")
     stats = [a for a in answers if isinstance(a, dict)]
     return {**(stats[0] if stats else {}), "workers": stats, "replaced": lagging}
+
+
+async def _prepare_all(
+    sup: Supervisor, workers: list[Child], prepare: dict[str, Any], grace: float
+) -> list[Any]:
+    """Every worker's answer to ``hot_prepare``. The first worker prepares alone until it has
+    written its analysis (``hot_analyzed``) for the others to read (:mod:`hotswap.hot.shared`)
+    or has answered; then the others. A refusal by the first worker is the answer of all."""
+    loop = asyncio.get_running_loop()
+    leader, rest = workers[0], workers[1:]
+    path = sup.state_dir / "run" / f"hot-analysis-{secrets.token_hex(8)}"
+    analyzed = loop.create_future()
+    deadline = sup.clock.now() + grace  # for all of them, as when they prepared at once
+    assert sup.hot is not None
+    sup.hot["analyzed"] = {id(leader): analyzed}
+    first = asyncio.ensure_future(
+        leader.request(
+            contract.OP_HOT_PREPARE,
+            timeout=grace,
+            analysis=str(path),
+            analysis_role="write",
+            **prepare,
+        )
+    )
+    try:
+        await asyncio.wait({first, analyzed}, return_when=asyncio.FIRST_COMPLETED)
+        if first.done() and first.exception() is not None:
+            return [first.exception(), *(None for _ in rest)]
+        others = await asyncio.gather(
+            *(
+                c.request(
+                    contract.OP_HOT_PREPARE,
+                    timeout=max(deadline - sup.clock.now(), 0.001),
+                    analysis=str(path),
+                    analysis_role="read",
+                    **prepare,
+                )
+                for c in rest
+            ),
+            return_exceptions=True,
+        )
+        mine = (await asyncio.gather(first, return_exceptions=True))[0]
+        return [mine, *others]
+    finally:
+        analyzed.cancel()
+        sup.hot.pop("analyzed", None)
+        for leftover in (path, *path.parent.glob(f".{path.name}.*")):  # and a writer's temp
+            leftover.unlink(missing_ok=True)
 
 
 def _first_error(workers: list[Child], results: list[Any]) -> HotswapError | None:

@@ -1,0 +1,83 @@
+"""One analysis for every worker (hotswap.hot.shared): the first worker writes it, the others
+read it, and a worker uses it only where it is what it would have made itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hotswap.hot import shared
+from hotswap.hot.engine import PendingUpgrade, prepare_hot_upgrade
+from hotswap.hot.shared import Sharing
+from tests.hot.conftest import Hot
+
+V1 = {"__init__.py": "VERSION = '1'\n", "core.py": "def f():\n    return 1\n"}
+V2 = {"__init__.py": "VERSION = '2'\n", "core.py": "def f():\n    return 2\n"}
+
+
+def _prepare(hot: Hot, new: Path, sharing: Sharing) -> PendingUpgrade:
+    pending = prepare_hot_upgrade(new, current=hot.current, no_quiesce=True, sharing=sharing)
+    hot.stack.callback(pending.abort)  # even when an assertion fails (abort is idempotent)
+    return pending
+
+
+def test_reader_uses_the_writers_analysis_and_applies_the_same(hot: Hot, tmp_path: Path) -> None:
+    _r1, r2, (core,) = hot.v1_v2(V1, V2, "core")
+    path = tmp_path / "analysis"
+    told: list[bool] = []
+    writer = _prepare(hot, r2, Sharing(path, write=True, on_analyzed=lambda: told.append(True)))
+    writer.abort()
+    assert told == [True] and path.is_file()
+    reader = _prepare(hot, r2, Sharing(path, write=False))
+    assert reader.upgrade.analysis_shared
+    stats = reader.commit()
+    assert stats.analysis_shared and stats.functions_patched == 1 and core.f() == 2
+
+
+def test_a_module_imported_in_one_worker_only_makes_the_reader_analyse_anew(
+    hot: Hot, tmp_path: Path
+) -> None:
+    v1 = {**V1, "extra.py": "from PKG import VERSION\nTAG = 'v' + VERSION\n"}
+    v2 = {**V2, "extra.py": v1["extra.py"]}
+    _r1, r2, (_core,) = hot.v1_v2(v1, v2, "core")
+    path = tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(path, write=True)).abort()  # made while extra was not imported
+    extra = hot.imp("extra")  # now it is: the writer's analysis did not follow it
+    reader = _prepare(hot, r2, Sharing(path, write=False))
+    assert not reader.upgrade.analysis_shared
+    reader.commit()
+    assert extra.TAG == "v2"  # re-derived, as its own analysis says
+
+
+def test_a_file_for_other_releases_or_torn_is_not_used(hot: Hot, tmp_path: Path) -> None:
+    r1, r2, _ = hot.v1_v2(V1, V2, "core")
+    r3 = hot.release({**V2, "core.py": "def f():\n    return 3\n"})
+    path = tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(path, write=True)).abort()
+    assert shared.read(path, r1, r2) is not None
+    assert shared.read(path, r1, r3) is None and shared.read(path, r2, r1) is None
+    path.write_bytes(path.read_bytes()[:100])  # torn
+    assert shared.read(path, r1, r2) is None
+    reader = _prepare(hot, r2, Sharing(path, write=False))
+    assert not reader.upgrade.analysis_shared
+    reader.abort()
+    assert shared.read(tmp_path / "missing", r1, r2) is None
+
+
+def test_a_refused_upgrade_is_not_written_nor_announced(hot: Hot, tmp_path: Path) -> None:
+    _r1, r2, _ = hot.v1_v2(V1, {**V2, "core.py": "class f(:\n"}, "core")
+    path = tmp_path / "analysis"
+    told: list[bool] = []
+    try:
+        _prepare(hot, r2, Sharing(path, write=True, on_analyzed=lambda: told.append(True)))
+    except Exception as exc:
+        assert getattr(exc, "code", None) == "hot_upgrade_refused"
+    else:
+        raise AssertionError("a syntax error was not refused")
+    assert not told and not path.exists()
+    assert not list(tmp_path.glob(".analysis.*"))  # no temporary file either
+
+
+def test_recorder_remembers_every_answer() -> None:
+    rec = shared.Recorder({"a", "b"}.__contains__)
+    assert rec("a") and not rec("c")
+    assert rec.asked == {"a": True, "c": False}
