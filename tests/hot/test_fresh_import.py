@@ -584,3 +584,24 @@ def test_bases_that_are_other_objects_are_refused(hot: Hot) -> None:
     v2 = {"m.py": v1["m.py"].replace("class C(cabc.Sized)", "class C(Sized)")}
     _, r2, _mods = hot.v1_v2(v1, v2, "m")
     assert refused(hot, r2) == {"class_layout"}
+
+
+def test_a_star_import_of_a_module_that_exported_nothing_gets_its_first_export(hot: Hot) -> None:
+    # nothing the importer holds points at m: its file is read all the same
+    lb, _lc = _other_tops(hot)
+    v1 = {"m.py": "_P = 1\n", f"/{lb}/__init__.py": "from PKG.m import *\n"}
+    v2 = {**v1, "m.py": "_P = 1\ndef first():\n    return 1\n"}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    b = importlib.import_module(lb)
+    hot.upgrade(r2)
+    assert b.first is m.first
+
+
+def test_an_importer_that_rebound_its_copy_is_left_alone(hot: Hot) -> None:
+    lb, _lc = _other_tops(hot)
+    v1 = {"m.py": "VALUE = [1]\n", f"/{lb}/__init__.py": "from PKG.m import VALUE\nVALUE = 'own'\n"}
+    v2 = {**v1, "m.py": "VALUE = [2]\n"}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    b = importlib.import_module(lb)
+    hot.upgrade(r2)
+    assert m.VALUE == [2] and b.VALUE == "own"  # as a fresh import of both gives

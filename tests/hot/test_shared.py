@@ -1,9 +1,13 @@
-"""One analysis for every worker (hotswap.hot.shared): the first worker writes it, the others
-read it, and a worker uses it only where it is what it would have made itself."""
+"""Work done once: one analysis for every worker (hotswap.hot.shared: the first worker writes
+it, the others read it, and a worker uses it only where it is what it would have made itself),
+and the release tree of one upgrade kept for the next."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from hotswap.hot import shared
 from hotswap.hot.engine import PendingUpgrade, prepare_hot_upgrade
@@ -81,3 +85,33 @@ def test_recorder_remembers_every_answer() -> None:
     rec = shared.Recorder({"a", "b"}.__contains__)
     assert rec("a") and not rec("c")
     assert rec.asked == {"a": True, "c": False}
+
+
+def test_the_tree_upgraded_to_is_the_next_upgrades_old_tree_until_its_files_change(
+    hot: Hot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hotswap.hot import engine
+    from hotswap.hot.tree import ReleaseTree
+
+    loads: list[Path] = []
+    real = ReleaseTree.load.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[ReleaseTree], root: str | Path) -> ReleaseTree:
+        loads.append(Path(root))
+        return real(cls, root)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(ReleaseTree, "load", classmethod(counting))
+    r1, r2, (core,) = hot.v1_v2(V1, V2, "core")
+    r3 = hot.release({**V2, "core.py": "def f():\n    return 3\n"})
+    hot.upgrade(r2)
+    assert loads[-2:] == [r1.resolve(), r2.resolve()]
+    loads.clear()
+    hot.upgrade(r3)
+    assert loads == [r3.resolve()] and core.f() == 3  # r2's tree was kept
+    record = r3 / "RECORD"
+    record.write_bytes(record.read_bytes())  # rewritten (a new mtime): read again
+    os.utime(record, ns=(1, 1))
+    loads.clear()
+    hot.upgrade(r1)
+    assert loads == [r3.resolve(), r1.resolve()] and core.f() == 1
+    assert engine._last_tree[0][1].root == r1.resolve()

@@ -166,3 +166,36 @@ def release_files(root: Path) -> dict[str, record.Entry]:
     manifest = (root / record.MANIFEST_NAME).read_bytes()
     assert hashlib.sha256(data).hexdigest() in manifest.decode()
     return record.loads(data)
+
+
+def _safe_by_normpath(name: str) -> bool:
+    """The definition is_safe_relpath is checked against (it was once written this way)."""
+    import posixpath
+
+    if not name or name.startswith("/") or name == "." or record._CONTROL.search(name):
+        return False
+    if record.path_too_long(name):
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return posixpath.normpath(name) == name and ".." not in name.split("/")
+
+
+_PATHS = st.lists(
+    st.sampled_from(["a", "b.py", ".", "..", "", "...", ".a", "a.", "\\", "\n", "\udcff", "é"]),
+    max_size=70,
+).map("/".join) | st.text(max_size=40)
+
+
+@settings(max_examples=int(os.environ.get("HOTSWAP_FUZZ_EXAMPLES", "300")), deadline=None)
+@given(name=_PATHS | _PATHS.map(lambda p: "/" + p) | _PATHS.map(lambda p: p + "/"))
+def test_is_safe_relpath_agrees_with_normpath(name: str) -> None:
+    assert record.is_safe_relpath(name) is _safe_by_normpath(name)
+
+
+def test_is_safe_relpath_caps() -> None:
+    deep = "/".join(["a"] * record.MAX_DEPTH)
+    assert record.is_safe_relpath(deep) and not record.is_safe_relpath(deep + "/a")
+    assert not record.is_safe_relpath("a" * (record.MAX_PATH + 1))

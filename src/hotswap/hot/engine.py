@@ -28,10 +28,36 @@ from hotswap.hot.plan import Prepared
 from hotswap.hot.prepare import loaded_modules, prepare, refuse
 from hotswap.hot.quiesce import Quiescence, QuiesceTimeout, UpgradeGate, default_quiescence
 from hotswap.hot.stats import Counts, HotUpgradeStats
-from hotswap.hot.tree import LIB, MANIFEST, PathMap, ReleaseTree, module_name
+from hotswap.hot.tree import LIB, MANIFEST, RECORD, PathMap, ReleaseTree, module_name
 from hotswap.hot.verdict import Reason, Verdict
 
 _one_at_a_time = threading.Lock()
+# The tree of the release the last upgrade went to: the next one starts from it, so each
+# upgrade reads one RECORD, not two. Used only while RECORD and RELEASE.json are the files it
+# was read from (same inode, size and mtime).
+_last_tree: list[tuple[tuple[int, ...], ReleaseTree]] = []
+
+
+def _stamp(root: Path) -> tuple[int, ...]:
+    out: list[int] = []
+    for name in (RECORD, MANIFEST):
+        try:
+            st = os.stat(root / name)
+        except OSError:
+            out += (-1, -1, -1)
+        else:
+            out += (st.st_ino, st.st_size, st.st_mtime_ns)
+    return tuple(out)
+
+
+def _tree(where: str | os.PathLike[str] | ReleaseTree) -> ReleaseTree:
+    if isinstance(where, ReleaseTree):
+        return where
+    root = Path(where).resolve()
+    for stamp, tree in _last_tree:
+        if tree.root == root and stamp == _stamp(root) and stamp[0] != -1:
+            return tree
+    return ReleaseTree.load(root)
 REPLANS = 3  # commits retried when changed modules are imported while preparing
 
 
@@ -56,8 +82,9 @@ class HotUpgrade:
         sharing: shared.Sharing | None = None,
         shared_analysis: shared.SharedAnalysis | None = None,
     ) -> None:
-        self.old = old if isinstance(old, ReleaseTree) else ReleaseTree.load(Path(old))
-        self.new = new if isinstance(new, ReleaseTree) else ReleaseTree.load(Path(new))
+        self.old = _tree(old)
+        self.new = _tree(new)
+        _last_tree[:] = [(_stamp(self.new.root), self.new)]  # the next upgrade's old one
         self.extra = extra
         self.allow_dependency_changes = allow_dependency_changes
         self.checkpoint = checkpoint

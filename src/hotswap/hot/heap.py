@@ -36,7 +36,8 @@ class HeapIndex:
     """Functions of given modules (by qualname) and instances of given classes."""
 
     def __init__(self, module_dicts: Iterable[dict[str, Any]], classes: Iterable[type]) -> None:
-        self._globals = {id(d) for d in module_dicts}
+        self._dicts = list(module_dicts)
+        self._globals = {id(d) for d in self._dicts}
         self._types = set(classes)
         self.functions: dict[FunctionKey, list[types.FunctionType]] = {}
         self.instances: dict[type, list[object]] = {}
@@ -65,7 +66,11 @@ class HeapIndex:
         self._holding = True
         self._max_collected = -1
         self.frozen = gc.get_freeze_count()
-        objs = gc.get_objects()
+        # One walk of the heap in C: every tracked object that refers to a changed module's
+        # globals (its functions, closures included) or to a wanted class (its instances:
+        # an instance of a class defined in Python refers to its class). The same objects a
+        # walk of gc.get_objects() would pick, without a Python-level test of each object.
+        objs = gc.get_referrers(*self._dicts, *self._types)
         self.scanned = len(objs)
         self._take(objs)
         del objs
@@ -134,6 +139,7 @@ class HeapIndex:
         self.wrappers.clear()
         self.late.clear()
         self._seen.clear()
+        self._dicts.clear()
 
     # -- internals --------------------------------------------------------------------------
 

@@ -76,6 +76,36 @@ class Sources:
         return self._text[rel]
 
 
+def _holders(loaded: dict[str, types.ModuleType], objects: list[object]) -> set[str]:
+    """The loaded modules whose namespace holds one of ``objects`` (by identity; the test of
+    each value runs in C). A module that imported one with ``from m import name`` (or ``*``)
+    and still holds it is among them; one that holds none has nothing the commit would
+    rebind, so its source need not be read."""
+    contains = {id(o) for o in objects}.__contains__
+    return {
+        rel for rel, mod in loaded.items() if any(map(contains, map(id, list(vars(mod).values()))))
+    }
+
+
+def _exports(mod: types.ModuleType) -> list[object]:
+    """Values ``from mod import *`` binds (of ``__all__``, else of the public names): the
+    functions and classes defined in ``mod`` if it exports any (few modules hold those), else
+    all of them."""
+    d = vars(mod)
+    names = d.get("__all__")
+    if isinstance(names, list | tuple):
+        values = [d[n] for n in names if isinstance(n, str) and n in d]
+    else:
+        values = [v for k, v in list(d.items()) if not k.startswith("_")]
+    own: list[object] = [
+        v
+        for v in values
+        if isinstance(v, types.FunctionType | type)
+        and getattr(v, "__module__", None) == mod.__name__
+    ]
+    return own or values
+
+
 def _top_imports(rel: str, mod: types.ModuleType, text: str) -> list[tuple[str, str, str]]:
     try:
         tree = ast.parse(text)
@@ -91,8 +121,9 @@ def find_importers(
     """``{(module, name): [(importer, alias)]}`` for the names an upgrade may rebind: the modules
     holding them through a top-level ``from module import name as alias`` or
     ``from module import *`` (transitively, for re-exports; the commit rebinds a copy only where
-    the importer still holds the old object). Only files that mention one of the names, or
-    import ``*``, and can import one of the modules (``may_import_from``) are parsed."""
+    the importer still holds the old object). Only the files of modules that hold one of the
+    objects (:func:`_holders`), mention one of the names or import ``*``, and can import one of
+    the modules (``may_import_from``) are read and parsed."""
     sources = sources or Sources(loaded)
     wanted: set[tuple[str, str]] = set()
     for p in plans:
@@ -102,6 +133,11 @@ def find_importers(
     if not wanted:
         return edges
     imports: dict[str, list[tuple[str, str, str]]] = {}
+    # the objects the commit may replace: an importer that holds none of them is left alone
+    holders = _holders(
+        loaded,
+        [p.module.__dict__[n] for p in plans for n in p.diff.rebound if n in p.module.__dict__],
+    )
     frontier = set(wanted)
     while frontier:
         names = {n for _m, n in frontier}
@@ -109,6 +145,8 @@ def find_importers(
         frontier = set()
         for rel, mod in loaded.items():
             if rel not in imports:
+                if rel not in holders:
+                    continue
                 text = sources.text(rel)
                 if (
                     text is None
@@ -143,17 +181,25 @@ def star_importers(
     top level, for the changed modules and, in turn, for their star importers (the commit
     gives importers the names a module now exports and takes away the ones it no longer does,
     and passes that on to *their* star importers: ``pkg/__init__`` star-imports ``core``,
-    which star-imports ``exceptions``). Only files that import ``*`` and can import one of
-    those modules (``may_import_from``) are parsed."""
+    which star-imports ``exceptions``). Only the files of modules that hold something those
+    modules export, import ``*`` and can import one of them (``may_import_from``) are read
+    and parsed."""
     sources = sources or Sources(loaded)
     out: dict[str, list[types.ModuleType]] = {}
     frontier = {p.module.__name__ for p in plans}
     seen = set(frontier)
     stars: dict[str, tuple[types.ModuleType, list[str]]] = {}  # rel -> (module, star sources)
+    by_name = {mod.__name__: mod for mod in loaded.values()}
     while frontier:
         modules, frontier = frontier, set()
+        # a star importer holds what those modules export; where one exports nothing, every
+        # file that imports * is read
+        exports = [_exports(by_name[m]) for m in modules if m in by_name]
+        holders = None
+        if exports and all(exports):
+            holders = _holders(loaded, [v for e in exports for v in e])
         for rel, mod in loaded.items():
-            if rel in stars:
+            if rel in stars or (holders is not None and rel not in holders):
                 continue
             text = sources.text(rel)
             if (

@@ -27,6 +27,8 @@ import contextlib
 import sys
 import types
 import typing
+from collections.abc import Iterable
+from itertools import repeat
 
 from hotswap.errors import ChildError
 from hotswap.hot.check import Analysis
@@ -179,15 +181,22 @@ def code_registries(loaded: dict[str, types.ModuleType]) -> dict[int, list[objec
     ``f.__code__`` of its internal functions in a set): ``{id(code): [container]}``."""
     out: dict[int, list[object]] = {}
     code_type = types.CodeType
+    kinds = repeat(code_type)
     for mod in loaded.values():
         for value in list(vars(mod).values()):
-            if type(value) in (set, list):
-                items = list(value)
-            elif type(value) is dict:
-                items = [*value, *value.values()]
+            kind = type(value)
+            if kind is set or kind is list:
+                pools: tuple[Iterable[object], ...] = (value,)
+            elif kind is dict:
+                pools = (value, value.values())
             else:
                 continue
-            for item in items:
+            try:  # the test of each item runs in C; Python sees only containers with a hit
+                if not any(any(map(isinstance, pool, kinds)) for pool in pools):
+                    continue
+            except RuntimeError:  # changed size while looked at (another thread)
+                pass
+            for item in [x for pool in pools for x in list(pool)]:
                 if type(item) is code_type:
                     holders = out.setdefault(id(item), [])
                     if not any(h is value for h in holders):

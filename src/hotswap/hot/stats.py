@@ -54,8 +54,8 @@ class HotUpgradeStats:
     quiesce_ms: float
     window_ms: float
     total_ms: float
-    heap_objects_scanned: int
-    young_objects_scanned: int
+    heap_objects_scanned: int  # found by the one walk of the heap at prepare (see heap.py)
+    young_objects_scanned: int  # listed in the window: what was allocated since
     warnings: tuple[str, ...] = ()
     data_hooks_run: int = 0  # packages whose __data_change__ reloaded changed data files
     replans: int = 0  # times the plan was made again (modules imported while preparing)
