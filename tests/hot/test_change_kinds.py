@@ -7,6 +7,7 @@ the failure modes of IPython autoreload, jurigged and ``importlib.reload``.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import traceback
 
@@ -149,6 +150,10 @@ def test_module_file_and_path_switch_to_the_new_release(hot: Hot) -> None:
     assert hot.imp("sub.c").C == 3
     # modules that did not change point at the new release too
     assert pkg.__file__ == str(r2 / "lib" / hot.pkg / "__init__.py")
+    for mod in (a, pkg):  # every file attribute, the bytecode paths as the import system says
+        cached = importlib.util.cache_from_source(mod.__file__)
+        assert mod.__cached__ == mod.__spec__.cached == cached
+        assert mod.__spec__.origin == mod.__loader__.path == mod.__file__
 
 
 def test_constant_change_seen_through_from_imports(hot: Hot) -> None:

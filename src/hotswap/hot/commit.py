@@ -53,6 +53,7 @@ from hotswap.hot.plan import (
 )
 from hotswap.hot.prepare import live_instance_refusals, refuse, replaced_class_refusals
 from hotswap.hot.stats import Counts
+from hotswap.hot.tree import LIB, PathMap
 
 Checkpoint = Callable[[str], None]
 
@@ -184,35 +185,17 @@ class Commit(ClassPatching, StateMigration):
             with contextlib.suppress(NotImplementedError, ValueError):
                 j.setattr(mod, "__cached__", importlib.util.cache_from_source(init))
 
-    def _switch_file(self, mod: types.ModuleType, j: Journal | None) -> None:
-        """Point a module's file attributes at the new release (journaled when ``j`` is given)."""
-        f = getattr(mod, "__file__", None)
-        new = self._remap(f) if isinstance(f, str) else None
-        if new is None or (j is None and not os.path.exists(new)):
-            return
-        set_ = j.setattr if j is not None else setattr
-        set_(mod, "__file__", new)
-        if isinstance(getattr(mod, "__cached__", None), str):
-            with contextlib.suppress(NotImplementedError, ValueError):
-                set_(mod, "__cached__", importlib.util.cache_from_source(new))
-        spec = getattr(mod, "__spec__", None)
-        if spec is not None and isinstance(spec.origin, str) and self._remap(spec.origin):
-            set_(spec, "origin", new)
-            if spec.has_location and isinstance(spec.cached, str):
-                with contextlib.suppress(NotImplementedError, ValueError):
-                    set_(spec, "cached", importlib.util.cache_from_source(new))
-        loader = getattr(mod, "__loader__", None)
-        lpath = getattr(loader, "path", None)
-        if isinstance(lpath, str) and self._remap(lpath):
-            set_(loader, "path", new)
+    def _switch_file(self, mod: types.ModuleType, j: Journal) -> None:
+        """Point a module's file attributes at the new release, journaled."""
+        for obj, attr, value in file_attributes(mod, self._paths):
+            j.setattr(obj, attr, value)
 
     def finish_paths(self) -> None:
         """After a successful commit, outside the window: point the modules that did not change
-        at the new release too (same bytes, so nothing can go wrong and nothing is journaled)."""
-        done = {id(plan.module) for plan in self.p.modules}
-        for mod in self.p.loaded.values():
-            if id(mod) not in done:
-                self._switch_file(mod, None)
+        at the new release too (same bytes, so nothing can go wrong and nothing is journaled;
+        what to set was worked out at prepare, :func:`file_updates`)."""
+        for obj, attr, value in self.p.file_updates:
+            setattr(obj, attr, value)
 
     def _from_old(self, mod: types.ModuleType) -> bool:
         f = getattr(mod, "__file__", None)
@@ -472,3 +455,56 @@ def _lookup(namespace: dict[str, Any], name: str) -> object:
         inner = getattr(obj, "__dict__", None) if isinstance(obj, types.ModuleType | type) else None
         obj = inner.get(part, MISSING) if inner is not None else MISSING
     return obj
+
+
+def file_attributes(
+    mod: types.ModuleType, paths: PathMap, record: dict[str, str] | None = None
+) -> list[tuple[object, str, str]]:
+    """``(object, attribute, value)`` that point a module's ``__file__``, ``__cached__``, spec
+    and loader at the new release; with ``record`` (the new release's), only if it has the
+    file."""
+    f = getattr(mod, "__file__", None)
+    rel = paths.relative(f) if isinstance(f, str) else None
+    if not rel or (record is not None and f"{LIB}/{rel}" not in record):
+        return []
+    new = os.path.join(paths.new_lib, rel)
+    out: list[tuple[object, str, str]] = [(mod, "__file__", new)]
+    cached = getattr(mod, "__cached__", None)
+    if isinstance(cached, str) and (moved := _cached(paths, cached, new)) is not None:
+        out.append((mod, "__cached__", moved))
+    spec = getattr(mod, "__spec__", None)
+    if spec is not None and isinstance(spec.origin, str) and paths.remap(spec.origin):
+        out.append((spec, "origin", new))
+        if spec.has_location and isinstance(spec.cached, str):
+            moved = _cached(paths, spec.cached, new)
+            if moved is not None:
+                out.append((spec, "cached", moved))
+    loader = getattr(mod, "__loader__", None)
+    lpath = getattr(loader, "path", None)
+    if isinstance(lpath, str) and paths.remap(lpath):
+        out.append((loader, "path", new))
+    return out
+
+
+def file_updates(p: Prepared) -> list[tuple[object, str, str]]:
+    """:func:`file_attributes` of every loaded module the upgrade does not change."""
+    planned = {id(plan.module) for plan in p.modules}
+    record = p.analysis.new.record
+    return [
+        update
+        for mod in p.loaded.values()
+        if id(mod) not in planned
+        for update in file_attributes(mod, p.paths, record)
+    ]
+
+
+def _cached(paths: PathMap, old: str, new: str) -> str | None:
+    """The bytecode path of ``new``: the old one moved to the new release where it was beside
+    its source (string work only), else what the import system computes."""
+    moved = paths.remap(old)
+    if moved is not None:
+        return moved
+    try:
+        return importlib.util.cache_from_source(new)
+    except (NotImplementedError, ValueError):
+        return None

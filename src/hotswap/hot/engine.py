@@ -22,7 +22,7 @@ from typing import Any
 from hotswap.errors import ChildError, HotswapError, UsageError
 from hotswap.hot import shared
 from hotswap.hot.check import Analysis, analyze, check_running_interpreter
-from hotswap.hot.commit import Checkpoint, Commit, Replan
+from hotswap.hot.commit import Checkpoint, Commit, Replan, file_updates
 from hotswap.hot.journal import Journal
 from hotswap.hot.plan import Prepared
 from hotswap.hot.prepare import loaded_modules, prepare, refuse
@@ -58,6 +58,8 @@ def _tree(where: str | os.PathLike[str] | ReleaseTree) -> ReleaseTree:
         if tree.root == root and stamp == _stamp(root) and stamp[0] != -1:
             return tree
     return ReleaseTree.load(root)
+
+
 REPLANS = 3  # commits retried when changed modules are imported while preparing
 
 
@@ -141,6 +143,7 @@ class HotUpgrade:
         if a.reasons:
             raise refuse(a.reasons, a.warnings)
         self.prepared = prepare(a, paths, loaded)
+        self.prepared.file_updates = file_updates(self.prepared)
         self.prepared.prepare_ms = (self.clock() - t) * 1000
         return a.verdict()
 

@@ -28,7 +28,7 @@ class StateMigration:
     extra: Any
     counts: Counts
     step: Callable[[str], None]
-    _switch_file: Callable[[types.ModuleType, Journal | None], None]
+    _switch_file: Callable[[types.ModuleType, Journal], None]
 
     def _instances(self, cls: type) -> list[object]:
         out: list[object] = []

@@ -226,6 +226,9 @@ class Prepared:
     unplanned: frozenset[str] = frozenset()  # changed modules not imported when prepared
     code_registries: dict[int, list[object]] = field(default_factory=dict)  # id(code) -> holders
     star_importers: dict[str, list[types.ModuleType]] = field(default_factory=dict)
+    # (object, attribute, value): the file attributes of the unchanged modules, pointed at the
+    # new release after a successful commit (computed at prepare: setattr only, after it)
+    file_updates: list[tuple[object, str, str]] = field(default_factory=list)
     # (namespace, name, live container, what its statement makes, reason if they part)
     containers: list[tuple[dict[str, object], str, object, object, Reason]] = field(
         default_factory=list
