@@ -498,6 +498,17 @@ def file_updates(p: Prepared) -> list[tuple[object, str, str]]:
     ]
 
 
+def warm_paths(p: Prepared) -> None:
+    """Work out at prepare the path mapping the window does (``sys.path``, package paths, the
+    changed modules' file attributes), so the window only looks it up."""
+    p.paths.warm(sys.path)
+    for pkg in p.packages:
+        p.paths.warm(getattr(pkg, "__path__", ()))
+        p.paths.warm(getattr(getattr(pkg, "__spec__", None), "submodule_search_locations", ()))
+    for plan in p.modules:
+        file_attributes(plan.module, p.paths)
+
+
 def _cached(paths: PathMap, old: str, new: str) -> str | None:
     """The bytecode path of ``new``: the old one moved to the new release where it was beside
     its source (string work only), else what the import system computes."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
@@ -95,15 +96,31 @@ class PathMap:
                 forms.add(os.path.normpath(entry))
         self.prefixes = tuple(sorted(forms, key=len, reverse=True))
         self.new_lib = str(new_lib)
+        self._memo: dict[str, str | None] = {}
 
     def relative(self, path: str) -> str | None:
-        """``path`` relative to the old lib (``/`` separators), or None if not under it."""
+        """``path`` relative to the old lib (``/`` separators), or None if not under it.
+        Remembered: prepare asks about every path the window will (:meth:`warm`)."""
+        try:
+            return self._memo[path]
+        except KeyError:
+            pass
+        rel = None
         for prefix in self.prefixes:
             if path == prefix:
-                return ""
+                rel = ""
+                break
             if path.startswith(prefix) and path[len(prefix)] == os.sep:
-                return path[len(prefix) + 1 :].replace(os.sep, "/")
-        return None
+                rel = path[len(prefix) + 1 :].replace(os.sep, "/")
+                break
+        self._memo[path] = rel
+        return rel
+
+    def warm(self, paths: Iterable[object]) -> None:
+        """Work out :meth:`relative` for ``paths`` (the strings among them) ahead of time."""
+        for path in paths:
+            if isinstance(path, str):
+                self.relative(path)
 
     def remap(self, path: str) -> str | None:
         rel = self.relative(path)
