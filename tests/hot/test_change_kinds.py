@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import traceback
+from pathlib import Path
 
 from tests.hot.conftest import Hot
 
@@ -462,3 +463,36 @@ def test_abstract_method_made_concrete(hot: Hot) -> None:
     _, r2, (m,) = hot.v1_v2(v1, v2, "m")
     hot.upgrade(r2)
     assert m.Shape().area() == 0
+
+
+def test_paths_changed_between_prepare_and_commit_are_switched_all_the_same(
+    hot: Hot, tmp_path: Path
+) -> None:
+    from hotswap.hot.engine import prepare_hot_upgrade
+
+    v1 = {"a.py": "A = 1\n", "sub/__init__.py": ""}
+    v2 = {**v1, "a.py": "A = 2\n", "sub/c.py": "C = 3\n"}
+    r1, r2, (_a, sub) = hot.v1_v2(v1, v2, "a", "sub")
+    pending = prepare_hot_upgrade(r2, current=hot.current, no_quiesce=True)
+    extra = str(tmp_path / "elsewhere")
+    sys.path.append(extra)  # both lists change after prepare worked them out
+    sub.__path__.append(extra)
+    try:
+        pending.commit()
+        assert str(r2 / "lib") in sys.path and str(r1 / "lib") not in sys.path
+        assert sub.__path__ == [str(r2 / "lib" / hot.pkg / "sub"), extra]
+        assert hot.imp("sub.c").C == 3
+    finally:
+        sys.path.remove(extra)
+    hot.current = r2
+
+
+def test_a_namespace_package_inside_the_release_points_at_the_new_release(hot: Hot) -> None:
+    # PKG/ns has no __init__.py: its __path__ is a _NamespacePath, not a list
+    v1 = {"ns/m.py": "M = 1\n"}
+    v2 = {"ns/m.py": "M = 2\n", "ns/n.py": "N = 3\n"}
+    r1, r2, (ns, m) = hot.v1_v2(v1, v2, "ns", "ns.m")
+    assert not isinstance(ns.__path__, list)
+    hot.upgrade(r2)
+    assert m.M == 2 and hot.imp("ns.n").N == 3
+    assert str(r1) not in str(list(ns.__path__))

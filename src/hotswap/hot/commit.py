@@ -143,22 +143,16 @@ class Commit(ClassPatching, StateMigration):
 
     def _switch_paths(self) -> None:
         j = self.j
-        for i, entry in enumerate(list(sys.path)):
-            new = self._remap(entry) if isinstance(entry, str) else None
-            if new is not None:
-                sys.path[i] = new
-        for pkg in self.p.packages:
-            paths = [pkg.__path__]
-            spec = getattr(pkg, "__spec__", None)
-            locs = getattr(spec, "submodule_search_locations", None)
-            if isinstance(locs, list) and locs is not pkg.__path__:
-                paths.append(locs)
-            for lst in paths:
-                j.snapshot_container(lst)
-                for i, entry in enumerate(list(lst)):
-                    new = self._remap(entry) if isinstance(entry, str) else None
-                    if new is not None:
-                        lst[i] = new
+        for lst, before, after in self.p.path_lists:
+            if lst is not sys.path:
+                j.snapshot_container(lst)  # sys.path is, in run()
+            if type(lst) is list and lst == before:  # as prepared: new entries worked out then
+                lst[:] = after
+                continue
+            for i, entry in enumerate(list(lst)):  # changed since: mapped here
+                new = self._remap(entry) if isinstance(entry, str) else None
+                if new is not None:
+                    lst[i] = new
         for plan in self.p.modules:
             if plan.name in self.p.analysis.moved:
                 self._make_package(plan, j)
@@ -498,13 +492,21 @@ def file_updates(p: Prepared) -> list[tuple[object, str, str]]:
     ]
 
 
-def warm_paths(p: Prepared) -> None:
-    """Work out at prepare the path mapping the window does (``sys.path``, package paths, the
-    changed modules' file attributes), so the window only looks it up."""
-    p.paths.warm(sys.path)
+def plan_paths(p: Prepared) -> None:
+    """Work out at prepare the path lists the window switches to the new release
+    (``sys.path``, each package's ``__path__`` and its spec's search locations) and map the
+    changed modules' file attributes once, so the window mostly assigns and looks up."""
+    lists: list[Any] = [sys.path]  # lists, and a namespace package's _NamespacePath
     for pkg in p.packages:
-        p.paths.warm(getattr(pkg, "__path__", ()))
-        p.paths.warm(getattr(getattr(pkg, "__spec__", None), "submodule_search_locations", ()))
+        paths = pkg.__path__
+        lists.append(paths)
+        locs = getattr(getattr(pkg, "__spec__", None), "submodule_search_locations", None)
+        if isinstance(locs, list) and locs is not paths:
+            lists.append(locs)
+    for lst in lists:
+        before = list(lst)
+        after = [(p.paths.remap(e) or e) if isinstance(e, str) else e for e in before]
+        p.path_lists.append((lst, before, after))
     for plan in p.modules:
         file_attributes(plan.module, p.paths)
 

@@ -22,7 +22,7 @@ from typing import Any
 from hotswap.errors import ChildError, HotswapError, UsageError
 from hotswap.hot import shared
 from hotswap.hot.check import Analysis, analyze, check_running_interpreter
-from hotswap.hot.commit import Checkpoint, Commit, Replan, file_updates, warm_paths
+from hotswap.hot.commit import Checkpoint, Commit, Replan, file_updates, plan_paths
 from hotswap.hot.journal import Journal
 from hotswap.hot.plan import Prepared
 from hotswap.hot.prepare import loaded_modules, prepare, refuse
@@ -144,7 +144,7 @@ class HotUpgrade:
             raise refuse(a.reasons, a.warnings)
         self.prepared = prepare(a, paths, loaded)
         self.prepared.file_updates = file_updates(self.prepared)
-        warm_paths(self.prepared)
+        plan_paths(self.prepared)
         self.prepared.prepare_ms = (self.clock() - t) * 1000
         return a.verdict()
 

@@ -20,7 +20,7 @@ import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hotswap.hot.heap import HeapIndex
 from hotswap.hot.names import first_line
@@ -229,6 +229,8 @@ class Prepared:
     # (object, attribute, value): the file attributes of the unchanged modules, pointed at the
     # new release after a successful commit (computed at prepare: setattr only, after it)
     file_updates: list[tuple[object, str, str]] = field(default_factory=list)
+    # (list, its entries at prepare, the entries it gets): sys.path and package paths
+    path_lists: list[tuple[Any, list[str], list[str]]] = field(default_factory=list)
     # (namespace, name, live container, what its statement makes, reason if they part)
     containers: list[tuple[dict[str, object], str, object, object, Reason]] = field(
         default_factory=list

@@ -100,11 +100,19 @@ def running_release(root: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         sys.path[:] = saved
         base = str(root.parent) + os.sep
+        # all decided before any is forgotten: a namespace package's __path__ is recomputed
+        # from its parent's, which must still be there
+        gone = []
         for key, mod in list(sys.modules.items()):
             f = getattr(mod, "__file__", None) or ""
-            paths = list(getattr(mod, "__path__", None) or ())
+            try:
+                paths = list(getattr(mod, "__path__", None) or ())
+            except (KeyError, AttributeError):
+                paths = []
             if f.startswith(base) or any(str(p).startswith(base) for p in paths):
-                del sys.modules[key]
+                gone.append(key)
+        for key in gone:
+            sys.modules.pop(key, None)
         import importlib
 
         importlib.invalidate_caches()
