@@ -496,3 +496,22 @@ def test_a_namespace_package_inside_the_release_points_at_the_new_release(hot: H
     hot.upgrade(r2)
     assert m.M == 2 and hot.imp("ns.n").N == 3
     assert str(r1) not in str(list(ns.__path__))
+
+
+def test_finish_later_points_the_unchanged_modules_at_the_new_release_on_finish(
+    hot: Hot,
+) -> None:
+    from hotswap.hot.engine import prepare_hot_upgrade
+
+    v1 = {"a.py": "A = 1\n", "same.py": "S = 1\n"}
+    v2 = {**v1, "a.py": "A = 2\n"}
+    r1, r2, (a, same) = hot.v1_v2(v1, v2, "a", "same")
+    pending = prepare_hot_upgrade(r2, current=hot.current, no_quiesce=True)
+    pending.commit(finish_later=True)  # as a worker of several does
+    hot.current = r2
+    assert a.A == 2 and a.__file__.startswith(str(r2))  # the changed module: in the window
+    assert same.__file__.startswith(str(r1))  # the rest waits for finish()
+    pending.finish()
+    assert same.__file__ == str(r2 / "lib" / hot.pkg / "same.py")
+    assert same.__spec__.origin == same.__file__
+    pending.finish()  # once: nothing left

@@ -245,6 +245,7 @@ def test_a_hot_upgrade_of_several_workers_commits_in_every_worker(tmp_path: Path
     workers = w.fake.workers(1)
     assert len(workers) == 3  # the same processes
     assert all(("hot_decide", {"keep": True}) in c.requests for c in workers)
+    assert all(("hot_finish", {}) in c.requests for c in workers)  # after every answer
 
 
 def test_one_worker_failing_its_commit_rolls_every_worker_back(tmp_path: Path) -> None:
@@ -253,6 +254,7 @@ def test_one_worker_failing_its_commit_rolls_every_worker_back(tmp_path: Path) -
     assert error.details["worker"] == 1 and "scripted" in error.message
     assert w.sup.store.read_state()["current"] == w.ids["1"]
     assert all(("hot_decide", {"keep": False}) in c.requests for c in w.fake.workers(1))
+    assert not any(op == "hot_finish" for c in w.fake.workers(1) for op, _a in c.requests)
 
 
 def test_a_worker_failing_after_the_decision_to_keep_is_replaced_on_the_new_release(

@@ -8,7 +8,10 @@ in its window (requests still suspended), tells the supervisor (``hot_applied``)
 its decision (``hot_decide``, read on the channel's reader thread while the window may hold
 the event loop): keep it, or roll back, as every worker does when one of them could not apply
 it. A worker that hears nothing within ``HOT_HOLD_TIMEOUT`` rolls back. ``hot_abort`` drops a
-prepared upgrade (another worker refused it at prepare).
+prepared upgrade (another worker refused it at prepare). ``hot_finish``, once every worker has
+answered its commit, runs the bookkeeping that waited (the unchanged modules' file attributes
+pointed at the new release): done earlier, its CPU would be taken from a worker still holding
+its window.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class TwoPhase:
         self._lock = threading.Lock()
         self._decided = threading.Event()
         self._keep = False
+        self._unfinished: PendingUpgrade | None = None  # committed, its bookkeeping waiting
 
     def attach(self) -> None:
         channel = self.runtime.channel
@@ -47,6 +51,7 @@ class TwoPhase:
         channel.handle(contract.OP_HOT_COMMIT, self.on_commit, threaded=True)
         channel.handle(contract.OP_HOT_DECIDE, self.on_decide)  # not threaded: see above
         channel.handle(contract.OP_HOT_ABORT, self.on_abort)
+        channel.handle(contract.OP_HOT_FINISH, self.on_finish)
 
     def on_prepare(self, args: dict[str, Any]) -> Any:
         from hotswap.hot.engine import prepare_hot_upgrade
@@ -55,6 +60,7 @@ class TwoPhase:
         root = args.get("release_root")
         if not isinstance(root, str):
             raise UsageError("bad_request", "hot_prepare needs release_root")
+        self.on_finish({})  # a hot_finish that never came (a supervisor gone in between)
         path, role = args.get("analysis"), args.get("analysis_role")
         sharing = None
         if isinstance(path, str) and role in ("write", "read"):
@@ -97,7 +103,9 @@ class TwoPhase:
             return self._keep
 
         suspend = float(args.get("suspend_timeout", contract.SUSPEND_TIMEOUT))
-        stats = pending.upgrade.commit(suspend_timeout=suspend, hold=hold)
+        stats = pending.upgrade.commit(suspend_timeout=suspend, hold=hold, finish_later=True)
+        with self._lock:
+            self._unfinished = pending.upgrade
         self.runtime.release_root = pending.root
         self.runtime.release_id = pending.release_id or self.runtime.release_id
         return stats.to_json()
@@ -106,6 +114,13 @@ class TwoPhase:
         self._keep = bool(args.get("keep", False))
         self._decided.set()
         return {}
+
+    def on_finish(self, _args: dict[str, Any]) -> Any:
+        with self._lock:
+            upgrade, self._unfinished = self._unfinished, None
+        if upgrade is not None:
+            upgrade.finish()
+        return {"finished": upgrade is not None}
 
     def on_abort(self, _args: dict[str, Any]) -> Any:
         with self._lock:

@@ -186,9 +186,10 @@ class Commit(ClassPatching, StateMigration):
 
     def finish_paths(self) -> None:
         """After a successful commit, outside the window: point the modules that did not change
-        at the new release too (same bytes, so nothing can go wrong and nothing is journaled;
-        what to set was worked out at prepare, :func:`file_updates`)."""
-        for obj, attr, value in self.p.file_updates:
+        at the new release too (same bytes, so nothing can go wrong and nothing is journaled).
+        With several workers this waits until every worker has answered (``hot_finish``): it is
+        CPU a worker still waiting for its decision would lose."""
+        for obj, attr, value in file_updates(self.p):
             setattr(obj, attr, value)
 
     def _from_old(self, mod: types.ModuleType) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 from hotswap.errors import ChildError, HotswapError, UsageError
 from hotswap.hot import shared
 from hotswap.hot.check import Analysis, analyze, check_running_interpreter
-from hotswap.hot.commit import Checkpoint, Commit, Replan, file_updates, plan_paths
+from hotswap.hot.commit import Checkpoint, Commit, Replan, plan_paths
 from hotswap.hot.journal import Journal
 from hotswap.hot.plan import Prepared
 from hotswap.hot.prepare import loaded_modules, prepare, refuse
@@ -97,6 +97,8 @@ class HotUpgrade:
         self._gc_paused = False
         self._replans = 0
         self.sharing = sharing
+        self.finish_later = False  # two-phase: the bookkeeping after the window waits
+        self.unfinished: Callable[[], None] | None = None
         self._shared = shared_analysis  # another worker's analysis of the same pair, if read
         self.analysis_shared = False
 
@@ -143,7 +145,6 @@ class HotUpgrade:
         if a.reasons:
             raise refuse(a.reasons, a.warnings)
         self.prepared = prepare(a, paths, loaded)
-        self.prepared.file_updates = file_updates(self.prepared)
         plan_paths(self.prepared)
         self.prepared.prepare_ms = (self.clock() - t) * 1000
         return a.verdict()
@@ -231,7 +232,10 @@ class HotUpgrade:
             young = p.index.young_scanned
             scanned = p.index.scanned
             self.abort()
-        commit.finish_paths()
+        if self.finish_later:
+            self.unfinished = commit.finish_paths
+        else:
+            commit.finish_paths()
         end = self.clock()
         a = p.analysis
         return HotUpgradeStats(
@@ -354,14 +358,27 @@ class PendingUpgrade:
     _open: bool = True
 
     def commit(
-        self, *, suspend_timeout: float = 3.0, hold: Callable[[], bool] | None = None
+        self,
+        *,
+        suspend_timeout: float = 3.0,
+        hold: Callable[[], bool] | None = None,
+        finish_later: bool = False,
     ) -> HotUpgradeStats:
         """Apply it, all or nothing. With ``hold``, the applied upgrade waits in the window
-        (requests still suspended) for ``hold()``: False rolls it back (two-phase)."""
+        (requests still suspended) for ``hold()``: False rolls it back (two-phase). With
+        ``finish_later``, pointing the unchanged modules' files at the new release waits for
+        :meth:`finish` (two-phase: until every worker has answered)."""
+        self.upgrade.finish_later = finish_later
         try:
             return self.upgrade.commit(self.quiescence, suspend_timeout=suspend_timeout, hold=hold)
         finally:
             self.abort()
+
+    def finish(self) -> None:
+        """The bookkeeping a ``finish_later`` commit left (once; nothing if there is none)."""
+        work, self.upgrade.unfinished = self.upgrade.unfinished, None
+        if work is not None:
+            work()
 
     def abort(self) -> None:
         if self._open:

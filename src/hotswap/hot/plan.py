@@ -226,9 +226,6 @@ class Prepared:
     unplanned: frozenset[str] = frozenset()  # changed modules not imported when prepared
     code_registries: dict[int, list[object]] = field(default_factory=dict)  # id(code) -> holders
     star_importers: dict[str, list[types.ModuleType]] = field(default_factory=dict)
-    # (object, attribute, value): the file attributes of the unchanged modules, pointed at the
-    # new release after a successful commit (computed at prepare: setattr only, after it)
-    file_updates: list[tuple[object, str, str]] = field(default_factory=list)
     # (list, its entries at prepare, the entries it gets): sys.path and package paths
     path_lists: list[tuple[Any, list[str], list[str]]] = field(default_factory=list)
     # (namespace, name, live container, what its statement makes, reason if they part)

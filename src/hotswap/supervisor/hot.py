@@ -159,6 +159,9 @@ async def _two_phase(
         failure = _first_error([workers[index]], [answers[index]])
         sup.log(f"{workers[index].name} failed after every worker applied it ({failure}): replaced")
     stats = [a for a in answers if isinstance(a, dict)]
+    for child, answer in zip(workers, answers, strict=True):
+        if isinstance(answer, dict):  # none is in its window any more: the rest can run
+            child.send_nowait(contract.OP_HOT_FINISH)
     return {**(stats[0] if stats else {}), "workers": stats, "replaced": lagging}
 
 
