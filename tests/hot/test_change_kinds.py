@@ -515,3 +515,35 @@ def test_finish_later_points_the_unchanged_modules_at_the_new_release_on_finish(
     assert same.__file__ == str(r2 / "lib" / hot.pkg / "same.py")
     assert same.__spec__.origin == same.__file__
     pending.finish()  # once: nothing left
+
+
+def test_a_worker_whose_hot_finish_never_came_finishes_before_its_next_prepare(
+    hot: Hot,
+) -> None:
+    from types import SimpleNamespace
+
+    from hotswap import contract
+    from hotswap.child.twophase import TwoPhase
+
+    v1 = {"a.py": "A = 1\n", "same.py": "S = 1\n"}
+    v2 = {**v1, "a.py": "A = 2\n"}
+    r1, r2, (a, same) = hot.v1_v2(v1, v2, "a", "same")
+    r3 = hot.release({**v2, "a.py": "A = 3\n"})
+    events: list[str] = []
+
+    def event(name: str, **_data: object) -> None:
+        events.append(name)
+        if name == contract.EVENT_HOT_APPLIED:  # the supervisor keeps it
+            worker.on_decide({"keep": True})
+
+    runtime = SimpleNamespace(channel=SimpleNamespace(event=event), release_root=r1, release_id="1")
+    worker = TwoPhase(runtime)  # type: ignore[arg-type]
+    worker.on_prepare({"release_root": str(r2), "no_quiesce": True})
+    worker.on_commit({})
+    hot.current = r2
+    assert a.A == 2 and same.__file__.startswith(str(r1))  # no hot_finish (supervisor gone)
+    try:
+        worker.on_prepare({"release_root": str(r3), "no_quiesce": True})
+        assert same.__file__ == str(r2 / "lib" / hot.pkg / "same.py")  # finished first
+    finally:
+        worker.on_abort({})

@@ -115,3 +115,16 @@ def test_the_tree_upgraded_to_is_the_next_upgrades_old_tree_until_its_files_chan
     hot.upgrade(r1)
     assert loads == [r3.resolve(), r1.resolve()] and core.f() == 1
     assert engine._last_tree[0][1].root == r1.resolve()
+
+
+def test_a_file_others_can_write_or_a_link_is_not_read(hot: Hot, tmp_path: Path) -> None:
+    r1, r2, _ = hot.v1_v2(V1, V2, "core")
+    path = tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(path, write=True)).abort()
+    assert shared.read(path, r1, r2) is not None
+    path.chmod(0o666)  # writable by anyone: whoever wrote it, it is not trusted
+    assert shared.read(path, r1, r2) is None
+    path.chmod(0o600)
+    link = tmp_path / "link"
+    link.symlink_to(path)
+    assert shared.read(link, r1, r2) is None

@@ -63,13 +63,15 @@ class TwoPhase:
         self.on_finish({})  # a hot_finish that never came (a supervisor gone in between)
         path, role = args.get("analysis"), args.get("analysis_role")
         sharing = None
-        if isinstance(path, str) and role in ("write", "read"):
+        if isinstance(path, str) and role == "write":
             channel = self.runtime.channel
             sharing = Sharing(
                 Path(path),
-                write=role == "write",
+                write=True,
                 on_analyzed=lambda: channel.event(contract.EVENT_HOT_ANALYZED),
             )
+        elif isinstance(path, str) and role == "read":
+            sharing = Sharing(Path(path), write=False)
         with self._lock:
             if self._pending is not None:
                 raise UsageError("upgrade_in_progress", "a hot upgrade is already prepared")

@@ -201,7 +201,8 @@ def _follow_imports(
     (``Analysis.derived``). Only files that mention a rebound name and can import its module
     (:func:`~hotswap.hot.names.may_import_from`) are parsed."""
     outer: dict[str, frozenset[str]] = {}
-    files: dict[str, tuple[str, str, ast.Module | None]] = {}  # name -> (rel, text, tree)
+    # name -> (rel, bytes, text, tree): the bytes are checked against RECORD when parsed
+    files: dict[str, tuple[str, bytes, str, ast.Module | None]] = {}
     known = {name for name, _rel in _modules(a, changed)}
     for _ in range(len(changed) + 64):
         rebound = {m: md.rebound for m, md in a.modules.items() if md.rebound}
@@ -215,12 +216,13 @@ def _follow_imports(
             if loaded is not None and not loaded(name):
                 continue
             if name not in files:
-                try:  # checked against RECORD below, if it is parsed
-                    text = decode_source(a.new.source(rel, check=False))
+                try:
+                    data = a.new.source(rel, check=False)
+                    text = decode_source(data)
                 except (OSError, UnicodeDecodeError, SyntaxError):
                     continue
-                files[name] = (rel, text, None)
-            rel, text, tree = files[name]
+                files[name] = (rel, data, text, None)
+            rel, data, text, tree = files[name]
             if (
                 "import" not in text
                 or not any(w in text for w in words)
@@ -229,11 +231,10 @@ def _follow_imports(
                 continue
             if tree is None:
                 try:
-                    text = decode_source(a.new.source(rel))
-                    tree = ast.parse(text)
-                except (OSError, ReleaseError, UnicodeDecodeError, SyntaxError, ValueError):
+                    tree = ast.parse(decode_source(a.new.verify(rel, data)))
+                except (ReleaseError, SyntaxError, ValueError):
                     continue
-                files[name] = (rel, text, tree)
+                files[name] = (rel, data, text, tree)
             pkg = name if rel.endswith("/__init__.py") else name.rpartition(".")[0]
             aliases = set(outer.get(name, frozenset()))
             for src, imported, alias in from_imports(tree.body, pkg):

@@ -495,8 +495,8 @@ def file_updates(p: Prepared) -> list[tuple[object, str, str]]:
 
 def plan_paths(p: Prepared) -> None:
     """Work out at prepare the path lists the window switches to the new release
-    (``sys.path``, each package's ``__path__`` and its spec's search locations) and map the
-    changed modules' file attributes once, so the window mostly assigns and looks up."""
+    (``sys.path``, each package's ``__path__`` and its spec's search locations), so the window
+    only assigns them."""
     lists: list[Any] = [sys.path]  # lists, and a namespace package's _NamespacePath
     for pkg in p.packages:
         paths = pkg.__path__
@@ -508,8 +508,6 @@ def plan_paths(p: Prepared) -> None:
         before = list(lst)
         after = [(p.paths.remap(e) or e) if isinstance(e, str) else e for e in before]
         p.path_lists.append((lst, before, after))
-    for plan in p.modules:
-        file_attributes(plan.module, p.paths)
 
 
 def _cached(paths: PathMap, old: str, new: str) -> str | None:

@@ -97,8 +97,7 @@ class HotUpgrade:
         self._gc_paused = False
         self._replans = 0
         self.sharing = sharing
-        self.finish_later = False  # two-phase: the bookkeeping after the window waits
-        self.unfinished: Callable[[], None] | None = None
+        self.unfinished: Callable[[], None] | None = None  # a finish_later commit's bookkeeping
         self._shared = shared_analysis  # another worker's analysis of the same pair, if read
         self.analysis_shared = False
 
@@ -140,7 +139,7 @@ class HotUpgrade:
                 shared.write(sharing.path, a, asked.asked)
         a.reasons.extend(interpreter_reasons)
         self.analysis = a
-        if sharing is not None and sharing.on_analyzed is not None and not a.reasons:
+        if sharing is not None and sharing.write and sharing.on_analyzed and not a.reasons:
             sharing.on_analyzed()
         if a.reasons:
             raise refuse(a.reasons, a.warnings)
@@ -164,15 +163,17 @@ class HotUpgrade:
         *,
         suspend_timeout: float = 3.0,
         hold: Callable[[], bool] | None = None,
+        finish_later: bool = False,
     ) -> HotUpgradeStats:
         """Wait for quiescence and apply the prepared plan, all or nothing. If a changed module
         was first imported after prepare (a lazy import while serving), nothing is changed, the
         upgrade is prepared again and the commit retried (at most ``REPLANS`` times). Two-phase
         across processes: ``hold`` is called in the window once everything is applied, and
-        False (another process could not apply it) rolls this one back before anything runs."""
+        False (another process could not apply it) rolls this one back before anything runs;
+        ``finish_later`` leaves the unchanged modules' file attributes to ``unfinished``."""
         for attempt in range(REPLANS + 1):
             try:
-                return self._commit_once(quiescence, suspend_timeout, hold)
+                return self._commit_once(quiescence, suspend_timeout, hold, finish_later)
             except Replan as exc:
                 if attempt == REPLANS:
                     raise ChildError(
@@ -189,6 +190,7 @@ class HotUpgrade:
         quiescence: Quiescence | None,
         suspend_timeout: float,
         hold: Callable[[], bool] | None,
+        finish_later: bool,
     ) -> HotUpgradeStats:
         if self.prepared is None:
             self.prepare()
@@ -232,7 +234,7 @@ class HotUpgrade:
             young = p.index.young_scanned
             scanned = p.index.scanned
             self.abort()
-        if self.finish_later:
+        if finish_later:
             self.unfinished = commit.finish_paths
         else:
             commit.finish_paths()
@@ -368,9 +370,13 @@ class PendingUpgrade:
         (requests still suspended) for ``hold()``: False rolls it back (two-phase). With
         ``finish_later``, pointing the unchanged modules' files at the new release waits for
         :meth:`finish` (two-phase: until every worker has answered)."""
-        self.upgrade.finish_later = finish_later
         try:
-            return self.upgrade.commit(self.quiescence, suspend_timeout=suspend_timeout, hold=hold)
+            return self.upgrade.commit(
+                self.quiescence,
+                suspend_timeout=suspend_timeout,
+                hold=hold,
+                finish_later=finish_later,
+            )
         finally:
             self.abort()
 

@@ -16,8 +16,9 @@ decides anything on its own.
 The file is a pickle in the supervisor's ``run/`` directory (mode 0700), written by a worker of
 the same app as the same user, next to the releases whose code every worker imports: whoever
 could write it could already change that code, so reading it adds nothing an attacker could
-use. It is written whole to a temporary name and renamed, and removed by the supervisor when
-the upgrade ends.
+use. It is read only if it is a regular file of this user that no other user can write, so a
+``run/`` left open by mistake does not let another user hand a worker a pickle. It is written
+whole to a temporary name and renamed, and removed by the supervisor when the upgrade ends.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +40,8 @@ FORMAT = 1
 @dataclass(frozen=True)
 class Sharing:
     """How a worker takes part: the first one (``write``) writes its analysis to ``path`` and
-    calls ``on_analyzed`` once it is there (or could not be written), the others read it."""
+    calls ``on_analyzed`` once it is there (or could not be written), the others read it
+    (``on_analyzed`` is the writer's only)."""
 
     path: Path
     write: bool
@@ -93,12 +96,20 @@ def write(path: Path, analysis: Analysis, asked: dict[str, bool]) -> bool:
 
 
 def read(path: Path, old_root: Path, new_root: Path) -> SharedAnalysis | None:
-    """The analysis another worker wrote for this pair of releases, or None."""
+    """The analysis another worker wrote for this pair of releases, or None. Only a regular
+    file of this user that nobody else can write is read (no link followed)."""
     try:
-        with open(path, "rb") as f:
-            blob = pickle.load(f)
-    except Exception:  # missing, torn, or written by another version of hotswap
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
         return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return None
+        try:
+            blob = pickle.load(f)
+        except Exception:  # torn, or written by another version of hotswap
+            return None
     if (
         not isinstance(blob, SharedAnalysis)
         or blob.format != FORMAT

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
@@ -69,10 +68,12 @@ class ReleaseTree:
 
     def source(self, rel: str, *, check: bool = True) -> bytes:
         """Bytes of a file of the release, checked against its RECORD hash (``check=False``:
-        for a quick look at a file that is checked before anything is made of it)."""
+        for a quick look; :meth:`verify` them before anything is made of them)."""
         data = (self.root / rel).read_bytes()
-        if not check:
-            return data
+        return self.verify(rel, data) if check else data
+
+    def verify(self, rel: str, data: bytes) -> bytes:
+        """``data``, read from ``rel``, if it is what RECORD says; else ``hash_mismatch``."""
         want = self.record.get(rel)
         if want and want != file_hash(data):
             raise ReleaseError(
@@ -96,31 +97,15 @@ class PathMap:
                 forms.add(os.path.normpath(entry))
         self.prefixes = tuple(sorted(forms, key=len, reverse=True))
         self.new_lib = str(new_lib)
-        self._memo: dict[str, str | None] = {}
 
     def relative(self, path: str) -> str | None:
-        """``path`` relative to the old lib (``/`` separators), or None if not under it.
-        Remembered: prepare asks about every path the window will (:meth:`warm`)."""
-        try:
-            return self._memo[path]
-        except KeyError:
-            pass
-        rel = None
+        """``path`` relative to the old lib (``/`` separators), or None if not under it."""
         for prefix in self.prefixes:
             if path == prefix:
-                rel = ""
-                break
+                return ""
             if path.startswith(prefix) and path[len(prefix)] == os.sep:
-                rel = path[len(prefix) + 1 :].replace(os.sep, "/")
-                break
-        self._memo[path] = rel
-        return rel
-
-    def warm(self, paths: Iterable[object]) -> None:
-        """Work out :meth:`relative` for ``paths`` (the strings among them) ahead of time."""
-        for path in paths:
-            if isinstance(path, str):
-                self.relative(path)
+                return path[len(prefix) + 1 :].replace(os.sep, "/")
+        return None
 
     def remap(self, path: str) -> str | None:
         rel = self.relative(path)

@@ -16,8 +16,10 @@ become current.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hotswap import contract
@@ -209,7 +211,14 @@ async def _prepare_all(
     finally:
         analyzed.cancel()
         sup.hot.pop("analyzed", None)
-        for leftover in (path, *path.parent.glob(f".{path.name}.*")):  # and a writer's temp
+        # off the event loop, as every other file the supervisor touches during an upgrade
+        await loop.run_in_executor(None, _remove_analysis, path)
+
+
+def _remove_analysis(path: Path) -> None:
+    """The shared analysis file and a writer's temporary file, if one was left."""
+    for leftover in (path, *path.parent.glob(f".{path.name}.*")):
+        with contextlib.suppress(OSError):
             leftover.unlink(missing_ok=True)
 
 
