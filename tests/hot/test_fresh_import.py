@@ -605,3 +605,25 @@ def test_an_importer_that_rebound_its_copy_is_left_alone(hot: Hot) -> None:
     b = importlib.import_module(lb)
     hot.upgrade(r2)
     assert m.VALUE == [2] and b.VALUE == "own"  # as a fresh import of both gives
+
+
+def test_code_registries_finds_every_plain_container_of_code_once() -> None:
+    import types
+    from collections import OrderedDict
+
+    from hotswap.hot.prepare import code_registries
+
+    def f() -> None: ...
+
+    def g() -> None: ...
+
+    code, other = f.__code__, g.__code__
+    in_set, in_list, by_key, by_value = {code}, [1, code], {code: "k"}, {"v": other}
+    sub = OrderedDict(x=code)  # a subclass: not taken for a plain registry
+    a, b = types.ModuleType("a"), types.ModuleType("b")
+    vars(a).update(s=in_set, l=in_list, k=by_key, v=by_value, sub=sub, n=[1, 2], d={})
+    vars(b).update(again=in_set, same=by_value)  # reached from two modules: listed once
+    found = code_registries({"a.py": a, "b.py": b})
+    assert {id(h) for h in found[id(code)]} == {id(in_set), id(in_list), id(by_key)}
+    assert len(found[id(code)]) == 3 and found[id(other)] == [by_value]
+    assert set(found) == {id(code), id(other)}

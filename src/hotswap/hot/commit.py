@@ -457,26 +457,33 @@ def file_attributes(
 ) -> list[tuple[object, str, str]]:
     """``(object, attribute, value)`` that point a module's ``__file__``, ``__cached__``, spec
     and loader at the new release; with ``record`` (the new release's), only if it has the
-    file."""
+    file. Run for every module of the app at the end of an upgrade, so a spec or loader path
+    equal to one already mapped is not mapped again."""
     f = getattr(mod, "__file__", None)
     rel = paths.relative(f) if isinstance(f, str) else None
     if not rel or (record is not None and f"{LIB}/{rel}" not in record):
         return []
-    new = os.path.join(paths.new_lib, rel)
+    new = paths.new_path(rel)
     out: list[tuple[object, str, str]] = [(mod, "__file__", new)]
     cached = getattr(mod, "__cached__", None)
-    if isinstance(cached, str) and (moved := _cached(paths, cached, new)) is not None:
-        out.append((mod, "__cached__", moved))
+    moved_cached = None
+    if isinstance(cached, str) and (moved_cached := _cached(paths, cached, new)) is not None:
+        out.append((mod, "__cached__", moved_cached))
     spec = getattr(mod, "__spec__", None)
-    if spec is not None and isinstance(spec.origin, str) and paths.remap(spec.origin):
+    origin = getattr(spec, "origin", None)
+    if (
+        spec is not None
+        and isinstance(origin, str)
+        and (origin == f or paths.relative(origin) is not None)
+    ):
         out.append((spec, "origin", new))
         if spec.has_location and isinstance(spec.cached, str):
-            moved = _cached(paths, spec.cached, new)
+            moved = moved_cached if spec.cached == cached else _cached(paths, spec.cached, new)
             if moved is not None:
                 out.append((spec, "cached", moved))
     loader = getattr(mod, "__loader__", None)
     lpath = getattr(loader, "path", None)
-    if isinstance(lpath, str) and paths.remap(lpath):
+    if isinstance(lpath, str) and (lpath == f or paths.relative(lpath) is not None):
         out.append((loader, "path", new))
     return out
 

@@ -27,8 +27,7 @@ import contextlib
 import sys
 import types
 import typing
-from collections.abc import Iterable
-from itertools import repeat
+from itertools import chain, compress, repeat
 
 from hotswap.errors import ChildError
 from hotswap.hot.check import Analysis
@@ -178,29 +177,34 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
 
 def code_registries(loaded: dict[str, types.ModuleType]) -> dict[int, list[object]]:
     """Module-level sets, dicts and lists of the app that hold code objects (jinja2 keeps
-    ``f.__code__`` of its internal functions in a set): ``{id(code): [container]}``."""
+    ``f.__code__`` of its internal functions in a set): ``{id(code): [container]}``.
+
+    Every module's values are looked at, tens of thousands in a large app, so each test runs
+    in C (``map``, ``compress``): Python sees only the containers, once each, and of them only
+    those that hold a code object."""
     out: dict[int, list[object]] = {}
     code_type = types.CodeType
     kinds = repeat(code_type)
-    for mod in loaded.values():
-        for value in list(vars(mod).values()):
-            kind = type(value)
-            if kind is set or kind is list:
-                pools: tuple[Iterable[object], ...] = (value,)
-            elif kind is dict:
-                pools = (value, value.values())
-            else:
+    values = list(chain.from_iterable(map(list, map(dict.values, map(vars, loaded.values())))))
+    candidates = list(compress(values, map(isinstance, values, repeat((set, list, dict)))))
+    by_id = dict(zip(map(id, candidates), candidates, strict=True))  # a container once
+    for value in by_id.values():
+        kind = type(value)
+        if kind is not set and kind is not list and kind is not dict:
+            continue  # a subclass: it may not be a plain registry
+        try:  # changed size while looked at (another thread): looked at item by item below
+            if not any(map(isinstance, value, kinds)) and not (
+                kind is dict and any(map(isinstance, value.values(), kinds))
+            ):
                 continue
-            try:  # the test of each item runs in C; Python sees only containers with a hit
-                if not any(any(map(isinstance, pool, kinds)) for pool in pools):
-                    continue
-            except RuntimeError:  # changed size while looked at (another thread)
-                pass
-            for item in [x for pool in pools for x in list(pool)]:
-                if type(item) is code_type:
-                    holders = out.setdefault(id(item), [])
-                    if not any(h is value for h in holders):
-                        holders.append(value)
+        except RuntimeError:
+            pass
+        items = list(value) + list(value.values()) if kind is dict else list(value)
+        for item in items:
+            if type(item) is code_type:
+                holders = out.setdefault(id(item), [])
+                if not any(h is value for h in holders):
+                    holders.append(value)
     return out
 
 

@@ -97,6 +97,7 @@ class PathMap:
                 forms.add(os.path.normpath(entry))
         self.prefixes = tuple(sorted(forms, key=len, reverse=True))
         self.new_lib = str(new_lib)
+        self._new_prefix = os.path.join(self.new_lib, "")
 
     def relative(self, path: str) -> str | None:
         """``path`` relative to the old lib (``/`` separators), or None if not under it."""
@@ -107,11 +108,15 @@ class PathMap:
                 return path[len(prefix) + 1 :].replace(os.sep, "/")
         return None
 
+    def new_path(self, rel: str) -> str:
+        """The new release's path of ``rel`` (as :meth:`relative` returns it)."""
+        return self._new_prefix + rel if rel else self.new_lib
+
     def remap(self, path: str) -> str | None:
         rel = self.relative(path)
         if rel is None:
             return None
-        return os.path.join(self.new_lib, rel) if rel else self.new_lib
+        return self.new_path(rel)
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
