@@ -53,7 +53,7 @@ from hotswap.hot.plan import (
 )
 from hotswap.hot.prepare import live_instance_refusals, refuse, replaced_class_refusals
 from hotswap.hot.stats import Counts
-from hotswap.hot.tree import LIB, PathMap
+from hotswap.hot.tree import LIB, PathMap, module_attr
 
 Checkpoint = Callable[[str], None]
 
@@ -175,7 +175,7 @@ class Commit(ClassPatching, StateMigration):
         j.setattr(mod, "__package__", plan.name)
         j.setattr(mod, "__spec__", spec)
         j.setattr(mod, "__loader__", spec.loader)
-        if isinstance(getattr(mod, "__cached__", None), str):
+        if isinstance(module_attr(mod, "__cached__"), str):
             with contextlib.suppress(NotImplementedError, ValueError):
                 j.setattr(mod, "__cached__", importlib.util.cache_from_source(init))
 
@@ -193,11 +193,11 @@ class Commit(ClassPatching, StateMigration):
             setattr(obj, attr, value)
 
     def _from_old(self, mod: types.ModuleType) -> bool:
-        f = getattr(mod, "__file__", None)
+        f = module_attr(mod, "__file__")
         return isinstance(f, str) and self._paths.relative(f) is not None
 
     def _is_new(self, name: str) -> bool:
-        f = getattr(sys.modules.get(name), "__file__", None)
+        f = module_attr(sys.modules.get(name), "__file__")
         return isinstance(f, str) and f.startswith(self._new_prefix)
 
     # -- functions ------------------------------------------------------------------------------
@@ -459,17 +459,17 @@ def file_attributes(
     and loader at the new release; with ``record`` (the new release's), only if it has the
     file. Run for every module of the app at the end of an upgrade, so a spec or loader path
     equal to one already mapped is not mapped again."""
-    f = getattr(mod, "__file__", None)
+    f = module_attr(mod, "__file__")
     rel = paths.relative(f) if isinstance(f, str) else None
     if not rel or (record is not None and f"{LIB}/{rel}" not in record):
         return []
     new = paths.new_path(rel)
     out: list[tuple[object, str, str]] = [(mod, "__file__", new)]
-    cached = getattr(mod, "__cached__", None)
+    cached = module_attr(mod, "__cached__")
     moved_cached = None
     if isinstance(cached, str) and (moved_cached := _cached(paths, cached, new)) is not None:
         out.append((mod, "__cached__", moved_cached))
-    spec = getattr(mod, "__spec__", None)
+    spec = module_attr(mod, "__spec__")
     origin = getattr(spec, "origin", None)
     if (
         spec is not None
@@ -481,7 +481,7 @@ def file_attributes(
             moved = moved_cached if spec.cached == cached else _cached(paths, spec.cached, new)
             if moved is not None:
                 out.append((spec, "cached", moved))
-    loader = getattr(mod, "__loader__", None)
+    loader = module_attr(mod, "__loader__")
     lpath = getattr(loader, "path", None)
     if isinstance(lpath, str) and (lpath == f or paths.relative(lpath) is not None):
         out.append((loader, "path", new))

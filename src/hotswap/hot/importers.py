@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import types
+from itertools import chain, compress, repeat
 from pathlib import Path
 
 from hotswap.hot.names import from_imports, may_import_from
@@ -58,13 +59,32 @@ def dependency_order(plans: list[ModulePlan]) -> list[ModulePlan]:
     return out
 
 
-class Sources:
-    """The source text of each loaded module, read once for every scan of one prepare
-    (``None``: not a readable ``.py`` file)."""
+class ModuleValues:
+    """Every value of every loaded module's namespace in one flat list, with the module each
+    came from: taken once per prepare (a worker of several takes it while the first worker
+    still analyses), then each scan of all of them is one pass in C."""
 
     def __init__(self, loaded: dict[str, types.ModuleType]) -> None:
+        per = [list(vars(mod).values()) for mod in loaded.values()]
+        self.values: list[object] = list(chain.from_iterable(per))
+        self.owners: list[str] = list(chain.from_iterable(map(repeat, loaded, map(len, per))))
+
+    def holders(self, objects: list[object]) -> set[str]:
+        """The modules whose namespace holds one of ``objects`` (by identity)."""
+        contains = {id(o) for o in objects}.__contains__
+        return set(compress(self.owners, map(contains, map(id, self.values))))
+
+
+class Sources:
+    """What the scans of one prepare read of the loaded modules, each once: the source text
+    of each (``None``: not a readable ``.py`` file) and their namespaces' values."""
+
+    def __init__(
+        self, loaded: dict[str, types.ModuleType], values: ModuleValues | None = None
+    ) -> None:
         self.loaded = loaded
         self._text: dict[str, str | None] = {}
+        self.values = values if values is not None else ModuleValues(loaded)
 
     def text(self, rel: str) -> str | None:
         if rel not in self._text:
@@ -75,16 +95,12 @@ class Sources:
             self._text[rel] = text
         return self._text[rel]
 
-
-def _holders(loaded: dict[str, types.ModuleType], objects: list[object]) -> set[str]:
-    """The loaded modules whose namespace holds one of ``objects`` (by identity; the test of
-    each value runs in C). A module that imported one with ``from m import name`` (or ``*``)
-    and still holds it is among them; one that holds none has nothing the commit would
-    rebind, so its source need not be read."""
-    contains = {id(o) for o in objects}.__contains__
-    return {
-        rel for rel, mod in loaded.items() if any(map(contains, map(id, list(vars(mod).values()))))
-    }
+    def holders(self, objects: list[object]) -> set[str]:
+        """The loaded modules whose namespace holds one of ``objects`` (by identity). A module
+        that imported one with ``from m import name`` (or ``*``) and still holds it is among
+        them; one that holds none has nothing the commit would rebind, so its source need not
+        be read."""
+        return self.values.holders(objects)
 
 
 def _exports(mod: types.ModuleType) -> list[object]:
@@ -122,8 +138,8 @@ def find_importers(
     holding them through a top-level ``from module import name as alias`` or
     ``from module import *`` (transitively, for re-exports; the commit rebinds a copy only where
     the importer still holds the old object). Only the files of modules that hold one of the
-    objects (:func:`_holders`), mention one of the names or import ``*``, and can import one of
-    the modules (``may_import_from``) are read and parsed."""
+    objects (:meth:`Sources.holders`), mention one of the names or import ``*``, and can
+    import one of the modules (``may_import_from``) are read and parsed."""
     sources = sources or Sources(loaded)
     wanted: set[tuple[str, str]] = set()
     for p in plans:
@@ -134,9 +150,8 @@ def find_importers(
         return edges
     imports: dict[str, list[tuple[str, str, str]]] = {}
     # the objects the commit may replace: an importer that holds none of them is left alone
-    holders = _holders(
-        loaded,
-        [p.module.__dict__[n] for p in plans for n in p.diff.rebound if n in p.module.__dict__],
+    holders = sources.holders(
+        [p.module.__dict__[n] for p in plans for n in p.diff.rebound if n in p.module.__dict__]
     )
     frontier = set(wanted)
     while frontier:
@@ -197,7 +212,7 @@ def star_importers(
         exports = [_exports(by_name[m]) for m in modules if m in by_name]
         holders = None
         if exports and all(exports):
-            holders = _holders(loaded, [v for e in exports for v in e])
+            holders = sources.holders([v for e in exports for v in e])
         for rel, mod in loaded.items():
             if rel in stars or (holders is not None and rel not in holders):
                 continue

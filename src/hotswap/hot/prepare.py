@@ -27,7 +27,7 @@ import contextlib
 import sys
 import types
 import typing
-from itertools import chain, compress, repeat
+from itertools import chain, compress
 
 from hotswap.errors import ChildError
 from hotswap.hot.check import Analysis
@@ -42,7 +42,13 @@ from hotswap.hot.codeobjects import (
 from hotswap.hot.datafiles import data_changes
 from hotswap.hot.fragment import Capture, NameAllocator, compile_statements, fragment, stripped
 from hotswap.hot.heap import HeapIndex
-from hotswap.hot.importers import Sources, dependency_order, find_importers, star_importers
+from hotswap.hot.importers import (
+    ModuleValues,
+    Sources,
+    dependency_order,
+    find_importers,
+    star_importers,
+)
 from hotswap.hot.layout import classify, same_bases
 from hotswap.hot.plan import (
     ClassStep,
@@ -56,7 +62,7 @@ from hotswap.hot.plan import (
     Prepared,
 )
 from hotswap.hot.rebuild import NotPure, rebuild
-from hotswap.hot.tree import PathMap
+from hotswap.hot.tree import PathMap, module_attr
 from hotswap.hot.verdict import BLUE_GREEN, Reason
 
 _SELF = "hotswap"  # the engine never patches its own modules while it runs
@@ -69,7 +75,7 @@ def loaded_modules(paths: PathMap) -> dict[str, types.ModuleType]:
     """``{path relative to lib: module}`` for every module imported from the old ``lib``."""
     out: dict[str, types.ModuleType] = {}
     for mod in list(sys.modules.values()):
-        f = getattr(mod, "__file__", None)
+        f = module_attr(mod, "__file__")
         if isinstance(f, str):
             rel = paths.relative(f)
             if rel:
@@ -87,8 +93,14 @@ def refuse(reasons: list[Reason], warnings: list[str] | None = None) -> ChildErr
     )
 
 
-def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleType]) -> Prepared:
-    """Build the commit plan for ``analysis`` against this process. Raises a refusal."""
+def prepare(
+    analysis: Analysis,
+    paths: PathMap,
+    loaded: dict[str, types.ModuleType],
+    values: ModuleValues | None = None,
+) -> Prepared:
+    """Build the commit plan for ``analysis`` against this process (``values``: the modules'
+    values, if taken already). Raises a refusal."""
     reasons: list[Reason] = []
     warnings = list(analysis.warnings)
     plans: list[ModulePlan] = []
@@ -116,7 +128,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
     if reasons:
         raise refuse(reasons, warnings)
     plans = dependency_order(plans)
-    packages = [m for m in loaded.values() if isinstance(getattr(m, "__path__", None), list)]
+    packages = [m for m in loaded.values() if isinstance(module_attr(m, "__path__"), list)]
     removed: list[tuple[str, types.ModuleType]] = []
     gone = {rel[len("lib/") :] for rel in analysis.diff.removed}
     by_id = {id(m): k for k, m in sys.modules.items()}
@@ -142,7 +154,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
         reasons += replaced_class_refusals(replaced, index)
         if reasons:
             raise refuse(reasons, warnings)
-        sources = Sources(loaded)
+        sources = Sources(loaded, values)
         importers = find_importers(plans, loaded, sources)
     except BaseException:
         index.release()
@@ -166,7 +178,7 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
         guards=guards,
         replaced=replaced,
         data_hooks=data_hooks,
-        code_registries=code_registries(loaded),
+        code_registries=code_registries(loaded, sources.values),
         star_importers=star_importers(plans, loaded, sources),
         containers=containers,
         unplanned=frozenset(
@@ -175,7 +187,9 @@ def prepare(analysis: Analysis, paths: PathMap, loaded: dict[str, types.ModuleTy
     )
 
 
-def code_registries(loaded: dict[str, types.ModuleType]) -> dict[int, list[object]]:
+def code_registries(
+    loaded: dict[str, types.ModuleType], values: ModuleValues | None = None
+) -> dict[int, list[object]]:
     """Module-level sets, dicts and lists of the app that hold code objects (jinja2 keeps
     ``f.__code__`` of its internal functions in a set): ``{id(code): [container]}``.
 
@@ -184,17 +198,22 @@ def code_registries(loaded: dict[str, types.ModuleType]) -> dict[int, list[objec
     those that hold a code object."""
     out: dict[int, list[object]] = {}
     code_type = types.CodeType
-    kinds = repeat(code_type)
-    values = list(chain.from_iterable(map(list, map(dict.values, map(vars, loaded.values())))))
-    candidates = list(compress(values, map(isinstance, values, repeat((set, list, dict)))))
+    # by exact type, never isinstance: a failed isinstance looks up the value's __class__,
+    # an attribute lookup per value (most of this function's time on a large app), and a
+    # subclass may not be a plain registry anyway
+    plain = frozenset((set, list, dict)).__contains__
+    every = (values or ModuleValues(loaded)).values
+    candidates: list[typing.Any] = list(compress(every, map(plain, map(type, every))))
     by_id = dict(zip(map(id, candidates), candidates, strict=True))  # a container once
+    dicts = [v.values() for v in by_id.values() if type(v) is dict]
+    with contextlib.suppress(RuntimeError):  # a size changed meanwhile: each one below
+        if code_type not in set(map(type, chain(*by_id.values(), *dicts))):
+            return out  # the usual case: no container holds code, one pass over them all
     for value in by_id.values():
         kind = type(value)
-        if kind is not set and kind is not list and kind is not dict:
-            continue  # a subclass: it may not be a plain registry
         try:  # changed size while looked at (another thread): looked at item by item below
-            if not any(map(isinstance, value, kinds)) and not (
-                kind is dict and any(map(isinstance, value.values(), kinds))
+            if code_type not in set(map(type, value)) and not (
+                kind is dict and code_type in set(map(type, value.values()))
             ):
                 continue
         except RuntimeError:

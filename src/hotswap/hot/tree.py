@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import types
 from dataclasses import dataclass, field
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
@@ -117,6 +118,16 @@ class PathMap:
         if rel is None:
             return None
         return self.new_path(rel)
+
+
+def module_attr(mod: object, name: str) -> Any:
+    """``mod.<name>``, or None, without running a module-level ``__getattr__`` (PEP 562) for a
+    name the module lacks: a lazy-import hook (pydantic's, for one) builds and raises an
+    AttributeError each time, which costs more than every other test of an upgrade's scan
+    over all modules together."""
+    if type(mod) is types.ModuleType:
+        return mod.__dict__.get(name)
+    return getattr(mod, name, None)
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
