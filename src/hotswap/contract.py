@@ -52,8 +52,9 @@ OP_CALL = "call"  # a service process: call one of its methods
 OP_HOT_PREPARE = "hot_prepare"
 OP_HOT_COMMIT = "hot_commit"  # answered after the decision: the stats, or the rollback
 OP_HOT_DECIDE = "hot_decide"  # {"keep": bool}
-OP_HOT_FINISH = "hot_finish"  # every worker answered its commit: finish what waited for that
+OP_HOT_FINISH = "hot_finish"  # the release is current: finish what waited for that
 OP_HOT_ABORT = "hot_abort"  # a prepared upgrade is dropped (another worker refused it)
+OP_HOT_PROCEED = "hot_proceed"  # {"analysis": path, "go": bool}: read it now, or drop it
 
 # -- channel events: a child tells the supervisor ------------------------------------------------
 EVENT_HELLO = "hello"  # first: its pid, hotswap and protocol versions

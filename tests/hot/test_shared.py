@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hotswap.errors import ChildError
 from hotswap.hot import shared
 from hotswap.hot.engine import PendingUpgrade, prepare_hot_upgrade
 from hotswap.hot.shared import Sharing
@@ -128,3 +129,41 @@ def test_a_file_others_can_write_or_a_link_is_not_read(hot: Hot, tmp_path: Path)
     link = tmp_path / "link"
     link.symlink_to(path)
     assert shared.read(link, r1, r2) is None
+
+
+def test_a_reader_told_to_wait_takes_its_snapshot_first_then_reads_the_analysis(
+    hot: Hot, tmp_path: Path
+) -> None:
+    v1 = {**V1, "late.py": "def g():\n    return 1\n"}
+    v2 = {**V2, "late.py": "def g():\n    return 2\n"}
+    _r1, r2, (core,) = hot.v1_v2(v1, v2, "core")
+    made, path = tmp_path / "made", tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(made, write=True)).abort()  # as the first worker would
+    late: list[object] = []
+
+    def wait() -> bool:
+        assert not path.exists()  # asked before the first worker has written it
+        late.append(hot.imp("late"))  # imported after this worker's snapshot of its modules
+        os.replace(made, path)
+        return True
+
+    reader = _prepare(hot, r2, Sharing(path, write=False, wait=wait))
+    assert reader.upgrade.analysis_shared
+    stats = reader.commit()
+    # the snapshot came before wait(): the module imported meanwhile was not in it, and the
+    # commit saw that and planned again (with its own analysis), rather than leave it old
+    assert stats.replans == 1 and core.f() == 2 and late[0].g() == 2  # type: ignore[attr-defined]
+
+
+def test_a_reader_told_to_drop_it_while_waiting_prepares_nothing(hot: Hot, tmp_path: Path) -> None:
+    _r1, r2, (core,) = hot.v1_v2(V1, V2, "core")
+    path = tmp_path / "analysis"
+    with pytest.raises(ChildError) as err:
+        prepare_hot_upgrade(
+            r2,
+            current=hot.current,
+            no_quiesce=True,
+            sharing=Sharing(path, False, wait=lambda: False),
+        )
+    assert err.value.code == "hot_upgrade_refused" and "withdrawn" in err.value.message
+    assert hot.upgrade(r2).functions_patched == 1 and core.f() == 2  # nothing held on to

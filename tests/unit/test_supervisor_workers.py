@@ -280,6 +280,9 @@ def test_the_first_worker_analyses_for_the_others(tmp_path: Path) -> None:
     assert [a["analysis_role"] for a in first] == ["write"]
     assert all([a["analysis_role"] for a in r] == ["read"] for r in rest)
     assert {a["analysis"] for r in (first, *rest) for a in r} == {first[0]["analysis"]}
+    # asked at once, the others told to go on once the first one had prepared
+    for child in w.fake.workers(1)[1:]:
+        assert ("hot_proceed", {"analysis": first[0]["analysis"], "go": True}) in child.requests
     assert not Path(first[0]["analysis"]).exists()  # removed when the prepares are done
 
 
@@ -288,7 +291,13 @@ def test_a_refusal_by_the_first_worker_is_the_answer_of_all(tmp_path: Path) -> N
     assert isinstance(error, ChildError) and error.code == "hot_upgrade_refused"
     assert error.details["worker"] == 0
     workers = w.fake.workers(1)
-    assert [len(_prepares(c)) for c in workers] == [1, 0, 0]  # nobody else prepared for it
+    # every worker was asked at once; the others, waiting for its analysis, were told to drop it
+    assert [len(_prepares(c)) for c in workers] == [1, 1, 1]
+    path = _prepares(workers[0])[0]["analysis"]
+    for child in workers[1:]:
+        assert _prepares(child)[0]["analysis_wait"] is True
+        assert ("hot_proceed", {"analysis": path, "go": False}) in child.requests
+    assert not any(op == "hot_commit" for c in workers for op, _a in c.requests)
     assert w.sup.store.read_state()["current"] == w.ids["1"]
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from hotswap import contract
 from hotswap.child.channel import Channel
+from hotswap.child.twophase import TwoPhase
 from hotswap.contract import STARTUP_FAILURE as STARTUP_FAILURE  # the adapters import it here
 from hotswap.contract import SUSPEND_TIMEOUT
 from hotswap.errors import UsageError
@@ -66,6 +67,10 @@ class ChildRuntime:
     drain: threading.Event = field(default_factory=threading.Event)
     ready_reported: bool = False
     _wakers: list[Callable[[], None]] = field(default_factory=list)
+    twophase: TwoPhase = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.twophase = TwoPhase(self)
 
     @property
     def name(self) -> str:
@@ -181,19 +186,28 @@ class ChildRuntime:
     def on_hot_upgrade(self, args: dict[str, Any]) -> Any:
         """Hot-upgrade this process to the (already verified and unpacked) release the
         supervisor names; the commit runs wherever the adapter said this process quiesces
-        (``hotswap.hot.set_quiescence``). On success this generation runs the new release."""
-        from hotswap.hot import hot_upgrade
+        (``hotswap.hot.set_quiescence``). On success this generation runs the new release.
+        With ``finish_later`` the bookkeeping after the commit waits for ``hot_finish``, as in
+        a two-phase upgrade (:mod:`hotswap.child.twophase`)."""
+        from hotswap.hot.engine import prepare_hot_upgrade
 
         root = args.get("release_root")
         if not isinstance(root, str):
             raise UsageError("bad_request", "hot_upgrade needs release_root")
-        stats = hot_upgrade(
+        self.twophase.on_finish({})  # a hot_finish that never came (a supervisor gone in between)
+        pending = prepare_hot_upgrade(
             root,
             current=self.release_root,
-            suspend_timeout=float(args.get("suspend_timeout", SUSPEND_TIMEOUT)),
             allow_dependency_changes=bool(args.get("allow_dependency_changes", False)),
             no_quiesce=bool(args.get("no_quiesce", False)),
         )
+        later = bool(args.get("finish_later", False))
+        stats = pending.commit(
+            suspend_timeout=float(args.get("suspend_timeout", SUSPEND_TIMEOUT)),
+            finish_later=later,
+        )
+        if later:
+            self.twophase.finish_later(pending)
         self.release_root = Path(root)
         self.release_id = str(args.get("release_id", self.release_id))
         return stats.to_json()
@@ -203,9 +217,7 @@ class ChildRuntime:
         self.channel.handle(contract.OP_DRAIN, self.on_drain)
         self.channel.handle(contract.OP_AFTER_CUTOVER, self.on_after_cutover, threaded=True)
         self.channel.handle(contract.OP_HOT_UPGRADE, self.on_hot_upgrade, threaded=True)
-        from hotswap.child.twophase import TwoPhase
-
-        TwoPhase(self).attach()
+        self.twophase.attach()
         self.channel.handle(contract.OP_PING, lambda _args: {"pid": os.getpid()})
         self.channel.on_eof(self.on_supervisor_gone)
 

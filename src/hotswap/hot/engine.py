@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,21 @@ from hotswap.errors import ChildError, HotswapError, UsageError
 from hotswap.hot import shared
 from hotswap.hot.check import Analysis, analyze, check_running_interpreter
 from hotswap.hot.commit import Checkpoint, Commit, Replan, plan_paths
+from hotswap.hot.importers import ModuleValues
 from hotswap.hot.journal import Journal
 from hotswap.hot.plan import Prepared
 from hotswap.hot.prepare import loaded_modules, prepare, refuse
 from hotswap.hot.quiesce import Quiescence, QuiesceTimeout, UpgradeGate, default_quiescence
 from hotswap.hot.stats import Counts, HotUpgradeStats
-from hotswap.hot.tree import LIB, MANIFEST, RECORD, PathMap, ReleaseTree, module_name
+from hotswap.hot.tree import (
+    LIB,
+    MANIFEST,
+    RECORD,
+    PathMap,
+    ReleaseTree,
+    module_name,
+    read_manifest,
+)
 from hotswap.hot.verdict import Reason, Verdict
 
 _one_at_a_time = threading.Lock()
@@ -60,6 +70,28 @@ def _tree(where: str | os.PathLike[str] | ReleaseTree) -> ReleaseTree:
     return ReleaseTree.load(root)
 
 
+@dataclass
+class Before:
+    """What a prepare takes before its analysis: first what the engine itself imports (a
+    release may bundle the same distributions, e.g. packaging), then the snapshot of the app's
+    modules and of their namespaces' values."""
+
+    libs: tuple[Path, Path]
+    interpreter_reasons: list[Reason]
+    paths: PathMap
+    loaded: dict[str, types.ModuleType]
+    names: set[str | None]
+    values: ModuleValues
+
+    @classmethod
+    def take(cls, old_lib: Path, new_lib: Path, manifest: dict[str, Any]) -> Before:
+        reasons = check_running_interpreter(manifest)
+        paths = PathMap(old_lib, new_lib, sys.path)
+        loaded = loaded_modules(paths)
+        names = {module_name(f"{LIB}/{rel}") for rel in loaded}
+        return cls((old_lib, new_lib), reasons, paths, loaded, names, ModuleValues(loaded))
+
+
 REPLANS = 3  # commits retried when changed modules are imported while preparing
 
 
@@ -83,6 +115,7 @@ class HotUpgrade:
         clock: Callable[[], float] = time.perf_counter,
         sharing: shared.Sharing | None = None,
         shared_analysis: shared.SharedAnalysis | None = None,
+        before: Before | None = None,
     ) -> None:
         self.old = _tree(old)
         self.new = _tree(new)
@@ -100,6 +133,7 @@ class HotUpgrade:
         self.unfinished: Callable[[], None] | None = None  # a finish_later commit's bookkeeping
         self._shared = shared_analysis  # another worker's analysis of the same pair, if read
         self.analysis_shared = False
+        self._before = before  # taken already (a worker waiting for the first one's analysis)
 
     def prepare(self) -> Verdict:
         """Check and plan (raises a refusal). The cyclic collector stays paused from here to
@@ -118,10 +152,10 @@ class HotUpgrade:
     def _prepare(self, t: float) -> Verdict:
         # First what the engine itself imports (a release may bundle the same distributions,
         # e.g. packaging): the snapshot of the app's modules is taken after.
-        interpreter_reasons = check_running_interpreter(self.new.manifest)
-        paths = PathMap(self.old.lib, self.new.lib, sys.path)
-        loaded = loaded_modules(paths)
-        names = {module_name(f"{LIB}/{rel}") for rel in loaded}
+        before, self._before = self._before, None  # once: a re-plan takes its own
+        if before is None or before.libs != (self.old.lib, self.new.lib):
+            before = Before.take(self.old.lib, self.new.lib, self.new.manifest)
+        paths, loaded, names = before.paths, before.loaded, before.names
         blob, self._shared = self._shared, None  # once: a re-plan makes its own
         sharing, self.sharing = self.sharing, None
         self.analysis_shared = blob is not None and shared.agrees(blob, names.__contains__)
@@ -137,13 +171,13 @@ class HotUpgrade:
             )
             if sharing is not None and sharing.write and not a.reasons:
                 shared.write(sharing.path, a, asked.asked)
-        a.reasons.extend(interpreter_reasons)
+        a.reasons.extend(before.interpreter_reasons)
         self.analysis = a
         if sharing is not None and sharing.write and sharing.on_analyzed and not a.reasons:
             sharing.on_analyzed()
         if a.reasons:
             raise refuse(a.reasons, a.warnings)
-        self.prepared = prepare(a, paths, loaded)
+        self.prepared = prepare(a, paths, loaded, before.values)
         plan_paths(self.prepared)
         self.prepared.prepare_ms = (self.clock() - t) * 1000
         return a.verdict()
@@ -422,8 +456,18 @@ def prepare_hot_upgrade(
         else:
             sdir = None
         new_root = _new_release_root(release, sdir)
-        blob = None
+        blob = before = None
         if sharing is not None and not sharing.write:
+            if sharing.wait is not None:
+                # the first worker is still analysing: take meanwhile what needs no analysis
+                old_lib, new_lib = old_root.resolve() / LIB, new_root.resolve() / LIB
+                before = Before.take(old_lib, new_lib, read_manifest(new_lib.parent))
+                if not sharing.wait():
+                    raise ChildError(
+                        "hot_upgrade_refused",
+                        "withdrawn before its analysis: the worker that analyses it refused it "
+                        "(or nothing was heard within the hold timeout)",
+                    )
             blob = shared.read(sharing.path, old_root, new_root)
         up = HotUpgrade(
             blob.analysis.old if blob else old_root,
@@ -432,6 +476,7 @@ def prepare_hot_upgrade(
             allow_dependency_changes=allow_dependency_changes,
             sharing=sharing,
             shared_analysis=blob,
+            before=before,
         )
         if app is not None and up.new.name != app:
             raise UsageError(

@@ -41,11 +41,14 @@ FORMAT = 1
 class Sharing:
     """How a worker takes part: the first one (``write``) writes its analysis to ``path`` and
     calls ``on_analyzed`` once it is there (or could not be written), the others read it
-    (``on_analyzed`` is the writer's only)."""
+    (``on_analyzed`` is the writer's only). A reader given ``wait`` is asked to prepare while
+    the writer still analyses: it takes what needs no analysis, then calls ``wait()``, which
+    returns once the file is there (True) or the upgrade is withdrawn (False)."""
 
     path: Path
     write: bool
     on_analyzed: Callable[[], None] | None = None
+    wait: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True)

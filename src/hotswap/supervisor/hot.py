@@ -54,6 +54,7 @@ async def hot_upgrade(
         "at": time.time(),
     }
     scope = logsink.open_swap(record["id"])
+    committed: list[Child] = []  # told to finish once the release is current
     sup.log(logsink.swap_started(record["id"], "hot", ref))
     try:
         release = await loop.run_in_executor(None, resolve, sup, ref, sha256)
@@ -71,8 +72,13 @@ async def hot_upgrade(
             result = await _two_phase(sup, gen, args, suspend)
         else:
             result = await gen.alive()[0].request(
-                contract.OP_HOT_UPGRADE, timeout=suspend + contract.HOT_UPGRADE_GRACE, **args
+                contract.OP_HOT_UPGRADE,
+                timeout=suspend + contract.HOT_UPGRADE_GRACE,
+                finish_later=True,
+                **args,
             )
+        # every worker that answered runs the new code; what waits is bookkeeping
+        committed = [c for c in gen.alive() if c.worker not in result.get("replaced", [])]
         gen.set_release(release)
         for index in result.get("replaced", []):  # restarted on the release just made current
             child = gen.workers[index]
@@ -89,6 +95,11 @@ async def hot_upgrade(
         e.details["swap"] = record["id"]  # its id, as in recent and the log
         raise
     finally:
+        # Only now the bookkeeping each worker left (the unchanged modules' file attributes
+        # pointed at the new release): sent earlier, its CPU would be taken from the steps
+        # above, which the caller waits for, and nothing waits for it.
+        for child in committed:
+            child.send_nowait(contract.OP_HOT_FINISH)
         record["total_ms"] = round((sup.clock.now() - started) * 1000, 3)
         sup.recent.appendleft(record)
         sup.log(logsink.swap_finished(record["id"], sup.recent))
@@ -161,54 +172,46 @@ async def _two_phase(
         failure = _first_error([workers[index]], [answers[index]])
         sup.log(f"{workers[index].name} failed after every worker applied it ({failure}): replaced")
     stats = [a for a in answers if isinstance(a, dict)]
-    for child, answer in zip(workers, answers, strict=True):
-        if isinstance(answer, dict):  # none is in its window any more: the rest can run
-            child.send_nowait(contract.OP_HOT_FINISH)
     return {**(stats[0] if stats else {}), "workers": stats, "replaced": lagging}
 
 
 async def _prepare_all(
     sup: Supervisor, workers: list[Child], prepare: dict[str, Any], grace: float
 ) -> list[Any]:
-    """Every worker's answer to ``hot_prepare``. The first worker prepares alone until it has
-    written its analysis (``hot_analyzed``) for the others to read (:mod:`hotswap.hot.shared`)
-    or has answered; then the others. A refusal by the first worker is the answer of all."""
+    """Every worker's answer to ``hot_prepare``, asked of all at once. The first worker makes
+    the analysis and writes it (``hot_analyzed``) for the others to read
+    (:mod:`hotswap.hot.shared`); they take meanwhile what needs no analysis, on the cores it
+    leaves idle, and wait for ``hot_proceed``: go once the file is written or the first one
+    has prepared, drop it if the first one failed. A refusal by the first worker is the answer
+    of all."""
     loop = asyncio.get_running_loop()
     leader, rest = workers[0], workers[1:]
     path = sup.state_dir / "run" / f"hot-analysis-{secrets.token_hex(8)}"
     analyzed = loop.create_future()
-    deadline = sup.clock.now() + grace  # for all of them, as when they prepared at once
     assert sup.hot is not None
     sup.hot["analyzed"] = {id(leader): analyzed}
+    common = {"timeout": grace, "analysis": str(path), **prepare}
     first = asyncio.ensure_future(
-        leader.request(
-            contract.OP_HOT_PREPARE,
-            timeout=grace,
-            analysis=str(path),
-            analysis_role="write",
-            **prepare,
-        )
+        leader.request(contract.OP_HOT_PREPARE, analysis_role="write", **common)
     )
+    others = [
+        asyncio.ensure_future(
+            c.request(contract.OP_HOT_PREPARE, analysis_role="read", analysis_wait=True, **common)
+        )
+        for c in rest
+    ]
     try:
         await asyncio.wait({first, analyzed}, return_when=asyncio.FIRST_COMPLETED)
-        if first.done() and first.exception() is not None:
-            return [first.exception(), *(None for _ in rest)]
-        others = await asyncio.gather(
-            *(
-                c.request(
-                    contract.OP_HOT_PREPARE,
-                    timeout=max(deadline - sup.clock.now(), 0.001),
-                    analysis=str(path),
-                    analysis_role="read",
-                    **prepare,
-                )
-                for c in rest
-            ),
-            return_exceptions=True,
-        )
-        mine = (await asyncio.gather(first, return_exceptions=True))[0]
-        return [mine, *others]
+        go = analyzed.done() or first.exception() is None
+        for child in rest:
+            child.send_nowait(contract.OP_HOT_PROCEED, analysis=str(path), go=go)
+        answers = await asyncio.gather(first, *others, return_exceptions=True)
+        if not go:  # the others only dropped it: the first one's answer is the answer
+            return [answers[0], *(None for _ in rest)]
+        return list(answers)
     finally:
+        for f in (first, *others):
+            f.cancel()  # the prepare was cancelled: no answer is waited for any more
         analyzed.cancel()
         sup.hot.pop("analyzed", None)
         # off the event loop, as every other file the supervisor touches during an upgrade

@@ -95,6 +95,11 @@ class FakeProcessHandle(Child):
             )
         if op == contract.OP_CALL:
             return {"method": args.get("method"), "args": args.get("args")}
+        if op == contract.OP_HOT_PREPARE and args.get("analysis_wait"):
+            await self.child.proceeded.wait()  # as a worker waits for the first one's analysis
+            self.child.proceeded.clear()
+            if not self.child.proceed:
+                raise ChildError("hot_upgrade_refused", "withdrawn before its analysis")
         if op == contract.OP_HOT_PREPARE and self.child.script.hot == "refuse":
             raise ChildError("hot_upgrade_refused", "refused, as scripted")
         if op == contract.OP_HOT_COMMIT:
@@ -120,6 +125,9 @@ class FakeProcessHandle(Child):
         if op == contract.OP_HOT_DECIDE:
             self.child.kept = bool(args.get("keep"))
             self.child.decided.set()
+        if op == contract.OP_HOT_PROCEED:
+            self.child.proceed = bool(args.get("go"))
+            self.child.proceeded.set()
         if op == contract.OP_DRAIN and not self.child.exited:
             delay = self.child.script.drain_exit_after
             if delay is not None:
@@ -139,6 +147,8 @@ class FakeChild:
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.exited = False
         self.decided = asyncio.Event()  # a two-phase hot upgrade's decision came
+        self.proceeded = asyncio.Event()  # hot_proceed came (a worker that reads the analysis)
+        self.proceed = False
         self.kept = False
         self.started = asyncio.get_running_loop().time()  # when it was spawned
         self._timers: list[asyncio.Handle] = []
