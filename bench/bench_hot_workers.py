@@ -287,6 +287,7 @@ def summarize(samples: list[Sample]) -> dict[str, list[float]]:
         "window median": each("window_ms", median),
         "hold max": each("hold_ms", max),
         "shared": each("analysis_shared", sum),
+        "early": each("heap_walked_early", sum),
         "apply max": [
             max(
                 w - h
@@ -316,6 +317,7 @@ MEASURES = [
     ("apply max", "of it applying, slowest worker"),
     ("hold max", "of it holding for the others, slowest"),
     ("shared", "workers that read the first one's analysis"),
+    ("early", "of them, heap walked while it analysed"),
     ("supervisor cpu", "supervisor CPU"),
     ("workers cpu", "CPU of all workers"),
     ("cpu floor", "CPU of all workers / min(workers, cores)"),
@@ -336,7 +338,7 @@ def rows_for(
             target = f"<= {TARGET_WINDOW_MS:g}"
             result = verdict(median(many[key]) <= TARGET_WINDOW_MS)
         rows.append(
-            [label, title + ("" if key == "shared" else " ms"), median(one[key]),
+            [label, title + ("" if key in ("shared", "early") else " ms"), median(one[key]),
              pct(one[key], 0.9), median(many[key]), pct(many[key], 0.9), target, result]
         )  # fmt: skip
     ratio = median(many["whole"]) / median(one["whole"])

@@ -55,6 +55,7 @@ OP_HOT_DECIDE = "hot_decide"  # {"keep": bool}
 OP_HOT_FINISH = "hot_finish"  # the release is current: finish what waited for that
 OP_HOT_ABORT = "hot_abort"  # a prepared upgrade is dropped (another worker refused it)
 OP_HOT_PROCEED = "hot_proceed"  # {"analysis": path, "go": bool}: read it now, or drop it
+OP_HOT_TURN = "hot_turn"  # {"analysis": path}: a core is free, take the part needing no analysis
 
 # -- channel events: a child tells the supervisor ------------------------------------------------
 EVENT_HELLO = "hello"  # first: its pid, hotswap and protocol versions
@@ -62,6 +63,7 @@ EVENT_READY = "ready"  # started and able to serve (then probed)
 EVENT_SERVING = "serving"  # accepting on the public listeners
 EVENT_BEFORE_CUTOVER = "before_cutover"  # the old generation's hook result
 EVENT_HOT_ANALYZED = "hot_analyzed"  # the first worker's analysis is written for the others
+EVENT_HOT_TURN_DONE = "hot_turn_done"  # a reader took that part: the core is free again
 EVENT_HOT_APPLIED = "hot_applied"  # a two-phase hot upgrade is applied here, waiting to hear
 # not sent by a child: the supervisor's reader reports a broken channel with it
 EVENT_PROTOCOL_ERROR = "protocol_error"

@@ -4,14 +4,19 @@ and the release tree of one upgrade kept for the next."""
 
 from __future__ import annotations
 
+import builtins
+import gc
 import os
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hotswap.errors import ChildError
 from hotswap.hot import shared
 from hotswap.hot.engine import PendingUpgrade, prepare_hot_upgrade
+from hotswap.hot.heap import HeapIndex
 from hotswap.hot.shared import Sharing
 from tests.hot.conftest import Hot
 
@@ -167,3 +172,124 @@ def test_a_reader_told_to_drop_it_while_waiting_prepares_nothing(hot: Hot, tmp_p
         )
     assert err.value.code == "hot_upgrade_refused" and "withdrawn" in err.value.message
     assert hot.upgrade(r2).functions_patched == 1 and core.f() == 2  # nothing held on to
+
+
+MAKER_V1 = "def make():\n    def h():\n        return 1\n    return h\n"
+MAKER_V2 = MAKER_V1.replace("return 1", "return 2")
+
+
+def _turned(hot: Hot, r2: Path, path: Path, made: Path, meanwhile: Any = None) -> PendingUpgrade:
+    """A reader given a turn while the first worker analyses: it walks the heap then, and
+    reads the analysis (``made``, put at ``path``) once told to go on."""
+    turns: list[str] = []
+
+    def wait() -> bool:
+        assert turns == ["turn", "done"]  # its part needing no analysis came first
+        if meanwhile is not None:
+            meanwhile()
+        os.replace(made, path)
+        return True
+
+    def turn() -> bool:
+        turns.append("turn")
+        return True
+
+    sharing = Sharing(path, False, wait=wait, turn=turn, turn_done=lambda: turns.append("done"))
+    return _prepare(hot, r2, sharing)
+
+
+def test_a_reader_given_a_turn_walks_the_heap_early_and_misses_no_closure(
+    hot: Hot, tmp_path: Path
+) -> None:
+    _r1, r2, (core,) = hot.v1_v2({**V1, "core.py": MAKER_V1}, {**V2, "core.py": MAKER_V2}, "core")
+    made, path = tmp_path / "made", tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(made, write=True)).abort()
+    before = core.make()  # found by the early walk
+    after: list[Any] = []  # made after it, before the commit: found in the window
+    reader = _turned(hot, r2, path, made, lambda: after.append(core.make()))
+    assert not gc.isenabled()  # paused from the early walk on
+    stats = reader.commit()
+    assert stats.analysis_shared and stats.heap_walked_early
+    assert before() == 2 and after[0]() == 2 and core.make()() == 2
+    assert gc.isenabled()
+
+
+def test_an_early_walk_serves_no_upgrade_that_wants_instances(hot: Hot, tmp_path: Path) -> None:
+    # a class with __code_change__ and a live instance: its instances are wanted, found by
+    # their class, which only the analysis names, so prepare walks the heap itself
+    v1 = {**V1, "core.py": "class C:\n    n = 1\n    def get(self):\n        return self.n\n"}
+    migrate = "    def __code_change__(self, old, extra):\n        self.n = 5\n"
+    v2 = {**V1, "core.py": v1["core.py"].replace("self.n\n", "self.n * 2\n") + migrate}
+    _r1, r2, (core,) = hot.v1_v2(v1, v2, "core")
+    made, path = tmp_path / "made", tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(made, write=True)).abort()
+    live = core.C()
+    stats = _turned(hot, r2, path, made).commit()
+    assert stats.analysis_shared and not stats.heap_walked_early
+    assert stats.instances_migrated == 1 and live.get() == 10
+    assert gc.isenabled()
+
+
+def test_a_reader_given_a_turn_then_told_to_drop_it_leaves_the_collector_as_it_was(
+    hot: Hot, tmp_path: Path
+) -> None:
+    _r1, r2, (core,) = hot.v1_v2(V1, V2, "core")
+    callbacks = list(gc.callbacks)
+    with pytest.raises(ChildError) as err:
+        prepare_hot_upgrade(
+            r2,
+            current=hot.current,
+            no_quiesce=True,
+            sharing=Sharing(tmp_path / "analysis", False, wait=lambda: False, turn=lambda: True),
+        )
+    assert err.value.code == "hot_upgrade_refused"
+    assert gc.isenabled() and gc.callbacks == callbacks
+    assert hot.upgrade(r2).functions_patched == 1 and core.f() == 2
+
+
+def test_a_refusal_after_an_early_walk_leaves_the_collector_as_it_was(
+    hot: Hot, tmp_path: Path
+) -> None:
+    _r1, r2, _ = hot.v1_v2(V1, {**V2, "core.py": "class f(:\n"}, "core")
+    callbacks = list(gc.callbacks)
+    sharing = Sharing(tmp_path / "none", False, wait=lambda: True, turn=lambda: True)
+    with pytest.raises(ChildError) as err:  # no file: it analyses itself, and refuses
+        prepare_hot_upgrade(r2, current=hot.current, no_quiesce=True, sharing=sharing)
+    assert err.value.code == "hot_upgrade_refused"
+    assert gc.isenabled() and gc.callbacks == callbacks
+
+
+def test_a_reader_whose_turn_came_after_the_go_takes_its_part_then(
+    hot: Hot, tmp_path: Path
+) -> None:
+    _r1, r2, (core,) = hot.v1_v2(V1, V2, "core")
+    made, path = tmp_path / "made", tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(made, write=True)).abort()
+    os.replace(made, path)
+    sharing = Sharing(path, False, wait=lambda: True, turn=lambda: False)
+    stats = _prepare(hot, r2, sharing).commit()
+    assert stats.analysis_shared and not stats.heap_walked_early and core.f() == 2
+
+
+def test_the_early_walk_finds_every_function_of_the_modules_it_is_given() -> None:
+    ours, other = types.ModuleType("ours"), types.ModuleType("other")
+    for m in (ours, other):
+        m.__dict__["__builtins__"] = builtins
+        exec("def f():\n    def g():\n        pass\n    return g\n", m.__dict__)
+    closures = [ours.f(), other.f()]
+    index = HeapIndex.early([ours.__dict__])
+    assert index is not None
+    try:
+        assert index.functions_of(ours, "f") == [ours.f]
+        assert index.functions_of(ours, "f.<locals>.g") == [closures[0]]
+        assert index.functions_of(other, "f") == []
+        index.narrow([])
+        assert index.functions == {}
+    finally:
+        index.release()
+
+
+def test_no_early_walk_for_a_module_with_builtins_of_its_own() -> None:
+    sandboxed = types.ModuleType("sandboxed")
+    sandboxed.__dict__["__builtins__"] = {"len": len}
+    assert HeapIndex.early([sandboxed.__dict__]) is None

@@ -7,6 +7,7 @@ alone after cutover. The real processes are in ``tests/e2e/test_workers.py``.
 
 from __future__ import annotations
 
+import itertools
 import signal
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from hotswap.errors import ChildError, UsageError
+from hotswap.supervisor import hot
 from hotswap.supervisor.lifecycle import GenState
 from hotswap.supervisor.policy import RestartPolicy
 from hotswap.testing import FakeChildren, Script
@@ -267,6 +269,83 @@ def test_a_worker_failing_after_the_decision_to_keep_is_replaced_on_the_new_rele
     assert w.sup.store.read_state()["current"] == w.ids["2"]
     replacement = w.fake.workers(1)[3]
     assert replacement.proc.worker == 2 and replacement.proc.release.id == w.ids["2"]
+
+
+def _turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle: int, scripts: list[Script]
+) -> tuple[Any, list[list[float]], list[float], World]:
+    """A hot upgrade of 4 workers with ``idle`` cores besides the first worker's: each
+    reader's turns (when it got ``hot_turn``, when it said it was done), when each reader was
+    told to go on."""
+    monkeypatch.setattr(hot, "idle_cores", lambda: idle)
+    fake = FakeChildren()
+    fake.next = list(scripts)
+
+    async def scenario(w: World) -> Any:
+        result = await w.sup.hot_upgrade(w.ids["2"])
+        await w.until(lambda: all(serving(w, i) for i in range(4)))
+        return result
+
+    result, _, w = run(tmp_path, scenario, fake=fake, app={**APP, "workers": 4})
+    turns, proceeds = [], []
+    for child in w.fake.workers(1)[1:]:
+        heard = list(zip(child.ops, child.heard_at, strict=True))
+        turns.append([t for op, t in heard if op == "hot_turn"])
+        proceeds.append(next(t for op, t in heard if op == "hot_proceed"))
+    return result, turns, proceeds, w
+
+
+def test_the_readers_take_turns_on_the_idle_cores_while_the_first_one_analyses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readers = [Script(turn_for=0.2) for _ in range(3)]
+    result, turns, proceeds, w = _turns(tmp_path, monkeypatch, 1, [Script(prepare_for=1), *readers])
+    assert result["ok"]
+    assert all(_prepares(c)[0]["analysis_turns"] is True for c in w.fake.workers(1)[1:])
+    # one core: one reader at a time, each as soon as the one before says it is done
+    starts = [t[0] for t in turns]
+    assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx([0.2, 0.2])
+    assert proceeds == pytest.approx([starts[0] + 1] * 3)  # go when the first one has prepared
+
+
+def test_no_turn_is_given_once_the_analysis_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readers = [Script(turn_for=0.6) for _ in range(3)]
+    result, turns, proceeds, _w = _turns(
+        tmp_path, monkeypatch, 1, [Script(prepare_for=1), *readers]
+    )
+    assert result["ok"]
+    # the turns would end at 0.6, 1.2 and 1.8: the first one is done at 1, the third reader
+    # takes its part after hot_proceed, and nobody waits for the second one's turn to end
+    assert [len(t) for t in turns] == [1, 1, 0]
+    assert proceeds == pytest.approx([turns[0][0] + 1] * 3)
+
+
+def test_a_reader_whose_turn_does_not_end_holds_back_only_the_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readers = [Script(turn_for=None), Script(), Script()]
+    result, turns, _, _w = _turns(tmp_path, monkeypatch, 1, [Script(prepare_for=1), *readers])
+    assert result["ok"]  # the others take their part after hot_proceed
+    assert [len(t) for t in turns] == [1, 0, 0]
+
+
+def test_two_idle_cores_give_two_turns_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readers = [Script(turn_for=0.2) for _ in range(3)]
+    result, turns, _, _w = _turns(tmp_path, monkeypatch, 2, [Script(prepare_for=1), *readers])
+    assert result["ok"]
+    starts = [t[0] for t in turns]
+    assert starts[1] == starts[0] and starts[2] == pytest.approx(starts[0] + 0.2)
+
+
+def test_no_idle_core_no_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readers = [Script() for _ in range(3)]
+    result, turns, _, w = _turns(tmp_path, monkeypatch, 0, [Script(prepare_for=1), *readers])
+    assert result["ok"] and turns == [[], [], []]
+    assert all(_prepares(c)[0]["analysis_turns"] is False for c in w.fake.workers(1)[1:])
 
 
 def _prepares(child: Any) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from hotswap.errors import ChildError, HotswapError, UsageError
 from hotswap.hot import shared
 from hotswap.hot.check import Analysis, analyze, check_running_interpreter
 from hotswap.hot.commit import Checkpoint, Commit, Replan, plan_paths
+from hotswap.hot.heap import HeapIndex
 from hotswap.hot.importers import ModuleValues
 from hotswap.hot.journal import Journal
 from hotswap.hot.plan import Prepared
@@ -74,7 +75,8 @@ def _tree(where: str | os.PathLike[str] | ReleaseTree) -> ReleaseTree:
 class Before:
     """What a prepare takes before its analysis: first what the engine itself imports (a
     release may bundle the same distributions, e.g. packaging), then the snapshot of the app's
-    modules and of their namespaces' values."""
+    modules and of their namespaces' values; and, for a worker waiting for another one's
+    analysis, the heap walked for the functions of all those modules (``heap``)."""
 
     libs: tuple[Path, Path]
     interpreter_reasons: list[Reason]
@@ -82,14 +84,23 @@ class Before:
     loaded: dict[str, types.ModuleType]
     names: set[str | None]
     values: ModuleValues
+    heap: HeapIndex | None = None
 
     @classmethod
-    def take(cls, old_lib: Path, new_lib: Path, manifest: dict[str, Any]) -> Before:
+    def take(
+        cls, old_lib: Path, new_lib: Path, manifest: dict[str, Any], *, heap: bool = False
+    ) -> Before:
         reasons = check_running_interpreter(manifest)
         paths = PathMap(old_lib, new_lib, sys.path)
         loaded = loaded_modules(paths)
         names = {module_name(f"{LIB}/{rel}") for rel in loaded}
-        return cls((old_lib, new_lib), reasons, paths, loaded, names, ModuleValues(loaded))
+        values = ModuleValues(loaded)
+        index = HeapIndex.early(m.__dict__ for m in loaded.values()) if heap else None
+        return cls((old_lib, new_lib), reasons, paths, loaded, names, values, index)
+
+    def release(self) -> None:
+        if self.heap is not None:
+            self.heap.release()
 
 
 REPLANS = 3  # commits retried when changed modules are imported while preparing
@@ -133,6 +144,7 @@ class HotUpgrade:
         self.unfinished: Callable[[], None] | None = None  # a finish_later commit's bookkeeping
         self._shared = shared_analysis  # another worker's analysis of the same pair, if read
         self.analysis_shared = False
+        self.heap_walked_early = False
         self._before = before  # taken already (a worker waiting for the first one's analysis)
 
     def prepare(self) -> Verdict:
@@ -154,7 +166,16 @@ class HotUpgrade:
         # e.g. packaging): the snapshot of the app's modules is taken after.
         before, self._before = self._before, None  # once: a re-plan takes its own
         if before is None or before.libs != (self.old.lib, self.new.lib):
+            if before is not None:
+                before.release()
             before = Before.take(self.old.lib, self.new.lib, self.new.manifest)
+        try:
+            return self._plan(t, before)
+        finally:
+            if self.prepared is None or self.prepared.index is not before.heap:
+                before.release()  # not used: refused, or prepare walked the heap itself
+
+    def _plan(self, t: float, before: Before) -> Verdict:
         paths, loaded, names = before.paths, before.loaded, before.names
         blob, self._shared = self._shared, None  # once: a re-plan makes its own
         sharing, self.sharing = self.sharing, None
@@ -177,7 +198,8 @@ class HotUpgrade:
             sharing.on_analyzed()
         if a.reasons:
             raise refuse(a.reasons, a.warnings)
-        self.prepared = prepare(a, paths, loaded, before.values)
+        self.prepared = prepare(a, paths, loaded, before.values, before.heap)
+        self.heap_walked_early = before.heap is not None and self.prepared.index is before.heap
         plan_paths(self.prepared)
         self.prepared.prepare_ms = (self.clock() - t) * 1000
         return a.verdict()
@@ -302,6 +324,7 @@ class HotUpgrade:
             caches_cleared=counts.caches_cleared,
             replans=self._replans,
             analysis_shared=self.analysis_shared,
+            heap_walked_early=self.heap_walked_early,
         )
 
     _current = "start"
@@ -447,6 +470,7 @@ def prepare_hot_upgrade(
     analysis for every worker of a generation (:mod:`hotswap.hot.shared`)."""
     if not _one_at_a_time.acquire(blocking=False):
         raise UsageError("upgrade_in_progress", "a hot upgrade is already running")
+    before: Before | None = None
     try:
         old_root = Path(current) if current is not None else find_current_release(app)
         if state_dir is not None:
@@ -456,12 +480,21 @@ def prepare_hot_upgrade(
         else:
             sdir = None
         new_root = _new_release_root(release, sdir)
-        blob = before = None
+        blob = None
         if sharing is not None and not sharing.write:
             if sharing.wait is not None:
                 # the first worker is still analysing: take meanwhile what needs no analysis
-                old_lib, new_lib = old_root.resolve() / LIB, new_root.resolve() / LIB
-                before = Before.take(old_lib, new_lib, read_manifest(new_lib.parent))
+                # (with turns on the idle cores: the heap walk as well, for every module)
+                if sharing.turn is None or sharing.turn():
+                    old_lib, new_lib = old_root.resolve() / LIB, new_root.resolve() / LIB
+                    before = Before.take(
+                        old_lib,
+                        new_lib,
+                        read_manifest(new_lib.parent),
+                        heap=sharing.turn is not None,
+                    )
+                    if sharing.turn_done is not None:
+                        sharing.turn_done()
                 if not sharing.wait():
                     raise ChildError(
                         "hot_upgrade_refused",
@@ -487,6 +520,8 @@ def prepare_hot_upgrade(
             raise refuse([NO_QUIESCENCE])
         pending = PendingUpgrade(up, q)
     except BaseException:
+        if before is not None:
+            before.release()
         _one_at_a_time.release()
         raise
     try:

@@ -14,6 +14,12 @@ heap. If someone forces a collection meanwhile, a ``gc.callbacks`` hook notices 
 catch-up widens to the generations that collection could have promoted into (a full
 ``gc.collect()`` makes it one whole-heap walk; ``heap_rescans`` in the stats says so).
 
+A worker of several that waits for another worker's analysis (:mod:`hotswap.hot.shared`) does
+not know yet which modules will change: :meth:`HeapIndex.early` walks the heap for the
+functions of every module of the app, and once the analysis is known, :meth:`HeapIndex.narrow`
+keeps those of the changed modules. It serves only when no instance is wanted (they are found
+by their class, known only from the analysis); otherwise prepare walks the heap as usual.
+
 Objects hidden by ``gc.freeze()`` are invisible to ``gc.get_objects``. Module- and class-level
 functions are still found by :meth:`HeapIndex.walk_module`, which follows module and class
 dicts and the usual wrappers (``__wrapped__``, ``__func__``, ``fget``, closures); frozen closures
@@ -22,6 +28,7 @@ and instances are not, and the index reports how many objects were frozen.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import gc
@@ -57,15 +64,7 @@ class HeapIndex:
 
     def scan(self) -> None:
         """Walk the whole heap once and pause the cyclic collector until :meth:`release`."""
-        self._gc_was_enabled = gc.isenabled()
-        gc.disable()
-        # Promote what prepare allocated out of generation 0, so that the young generation the
-        # window walks holds only what is created from now on.
-        gc.collect(0)
-        gc.callbacks.append(self._on_gc)
-        self._holding = True
-        self._max_collected = -1
-        self.frozen = gc.get_freeze_count()
+        self._pause()
         # One walk of the heap in C: every tracked object that refers to a changed module's
         # globals (its functions, closures included) or to a wanted class (its instances:
         # an instance of a class defined in Python refers to its class). The same objects a
@@ -74,6 +73,41 @@ class HeapIndex:
         self.scanned = len(objs)
         self._take(objs)
         del objs
+
+    @classmethod
+    def early(cls, module_dicts: Iterable[dict[str, Any]]) -> HeapIndex | None:
+        """The functions of all these modules, before the changed ones are known (see
+        :meth:`narrow`); None if one of the modules runs with builtins of its own.
+
+        Many targets would make ``gc.get_referrers`` slow (each reference it visits is
+        compared with each of them), so the walk asks for the one thing every function refers
+        to: the builtins its globals had when it was made (CPython keeps them on the function
+        since 3.10). A module whose ``__builtins__`` is not the interpreter's is not covered:
+        then there is no early walk."""
+        dicts = list(module_dicts)
+        shared = builtins.__dict__
+        for d in dicts:
+            b = d.get("__builtins__", shared)
+            if (b.__dict__ if isinstance(b, types.ModuleType) else b) is not shared:
+                return None
+        index = cls(dicts, ())
+        index._pause()
+        objs = gc.get_referrers(shared)
+        index.scanned = len(objs)
+        index._take(objs)
+        del objs
+        return index
+
+    def covers(self, module_dicts: Iterable[dict[str, Any]]) -> bool:
+        return self._holding and all(id(d) in self._globals for d in module_dicts)
+
+    def narrow(self, module_dicts: Iterable[dict[str, Any]]) -> None:
+        """Keep only the functions of these modules (all of them covered, see :meth:`covers`)."""
+        self._dicts = list(module_dicts)
+        self._globals = {id(d) for d in self._dicts}
+        keep = self._globals
+        self.functions = {k: fns for k, fns in self.functions.items() if k[0] in keep}
+        self._seen = {id(fn) for fns in self.functions.values() for fn in fns}
 
     def walk_module(self, module: types.ModuleType) -> None:
         """Add the functions reachable from a module's namespace and its classes' dicts."""
@@ -142,6 +176,17 @@ class HeapIndex:
         self._dicts.clear()
 
     # -- internals --------------------------------------------------------------------------
+
+    def _pause(self) -> None:
+        self._gc_was_enabled = gc.isenabled()
+        gc.disable()
+        # Promote what was allocated so far out of generation 0, so that the young generation
+        # the window walks holds only what is created from now on.
+        gc.collect(0)
+        gc.callbacks.append(self._on_gc)
+        self._holding = True
+        self._max_collected = -1
+        self.frozen = gc.get_freeze_count()
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":

@@ -98,9 +98,11 @@ def prepare(
     paths: PathMap,
     loaded: dict[str, types.ModuleType],
     values: ModuleValues | None = None,
+    early: HeapIndex | None = None,
 ) -> Prepared:
     """Build the commit plan for ``analysis`` against this process (``values``: the modules'
-    values, if taken already). Raises a refusal."""
+    values, if taken already; ``early``: the functions of every module of the app, if the heap
+    was walked for them already, :meth:`HeapIndex.early`, which this takes). Raises a refusal."""
     reasons: list[Reason] = []
     warnings = list(analysis.warnings)
     plans: list[ModulePlan] = []
@@ -140,11 +142,18 @@ def prepare(
     wanted: set[type] = set()
     for cls in migrate:
         wanted |= _with_subclasses(cls)
-    index = HeapIndex([p.module.__dict__ for p in plans], wanted)
+    dicts = [p.module.__dict__ for p in plans]
+    if early is not None and plans and not wanted and early.covers(dicts):
+        index = early
+        index.narrow(dicts)
+    else:
+        if early is not None:
+            early.release()
+        index = HeapIndex(dicts, wanted)
+        if plans:
+            index.scan()
     for p in plans:
         index.walk_module(p.module)
-    if plans:
-        index.scan()
     guards = [g for p in plans for g in p.state_guards]
     replaced = [g for p in plans for g in p.replace_guards]
     try:

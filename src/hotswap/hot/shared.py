@@ -43,12 +43,20 @@ class Sharing:
     calls ``on_analyzed`` once it is there (or could not be written), the others read it
     (``on_analyzed`` is the writer's only). A reader given ``wait`` is asked to prepare while
     the writer still analyses: it takes what needs no analysis, then calls ``wait()``, which
-    returns once the file is there (True) or the upgrade is withdrawn (False)."""
+    returns once the file is there (True) or the upgrade is withdrawn (False).
+
+    Given ``turn`` too, the reader takes that part only once ``turn()`` returns True: a core is
+    free for it (the readers take turns on the cores the writer leaves idle, rather than all
+    competing with the writer for them); it then walks the heap as well, and calls
+    ``turn_done()``. ``turn()`` returns False if ``wait()`` would return now: the file is there
+    or the upgrade withdrawn, and the reader takes its part after."""
 
     path: Path
     write: bool
     on_analyzed: Callable[[], None] | None = None
     wait: Callable[[], bool] | None = None
+    turn: Callable[[], bool] | None = None
+    turn_done: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class HotUpgradeStats:
     caches_cleared: int = 0  # functools.lru_cache/cache wrappers emptied (results of old code)
     hold_ms: float = 0.0  # of the window, waiting for the other workers (two-phase)
     analysis_shared: bool = False  # the analysis another worker made was used (two-phase)
+    heap_walked_early: bool = False  # ... and the heap walked while that worker analysed it
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 BEFORE_LIVE = (GenState.STARTING, GenState.READY)
 
 
+# a hot upgrade's events from a worker -> the key of sup.hot whose futures (by id of the
+# worker) they resolve
+_HOT_WAITERS = {
+    contract.EVENT_HOT_APPLIED: "applied",
+    contract.EVENT_HOT_ANALYZED: "analyzed",
+    contract.EVENT_HOT_TURN_DONE: "turn_done",
+}
+
+
 def exit_status(code: int | None) -> str:
     """``1``, or ``-9 (killed by SIGKILL)``."""
     if code is not None and code < 0:
@@ -99,9 +108,8 @@ def handle_event(sup: Supervisor, child: Child, name: str, data: dict[str, Any])
             sup.handoff.put(BEFORE_CUTOVER_KEY, data.get("result"), reserved_ok=True)
         except Exception as e:  # refused, or the disk is full: the swap goes on
             sup.log(f"generation {gen.number}'s before_cutover result refused: {e}")
-    elif name in (contract.EVENT_HOT_APPLIED, contract.EVENT_HOT_ANALYZED) and sup.hot is not None:
-        key = "applied" if name == contract.EVENT_HOT_APPLIED else "analyzed"
-        waiter = sup.hot.get(key, {}).get(id(child))
+    elif name in _HOT_WAITERS and sup.hot is not None:
+        waiter = sup.hot.get(_HOT_WAITERS[name], {}).get(id(child))
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
     elif name == contract.EVENT_PROTOCOL_ERROR:

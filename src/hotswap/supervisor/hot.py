@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import time
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,28 +182,52 @@ async def _prepare_all(
 ) -> list[Any]:
     """Every worker's answer to ``hot_prepare``, asked of all at once. The first worker makes
     the analysis and writes it (``hot_analyzed``) for the others to read
-    (:mod:`hotswap.hot.shared`); they take meanwhile what needs no analysis, on the cores it
-    leaves idle, and wait for ``hot_proceed``: go once the file is written or the first one
-    has prepared, drop it if the first one failed. A refusal by the first worker is the answer
-    of all."""
+    (:mod:`hotswap.hot.shared`); they take meanwhile what needs no analysis (the snapshot of
+    the app's modules, a walk of the heap) in turns on the cores it leaves idle, one reader
+    per idle core at a time (``hot_turn``, ``hot_turn_done``): all at once, they would take
+    those cores from the first one, whose analysis everyone waits for. Then ``hot_proceed``:
+    go once the file is written or the first one has prepared, drop it if the first one
+    failed (a reader whose turn had not come takes its part after). A refusal by the first
+    worker is the answer of all."""
     loop = asyncio.get_running_loop()
     leader, rest = workers[0], workers[1:]
     path = sup.state_dir / "run" / f"hot-analysis-{secrets.token_hex(8)}"
     analyzed = loop.create_future()
+    turn_done = {id(c): loop.create_future() for c in rest}
     assert sup.hot is not None
     sup.hot["analyzed"] = {id(leader): analyzed}
+    sup.hot["turn_done"] = turn_done
+    idle = idle_cores()
     common = {"timeout": grace, "analysis": str(path), **prepare}
     first = asyncio.ensure_future(
         leader.request(contract.OP_HOT_PREPARE, analysis_role="write", **common)
     )
     others = [
         asyncio.ensure_future(
-            c.request(contract.OP_HOT_PREPARE, analysis_role="read", analysis_wait=True, **common)
+            c.request(
+                contract.OP_HOT_PREPARE,
+                analysis_role="read",
+                analysis_wait=True,
+                analysis_turns=idle > 0,
+                **common,
+            )
         )
         for c in rest
     ]
     try:
-        await asyncio.wait({first, analyzed}, return_when=asyncio.FIRST_COMPLETED)
+        queue = list(range(len(rest))) if idle > 0 else []
+        taking: dict[int, set[asyncio.Future[Any]]] = {}  # reader -> what ends its turn
+        while True:
+            while queue and len(taking) < idle:
+                i = queue.pop(0)
+                rest[i].send_nowait(contract.OP_HOT_TURN, analysis=str(path))
+                taking[i] = {turn_done[id(rest[i])], others[i]}
+            ends: set[asyncio.Future[Any]] = {first, analyzed, *chain(*taking.values())}
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            if analyzed.done() or first.done():
+                break
+            for i in [i for i, fs in taking.items() if any(f.done() for f in fs)]:
+                del taking[i]
         go = analyzed.done() or first.exception() is None
         for child in rest:
             child.send_nowait(contract.OP_HOT_PROCEED, analysis=str(path), go=go)
@@ -212,10 +238,18 @@ async def _prepare_all(
     finally:
         for f in (first, *others):
             f.cancel()  # the prepare was cancelled: no answer is waited for any more
-        analyzed.cancel()
+        for waiter in (analyzed, *turn_done.values()):
+            waiter.cancel()
         sup.hot.pop("analyzed", None)
+        sup.hot.pop("turn_done", None)
         # off the event loop, as every other file the supervisor touches during an upgrade
         await loop.run_in_executor(None, _remove_analysis, path)
+
+
+def idle_cores() -> int:
+    """The cores the first worker leaves to the others while it analyses: all it may use but
+    its own."""
+    return max(0, len(os.sched_getaffinity(0)) - 1)
 
 
 def _remove_analysis(path: Path) -> None:

@@ -54,6 +54,8 @@ class Script:
     # a two-phase hot upgrade: "refuse" at prepare, "fail" its commit before applying it, or
     # "fail_after" the decision (its hold ran out); else it applies it and keeps the decision
     hot: str = "apply"
+    prepare_for: float = 0.0  # how long its hot_prepare takes (the first worker's analysis)
+    turn_for: float | None = 0.01  # its turn at the part needing no analysis (None: never ends)
 
 
 @dataclass
@@ -85,7 +87,7 @@ class FakeProcessHandle(Child):
     child: FakeChild
 
     async def request(self, op: str, timeout: float | None = 10.0, **args: Any) -> Any:
-        self.child.requests.append((op, args))
+        self.child.heard(op, args)
         if self.child.exited:
             raise ResourceError("protocol_error", f"{self.name}'s channel is closed")
         if op == contract.OP_GO and not self.child.script.go:
@@ -100,6 +102,8 @@ class FakeProcessHandle(Child):
             self.child.proceeded.clear()
             if not self.child.proceed:
                 raise ChildError("hot_upgrade_refused", "withdrawn before its analysis")
+        if op == contract.OP_HOT_PREPARE and self.child.script.prepare_for:
+            await asyncio.sleep(self.child.script.prepare_for)
         if op == contract.OP_HOT_PREPARE and self.child.script.hot == "refuse":
             raise ChildError("hot_upgrade_refused", "refused, as scripted")
         if op == contract.OP_HOT_COMMIT:
@@ -121,7 +125,11 @@ class FakeProcessHandle(Child):
         return {"window_ms": 1.0, "pid": self.pid}
 
     def send_nowait(self, op: str, **args: Any) -> None:
-        self.child.requests.append((op, args))
+        self.child.heard(op, args)
+        if op == contract.OP_HOT_TURN and self.child.script.turn_for is not None:
+            self.child.later(
+                self.child.script.turn_for, self.child.event, contract.EVENT_HOT_TURN_DONE
+            )
         if op == contract.OP_HOT_DECIDE:
             self.child.kept = bool(args.get("keep"))
             self.child.decided.set()
@@ -145,6 +153,7 @@ class FakeChild:
         self.proc = proc
         self.script = script
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.heard_at: list[float] = []  # the supervisor's clock at each of them
         self.exited = False
         self.decided = asyncio.Event()  # a two-phase hot upgrade's decision came
         self.proceeded = asyncio.Event()  # hot_proceed came (a worker that reads the analysis)
@@ -156,6 +165,10 @@ class FakeChild:
     @property
     def ops(self) -> list[str]:
         return [op for op, _ in self.requests]
+
+    def heard(self, op: str, args: dict[str, Any]) -> None:
+        self.requests.append((op, args))
+        self.heard_at.append(asyncio.get_running_loop().time())
 
     def later(self, delay: float, fn: Any, *args: Any) -> None:
         self._timers.append(asyncio.get_running_loop().call_later(delay, fn, *args))
