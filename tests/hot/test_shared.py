@@ -277,16 +277,17 @@ def test_the_early_walk_finds_every_function_of_the_modules_it_is_given() -> Non
         m.__dict__["__builtins__"] = builtins
         exec("def f():\n    def g():\n        pass\n    return g\n", m.__dict__)
     closures = [ours.f(), other.f()]
-    index = HeapIndex.early([ours.__dict__])
+    index = HeapIndex.early([ours.__dict__, other.__dict__])
     assert index is not None
     try:
+        assert index.covers([ours.__dict__]) and not index.covers([{}])
+        index.narrow([ours.__dict__])
         assert index.functions_of(ours, "f") == [ours.f]
         assert index.functions_of(ours, "f.<locals>.g") == [closures[0]]
-        assert index.functions_of(other, "f") == []
-        index.narrow([])
-        assert index.functions == {}
+        assert index.functions_of(other, "f") == []  # not a changed module
     finally:
         index.release()
+    assert not index.covers([ours.__dict__])  # released
 
 
 def test_no_early_walk_for_a_module_with_builtins_of_its_own() -> None:

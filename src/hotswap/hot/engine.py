@@ -28,7 +28,7 @@ from hotswap.hot.heap import HeapIndex
 from hotswap.hot.importers import ModuleValues
 from hotswap.hot.journal import Journal
 from hotswap.hot.plan import Prepared
-from hotswap.hot.prepare import loaded_modules, prepare, refuse
+from hotswap.hot.prepare import code_registries, loaded_modules, prepare, refuse
 from hotswap.hot.quiesce import Quiescence, QuiesceTimeout, UpgradeGate, default_quiescence
 from hotswap.hot.stats import Counts, HotUpgradeStats
 from hotswap.hot.tree import (
@@ -84,6 +84,7 @@ class Before:
     loaded: dict[str, types.ModuleType]
     names: set[str | None]
     values: ModuleValues
+    registries: dict[int, list[object]]  # containers of code objects (code_registries)
     heap: HeapIndex | None = None
 
     @classmethod
@@ -95,8 +96,9 @@ class Before:
         loaded = loaded_modules(paths)
         names = {module_name(f"{LIB}/{rel}") for rel in loaded}
         values = ModuleValues(loaded)
+        registries = code_registries(loaded, values)
         index = HeapIndex.early(m.__dict__ for m in loaded.values()) if heap else None
-        return cls((old_lib, new_lib), reasons, paths, loaded, names, values, index)
+        return cls((old_lib, new_lib), reasons, paths, loaded, names, values, registries, index)
 
     def release(self) -> None:
         if self.heap is not None:
@@ -198,7 +200,9 @@ class HotUpgrade:
             sharing.on_analyzed()
         if a.reasons:
             raise refuse(a.reasons, a.warnings)
-        self.prepared = prepare(a, paths, loaded, before.values, before.heap)
+        self.prepared = prepare(
+            a, paths, loaded, before.values, early=before.heap, registries=before.registries
+        )
         self.heap_walked_early = before.heap is not None and self.prepared.index is before.heap
         plan_paths(self.prepared)
         self.prepared.prepare_ms = (self.clock() - t) * 1000

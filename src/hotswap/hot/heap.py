@@ -32,8 +32,11 @@ import builtins
 import contextlib
 import functools
 import gc
+import operator
 import types
 from collections.abc import Iterable
+from itertools import compress, repeat
+from operator import is_
 from typing import Any
 
 FunctionKey = tuple[int, str]  # (id of the module dict, co_qualname)
@@ -50,6 +53,7 @@ class HeapIndex:
         self.instances: dict[type, list[object]] = {}
         self.wrappers: dict[int, list[object]] = {}  # id(function) -> objects wrapping it
         self.late: list[types.FunctionType] = []  # functions found by catch_up (made since scan)
+        self._early: list[types.FunctionType] = []  # found by early(), until narrow()
         self._catching_up = False
         self._seen: set[int] = set()
         self._gc_was_enabled = False
@@ -94,8 +98,11 @@ class HeapIndex:
         index._pause()
         objs = gc.get_referrers(shared)
         index.scanned = len(objs)
-        index._take(objs)
+        # thousands of functions: tested in C (map, compress), keyed only once narrowed
+        ftype, ours = types.FunctionType, index._globals.__contains__
+        fns = list(compress(objs, map(is_, map(type, objs), repeat(ftype))))
         del objs
+        index._early = list(compress(fns, map(ours, map(id, map(_globals_of, fns)))))
         return index
 
     def covers(self, module_dicts: Iterable[dict[str, Any]]) -> bool:
@@ -105,9 +112,10 @@ class HeapIndex:
         """Keep only the functions of these modules (all of them covered, see :meth:`covers`)."""
         self._dicts = list(module_dicts)
         self._globals = {id(d) for d in self._dicts}
-        keep = self._globals
-        self.functions = {k: fns for k, fns in self.functions.items() if k[0] in keep}
-        self._seen = {id(fn) for fns in self.functions.values() for fn in fns}
+        early, self._early = self._early, []
+        keep = self._globals.__contains__
+        for fn in compress(early, map(keep, map(id, map(_globals_of, early)))):
+            self._add_function(fn)
 
     def walk_module(self, module: types.ModuleType) -> None:
         """Add the functions reachable from a module's namespace and its classes' dicts."""
@@ -172,6 +180,7 @@ class HeapIndex:
         self.instances.clear()
         self.wrappers.clear()
         self.late.clear()
+        self._early.clear()
         self._seen.clear()
         self._dicts.clear()
 
@@ -219,6 +228,9 @@ class HeapIndex:
 
     def functions_of(self, module: types.ModuleType, qualname: str) -> list[types.FunctionType]:
         return self.functions.get((id(module.__dict__), qualname), [])
+
+
+_globals_of = operator.attrgetter("__globals__")
 
 
 def _full(c: Any) -> bool:

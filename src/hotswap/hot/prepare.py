@@ -98,11 +98,14 @@ def prepare(
     paths: PathMap,
     loaded: dict[str, types.ModuleType],
     values: ModuleValues | None = None,
+    *,
     early: HeapIndex | None = None,
+    registries: dict[int, list[object]] | None = None,
 ) -> Prepared:
-    """Build the commit plan for ``analysis`` against this process (``values``: the modules'
-    values, if taken already; ``early``: the functions of every module of the app, if the heap
-    was walked for them already, :meth:`HeapIndex.early`, which this takes). Raises a refusal."""
+    """Build the commit plan for ``analysis`` against this process. Taken already, before the
+    analysis: ``values``, the modules' values; ``early``, the functions of every module of the
+    app, if the heap was walked for them (:meth:`HeapIndex.early`; this takes it over);
+    ``registries``, :func:`code_registries`. Raises a refusal."""
     reasons: list[Reason] = []
     warnings = list(analysis.warnings)
     plans: list[ModulePlan] = []
@@ -187,7 +190,9 @@ def prepare(
         guards=guards,
         replaced=replaced,
         data_hooks=data_hooks,
-        code_registries=code_registries(loaded, sources.values),
+        code_registries=code_registries(loaded, sources.values)
+        if registries is None
+        else registries,
         star_importers=star_importers(plans, loaded, sources),
         containers=containers,
         unplanned=frozenset(
