@@ -170,6 +170,27 @@ def test_star_reexports_are_rebound(hot: Hot) -> None:
     assert pkg.make is m.make
 
 
+def test_star_reexports_are_found_without_running_a_metaclass_attribute_hook(hot: Hot) -> None:
+    # pydantic's ModelMetaclass and typing's deprecated aliases answer attribute lookups on
+    # their classes with code of their own: prepare reads __module__ from the class itself
+    meta = (
+        "LOOKUPS = []\n"
+        "class Meta(type):\n"
+        "    def __getattribute__(cls, name):\n"
+        "        LOOKUPS.append(name)\n"
+        "        return super().__getattribute__(name)\n"
+        "class Model(metaclass=Meta):\n"
+        "    pass\n"
+    )
+    v1 = {"__init__.py": "from .m import *\n", "m.py": meta + "def make():\n    return 1\n"}
+    v2 = {**v1, "m.py": meta + "def make():\n    return 2\n"}
+    _, r2, (pkg, m) = hot.v1_v2(v1, v2, "", "m")
+    lookups = m.LOOKUPS
+    lookups.clear()
+    hot.upgrade(r2)
+    assert lookups == [] and pkg.make is m.make and pkg.make() == 2
+
+
 def test_star_reexport_gains_new_names_and_loses_removed_ones(hot: Hot) -> None:
     v1 = {"__init__.py": "from .m import *\n", "m.py": "def old():\n    return 1\nKEEP = 1\n"}
     v2 = {**v1, "m.py": "def new():\n    return 2\nKEEP = 1\n"}

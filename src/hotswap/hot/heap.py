@@ -39,6 +39,8 @@ from itertools import compress, repeat
 from operator import is_
 from typing import Any
 
+from hotswap.hot.tree import class_dict, class_module
+
 FunctionKey = tuple[int, str]  # (id of the module dict, co_qualname)
 
 
@@ -123,26 +125,31 @@ class HeapIndex:
         if id(mdict) not in self._globals:
             return
         visited: set[int] = set()
-        stack: list[tuple[object, int]] = [(v, 0) for v in mdict.values()]
+        stack: list[tuple[Any, int]] = [(v, 0) for v in mdict.values()]
         while stack:
             obj, depth = stack.pop()
             if depth > 6 or id(obj) in visited:
                 continue
             visited.add(id(obj))
             children: list[object] = []
-            if type(obj) is types.FunctionType:
+            # by the value's type, never isinstance: a failed isinstance asks the value for
+            # its __class__, which runs a metaclass's or a proxy's attribute hook
+            kind = type(obj)
+            if kind is types.FunctionType:
                 if id(obj.__globals__) in self._globals:
                     self._add_function(obj)
-                children.extend(c.cell_contents for c in obj.__closure__ or () if _full(c))
-            elif isinstance(obj, type):
-                if obj.__module__ != module.__name__:
+                cells = obj.__closure__ or ()
+                children.extend(c.cell_contents for c in cells if _full(c))
+            elif issubclass(kind, type):
+                if class_module(obj) != module.__name__:
                     continue
-                children.extend(obj.__dict__.values())
-            elif isinstance(obj, staticmethod | classmethod):
+                children.extend(class_dict(obj).values())
+            elif issubclass(kind, staticmethod | classmethod):
                 children.append(obj.__func__)
-            elif isinstance(obj, property):
-                children.extend(f for f in (obj.fget, obj.fset, obj.fdel) if f is not None)
-            elif isinstance(obj, functools.cached_property | functools.partial):
+            elif issubclass(kind, property):
+                fns = (obj.fget, obj.fset, obj.fdel)
+                children.extend(f for f in fns if f is not None)
+            elif issubclass(kind, functools.cached_property | functools.partial):
                 children.append(obj.func)
             wrapped = _own_wrapped(obj)
             if wrapped is not None:
@@ -243,7 +250,7 @@ def _full(c: Any) -> bool:
 
 def _own_wrapped(obj: object) -> object | None:
     """``obj.__dict__["__wrapped__"]`` without running any ``__getattr__`` of ``obj``'s class."""
-    if isinstance(obj, types.ModuleType | type):
+    if issubclass(type(obj), types.ModuleType | type):
         return None
     try:
         d = object.__getattribute__(obj, "__dict__")

@@ -13,9 +13,11 @@ import contextlib
 import types
 from itertools import chain, compress, repeat
 from pathlib import Path
+from typing import Any
 
 from hotswap.hot.names import from_imports, may_import_from
 from hotswap.hot.plan import ModulePlan
+from hotswap.hot.tree import class_module
 
 
 def dependency_order(plans: list[ModulePlan]) -> list[ModulePlan]:
@@ -68,11 +70,12 @@ class ModuleValues:
         per = [list(vars(mod).values()) for mod in loaded.values()]
         self.values: list[object] = list(chain.from_iterable(per))
         self.owners: list[str] = list(chain.from_iterable(map(repeat, loaded, map(len, per))))
+        self._ids = list(map(id, self.values))  # stable: the values are held
 
     def holders(self, objects: list[object]) -> set[str]:
         """The modules whose namespace holds one of ``objects`` (by identity)."""
         contains = {id(o) for o in objects}.__contains__
-        return set(compress(self.owners, map(contains, map(id, self.values))))
+        return set(compress(self.owners, map(contains, self._ids)))
 
 
 class Sources:
@@ -113,13 +116,19 @@ def _exports(mod: types.ModuleType) -> list[object]:
         values = [d[n] for n in names if isinstance(n, str) and n in d]
     else:
         values = [v for k, v in list(d.items()) if not k.startswith("_")]
-    own: list[object] = [
-        v
-        for v in values
-        if isinstance(v, types.FunctionType | type)
-        and getattr(v, "__module__", None) == mod.__name__
-    ]
+    own: list[object] = [v for v in values if _defined_in(v) == mod.__name__]
     return own or values
+
+
+def _defined_in(value: Any) -> object:
+    """The ``__module__`` of a function or class, read without running any ``__getattr__``
+    or ``__getattribute__`` of its metaclass (pydantic's, typing's deprecated aliases'); None
+    for anything else."""
+    if type(value) is types.FunctionType:
+        return value.__module__
+    if issubclass(type(value), type):  # never the value's own __class__
+        return class_module(value)
+    return None
 
 
 def _top_imports(rel: str, mod: types.ModuleType, text: str) -> list[tuple[str, str, str]]:

@@ -130,6 +130,21 @@ def module_attr(mod: object, name: str) -> Any:
     return getattr(mod, name, None)
 
 
+_class_module = type.__dict__["__module__"].__get__
+_class_dict = type.__dict__["__dict__"].__get__
+
+
+def class_module(cls: type) -> Any:
+    """``cls.__module__`` as ``type`` keeps it, without running an attribute hook of the
+    class's metaclass (pydantic's ``ModelMetaclass``, typing's deprecated aliases)."""
+    return _class_module(cls)
+
+
+def class_dict(cls: type) -> Any:
+    """``cls.__dict__`` (a mappingproxy) as ``type`` keeps it: see :func:`class_module`."""
+    return _class_dict(cls)
+
+
 def read_manifest(root: Path) -> dict[str, Any]:
     """The validated manifest (``hotswap.release.manifest``), as its JSON dict."""
     if not (root / MANIFEST).is_file():
