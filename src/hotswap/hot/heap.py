@@ -36,7 +36,6 @@ import operator
 import types
 from collections.abc import Iterable
 from itertools import compress, repeat
-from operator import is_
 from typing import Any
 
 from hotswap.hot.tree import class_dict, class_module
@@ -102,7 +101,7 @@ class HeapIndex:
         index.scanned = len(objs)
         # thousands of functions: tested in C (map, compress), keyed only once narrowed
         ftype, ours = types.FunctionType, index._globals.__contains__
-        fns = list(compress(objs, map(is_, map(type, objs), repeat(ftype))))
+        fns = list(compress(objs, map(operator.is_, map(type, objs), repeat(ftype))))
         del objs
         index._early = list(compress(fns, map(ours, map(id, map(_globals_of, fns)))))
         return index

@@ -208,14 +208,14 @@ async def _prepare_all(
                 contract.OP_HOT_PREPARE,
                 analysis_role="read",
                 analysis_wait=True,
-                analysis_turns=idle > 0,
+                analysis_turns=True,  # no idle core: no turn, each takes it after go
                 **common,
             )
         )
         for c in rest
     ]
     try:
-        queue = list(range(len(rest))) if idle > 0 else []
+        queue = list(range(len(rest)))
         taking: dict[int, set[asyncio.Future[Any]]] = {}  # reader -> what ends its turn
         while True:
             while queue and len(taking) < idle:
