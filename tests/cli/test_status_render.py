@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hotswap.cli.render import progress_line
 from hotswap.cli.status import render_status
 
 
@@ -53,3 +54,32 @@ def test_a_generation_still_spawning_is_not_shown_as_pid_0() -> None:
     status = _status([_worker(0, 11)])
     status["generations"] = [{"generation": 4, "state": "starting", "pid": 0}]
     assert "generation 4 starting (spawning)" in render_status(status)
+
+
+def test_a_hot_upgrade_under_way_is_shown() -> None:
+    data = {
+        **_status([_worker(0, 21), _worker(1, 22)]),
+        "upgrading": True,
+        "upgrade": {
+            "phase": "prepare",
+            "release": "app-2",
+            "how": "hot",
+            "elapsed_ms": 41.0,
+            "new_generation": None,
+        },
+    }
+    text = render_status(data)
+    assert "upgrading   hot to app-2: phase prepare, 41 ms so far" in text
+    assert "upgrading   no" not in text
+
+
+def test_the_progress_line_counts_a_hot_upgrades_own_phases() -> None:
+    def line(how: str, phase: str, workers: int) -> str | None:
+        data = _status([_worker(i, 21 + i) for i in range(workers)])
+        data["active"]["worker_count"] = workers  # type: ignore[index]
+        data["upgrade"] = {"phase": phase, "how": how, "elapsed_ms": 1500.0}
+        return progress_line(data)
+
+    assert (line("hot", "commit", 4) or "").endswith("commit (3 of 4), 1.5 s")
+    assert (line("hot", "apply", 1) or "").endswith("apply (2 of 3), 1.5 s")
+    assert (line("blue-green", "boot", 1) or "").endswith("boot (3 of 7), 1.5 s")

@@ -7,6 +7,7 @@ alone after cutover. The real processes are in ``tests/e2e/test_workers.py``.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 from typing import Any
@@ -377,3 +378,23 @@ def test_a_refusal_by_another_worker_drops_it_in_every_worker(tmp_path: Path) ->
     assert isinstance(error, ChildError) and error.details["worker"] == 2
     assert all(("hot_abort", {}) in c.requests for c in w.fake.workers(1))
     assert not any(op == "hot_commit" for c in w.fake.workers(1) for op, _a in c.requests)
+
+
+def test_status_shows_a_hot_upgrade_and_its_phase_while_it_runs(tmp_path: Path) -> None:
+    fake = FakeChildren()
+    fake.next = [Script(prepare_for=1), Script(), Script()]
+
+    async def scenario(w: World) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        task = asyncio.ensure_future(w.sup.hot_upgrade(w.ids["2"]))
+        await w.until(lambda: (w.sup.status()["upgrade"] or {}).get("phase") == "prepare")
+        during = w.sup.status()
+        result = await task
+        return during, result, w.sup.status()
+
+    (during, result, after), _, w = run(tmp_path, scenario, fake=fake, app=WORKERS)
+    assert result["ok"]
+    assert during["upgrading"] is True
+    upgrade = during["upgrade"]
+    assert upgrade["how"] == "hot" and upgrade["release"] == w.ids["2"]
+    assert upgrade["elapsed_ms"] >= 0 and upgrade["new_generation"] is None
+    assert after["upgrading"] is False and after["upgrade"] is None

@@ -92,6 +92,10 @@ def error_text(error: HotswapError, *, tail: int) -> str:
 TICKING = frozenset({"uptime_s", "elapsed_ms"})  # change at every look: not a change
 # a blue-green swap's phases in the order they run (hotswap.supervisor.swap.Phase)
 SWAP_PHASES = ("unpack", "spawn", "boot", "health", "cutover", "commit", "drain")
+# a hot upgrade's (hotswap.supervisor.hot): of several workers, and of one ("apply" is its
+# prepare and commit, one request)
+HOT_PHASES = ("resolve", "prepare", "commit", "current")
+HOT_PHASES_ONE = ("resolve", "apply", "current")
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear the screen
 
 
@@ -108,13 +112,17 @@ def progress_line(status: dict[str, Any], width: int = 28) -> str | None:
     """A running swap as a bar: ``[==========>        ] boot (3 of 7), 1.4 s``."""
     upgrade = status.get("upgrade")
     if not upgrade:
-        return "hot upgrade in progress" if status.get("upgrading") else None
+        return "upgrade in progress" if status.get("upgrading") else None
     phase = upgrade["phase"]
-    step = SWAP_PHASES.index(phase) if phase in SWAP_PHASES else len(SWAP_PHASES)
-    done = round(width * step / len(SWAP_PHASES))
+    phases: tuple[str, ...] = SWAP_PHASES
+    if upgrade.get("how") == "hot":
+        several = (status.get("active") or {}).get("worker_count", 1) > 1
+        phases = HOT_PHASES if several else HOT_PHASES_ONE
+    step = phases.index(phase) if phase in phases else len(phases)
+    done = round(width * step / len(phases))
     bar = "=" * done + (">" if done < width else "") + " " * max(0, width - done - 1)
     return (
-        f"[{bar}] {phase} ({min(step + 1, len(SWAP_PHASES))} of {len(SWAP_PHASES)}),"
+        f"[{bar}] {phase} ({min(step + 1, len(phases))} of {len(phases)}),"
         f" {upgrade['elapsed_ms'] / 1000:.1f} s"
     )
 

@@ -361,7 +361,8 @@ class Supervisor:
         self._refuse_if_busy()
         if self.stopping or self.active is None:
             raise UsageError("not_running", "there is no active generation to hot-upgrade")
-        self.hot = {"ref": ref}
+        # a hot upgrade's progress (status: "phase", "release") and its waiters (supervisor/hot)
+        self.hot = {"ref": ref, "started": self.clock.now(), "phase": "resolve", "release": None}
         try:
             return await hot_upgrade(self, ref, sha256, options or {})
         finally:
@@ -382,6 +383,14 @@ class Supervisor:
                 "how": self.swapping.how,
                 "elapsed_ms": round((now - machine.started) * 1000, 1),
                 "new_generation": machine.new,
+            }
+        elif self.hot is not None:
+            upgrade = {
+                "phase": self.hot["phase"],
+                "release": self.hot["release"],
+                "how": "hot",
+                "elapsed_ms": round((now - self.hot["started"]) * 1000, 1),
+                "new_generation": None,
             }
         return {
             "supervisor": {

@@ -61,6 +61,8 @@ async def hot_upgrade(
     try:
         release = await loop.run_in_executor(None, resolve, sup, ref, sha256)
         record["release"] = release.id
+        assert sup.hot is not None
+        sup.hot.update(release=release.id, phase="prepare")
         if {c.release.id for c in gen.alive()} == {release.id}:
             raise UsageError(
                 "same_release",
@@ -73,12 +75,14 @@ async def hot_upgrade(
         if gen.size > 1:
             result = await _two_phase(sup, gen, args, suspend)
         else:
+            sup.hot["phase"] = "apply"  # prepare and commit, in one request
             result = await gen.alive()[0].request(
                 contract.OP_HOT_UPGRADE,
                 timeout=suspend + contract.HOT_UPGRADE_GRACE,
                 finish_later=True,
                 **args,
             )
+        sup.hot["phase"] = "current"
         # every worker that answered runs the new code; what waits is bookkeeping
         committed = [c for c in gen.alive() if c.worker not in result.get("replaced", [])]
         gen.set_release(release)
@@ -136,7 +140,7 @@ async def _two_phase(
     loop = asyncio.get_running_loop()
     applied = {id(c): loop.create_future() for c in workers}
     assert sup.hot is not None
-    sup.hot["applied"] = applied
+    sup.hot.update(applied=applied, phase="commit")
     commits = [
         asyncio.ensure_future(
             c.request(contract.OP_HOT_COMMIT, timeout=grace, suspend_timeout=suspend)
