@@ -294,3 +294,20 @@ def test_no_early_walk_for_a_module_with_builtins_of_its_own() -> None:
     sandboxed = types.ModuleType("sandboxed")
     sandboxed.__dict__["__builtins__"] = {"len": len}
     assert HeapIndex.early([sandboxed.__dict__]) is None
+
+
+def test_an_upgrade_the_generation_did_not_keep_is_rolled_back_at_the_hold_step(
+    hot: Hot, tmp_path: Path
+) -> None:
+    _r1, r2, (core,) = hot.v1_v2(V1, V2, "core")
+    pending = _prepare(hot, r2, Sharing(tmp_path / "analysis", write=True))
+    seen: list[int] = []
+
+    def hold() -> bool:
+        seen.append(core.f())  # applied here, in the window
+        return False  # another worker could not apply it
+
+    with pytest.raises(ChildError) as err:
+        pending.commit(hold=hold)
+    assert seen == [2] and core.f() == 1  # rolled back before anything ran it
+    assert err.value.details["step"] == "hold" and "withdrawn" in err.value.message

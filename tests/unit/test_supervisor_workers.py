@@ -398,3 +398,20 @@ def test_status_shows_a_hot_upgrade_and_its_phase_while_it_runs(tmp_path: Path) 
     assert upgrade["how"] == "hot" and upgrade["release"] == w.ids["2"]
     assert upgrade["elapsed_ms"] >= 0 and upgrade["new_generation"] is None
     assert after["upgrading"] is False and after["upgrade"] is None
+
+
+def test_a_worker_too_slow_to_apply_is_named_before_the_others_give_up_holding(
+    tmp_path: Path,
+) -> None:
+    # worker 2's __code_change__ runs 15 s; 0 and 1 applied it at once and hold their windows,
+    # each for at most HOT_HOLD_TIMEOUT (10 s): the supervisor decides before they give up
+    error, w = _hot(tmp_path, [Script(), Script(), Script(commit_for=15)])
+    assert isinstance(error, ChildError) and error.code == "hot_upgrade_failed"
+    assert error.details["worker"] == 2 and error.details["step"] == "hold"
+    assert "did not apply it within 9s" in error.message
+    workers = w.fake.workers(1)
+    committed = workers[0].heard_at[workers[0].ops.index("hot_commit")]  # 0 applied it then
+    decided = [c.heard_at[c.ops.index("hot_decide")] for c in workers]
+    assert decided == pytest.approx([committed + 9] * 3, abs=0.05)  # not when 2 was done
+    assert all(("hot_decide", {"keep": False}) in c.requests for c in workers)
+    assert w.sup.store.read_state()["current"] == w.ids["1"]

@@ -268,10 +268,14 @@ class HotUpgrade:
                 counts = commit.run()
                 if hold is not None:
                     marks["hold"] = self.clock()
+                    self._current = "hold"  # applied: now waiting for the others
                     kept = hold()
                     marks["held"] = self.clock()
                     if not kept:
-                        raise Withdrawn("another worker of this generation could not apply it")
+                        raise Withdrawn(
+                            "the generation did not keep it: another worker could not apply "
+                            "it, or no decision came within the hold timeout"
+                        )
             except BaseException as exc:
                 errors = journal.rollback()
                 marks["out"] = self.clock()
@@ -345,6 +349,8 @@ def _refusal(exc: BaseException) -> bool:
 
 def _failure(step: str, exc: BaseException, rollback_errors: list[str]) -> ChildError:
     detail = exc.message if isinstance(exc, HotswapError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, Withdrawn):
+        detail = f"withdrawn: {exc}"
     if rollback_errors:
         return ChildError(
             "hot_upgrade_failed",

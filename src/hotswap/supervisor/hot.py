@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from hotswap.supervisor.core import Supervisor
 
 RESERVED = ("release", "sha256", "release_root", "release_id")  # the supervisor sets these
+DECIDE_MARGIN = 1.0  # s: the decision reaches a holding worker this long before it gives up
 
 
 async def hot_upgrade(
@@ -149,19 +150,38 @@ async def _two_phase(
     ]
     waiting: set[asyncio.Future[Any]] = {*applied.values(), *commits}
     deadline = sup.clock.now() + grace
+    holding = False
     while not all(f.done() for f in applied.values()):
         if any(f.done() for f in commits) or sup.clock.now() >= deadline:
             break  # a commit answered before every worker applied: it failed
+        if not holding and any(f.done() for f in applied.values()):
+            # The first worker to apply it holds its window from now on, and gives up after
+            # HOT_HOLD_TIMEOUT: decide before it does, or it would look like the worker
+            # that failed, and the slow one like a worker withdrawn.
+            holding = True
+            deadline = min(deadline, sup.clock.now() + contract.HOT_HOLD_TIMEOUT - DECIDE_MARGIN)
         _done, waiting = await asyncio.wait(
             waiting, timeout=deadline - sup.clock.now(), return_when=asyncio.FIRST_COMPLETED
         )
     # the workers whose commit answered before every worker applied it: they failed, the
     # others are only withdrawn because of them
     causes = [i for i, f in enumerate(commits) if f.done()]
-    keep = all(f.done() for f in applied.values()) and not causes
+    slow = [i for i, c in enumerate(workers) if not applied[id(c)].done()]
+    keep = not slow and not causes
     for child in workers:
         child.send_nowait(contract.OP_HOT_DECIDE, keep=keep)
     answers = await asyncio.gather(*commits, return_exceptions=True)
+    if not keep and not causes:
+        late = workers[slow[0]]
+        held = contract.HOT_HOLD_TIMEOUT - DECIDE_MARGIN
+        raise ChildError(
+            "hot_upgrade_failed",
+            f"{late.name} did not apply it within {held:g}s of the first worker that did "
+            "(its commit or __code_change__ ran that long, while the others held their "
+            "windows); every worker rolled back",
+            worker=late.worker,
+            step="hold",
+        )
     if not keep:
         first = [i for i in causes if isinstance(answers[i], BaseException)]
         order = first + [i for i in range(len(workers)) if i not in first]

@@ -56,6 +56,7 @@ class Script:
     hot: str = "apply"
     prepare_for: float = 0.0  # how long its hot_prepare takes (the first worker's analysis)
     turn_for: float | None = 0.01  # its turn at the part needing no analysis (None: never ends)
+    commit_for: float = 0.0  # how long its hot_commit takes before it has applied it
 
 
 @dataclass
@@ -115,6 +116,8 @@ class FakeProcessHandle(Child):
         child = self.child
         if child.script.hot == "fail":
             raise ChildError("hot_upgrade_failed", "__code_change__ failed, as scripted")
+        if child.script.commit_for:
+            await asyncio.sleep(child.script.commit_for)
         child.event(contract.EVENT_HOT_APPLIED)
         await child.decided.wait()
         child.decided.clear()
