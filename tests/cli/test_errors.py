@@ -44,3 +44,14 @@ def test_error_text_without_output_is_one_line() -> None:
     )
     with_output = ChildError("boot_failed", "it died", output=["a"])
     assert error_text(with_output, tail=0) == "hotswap: error [boot_failed]: it died"
+
+
+def test_a_refused_hot_upgrade_lists_its_reason_codes() -> None:
+    reasons = [
+        {"code": "instance_state", "message": "Counter changed", "subject": "app.Counter"},
+        {"code": "data_files", "message": "data files changed"},
+    ]
+    error = ChildError("hot_upgrade_refused", "cannot hot-upgrade: ...", reasons=reasons)
+    assert error_text(error, tail=15).splitlines()[1:] == [
+        "  reasons: instance_state (app.Counter), data_files"
+    ]

@@ -77,6 +77,14 @@ def error_text(error: HotswapError, *, tail: int) -> str:
     generation's output when the error carries it (``--json`` has all of it in
     ``details.output``)."""
     text = f"hotswap: error [{error.code}]: {error.message}"
+    reasons = error.details.get("reasons")
+    if isinstance(reasons, list) and reasons:  # a refused hot upgrade: its codes, as documented
+        each = [
+            f"{r.get('code')} ({r['subject']})" if r.get("subject") else str(r.get("code"))
+            for r in reasons
+            if isinstance(r, dict)
+        ]
+        text += "\n  reasons: " + ", ".join(each)
     output = error.details.get("output")
     if tail <= 0 or not isinstance(output, list) or not output:
         return text
