@@ -243,6 +243,8 @@ def _hot(tmp_path: Path, scripts: list[Script]) -> tuple[Any, World]:
 def test_a_hot_upgrade_of_several_workers_commits_in_every_worker(tmp_path: Path) -> None:
     result, w = _hot(tmp_path, [Script(), Script(), Script()])
     assert result["ok"] and len(result["stats"]["workers"]) == 3
+    pids = [c.proc.pid for c in w.fake.workers(1)]
+    assert [(x["worker"], x["pid"]) for x in result["stats"]["workers"]] == list(enumerate(pids))
     assert w.sup.store.read_state()["current"] == w.ids["2"]
     workers = w.fake.workers(1)
     assert len(workers) == 3  # the same processes
@@ -415,3 +417,21 @@ def test_a_worker_too_slow_to_apply_is_named_before_the_others_give_up_holding(
     assert decided == pytest.approx([committed + 9] * 3, abs=0.05)  # not when 2 was done
     assert all(("hot_decide", {"keep": False}) in c.requests for c in workers)
     assert w.sup.store.read_state()["current"] == w.ids["1"]
+
+
+def test_a_dead_workers_uptime_stops_at_its_exit(tmp_path: Path) -> None:
+    async def scenario(w: World) -> list[dict[str, Any]]:
+        assert (await w.sup.upgrade(w.ids["2"]))["ok"]
+        await asyncio.sleep(5)
+        w.fake.child(2, worker=1).exit(-signal.SIGKILL)
+        await w.until(lambda: not serving(w, 1))
+        seen = []
+        for _ in range(2):  # while its restart waits out its backoff
+            active = w.sup.status()["active"]
+            seen.append(active["workers"][1])
+            await asyncio.sleep(0.4)
+        return seen
+
+    (first, second), _, _w = run(tmp_path, scenario, app=WORKERS)
+    assert first["pid"] == second["pid"] and first["state"] != GenState.LIVE
+    assert first["uptime_s"] == second["uptime_s"] >= 5

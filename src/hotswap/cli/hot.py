@@ -108,7 +108,11 @@ def _register_check(sub: Subparsers) -> None:
     )
     p.add_argument("old", help="release dir, release id, or tarball")
     p.add_argument("new", help="release dir, release id, or tarball")
-    p.add_argument("--allow-dependency-changes", action="store_true")
+    p.add_argument(
+        "--allow-dependency-changes",
+        action="store_true",
+        help="allow pure-Python dependencies to change version",
+    )
     p.add_argument(
         "--static",
         action="store_true",

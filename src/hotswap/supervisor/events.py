@@ -131,6 +131,7 @@ def handle_exit(sup: Supervisor, child: Child) -> None:
     child.close()
     was = child.state
     child.state = on_exit(child.state)
+    child.exited_mono = sup.clock.now()
     child.exited.set()
     message = f"{child.name} (pid {child.pid}) exited with status {exit_status(child.returncode)}"
     fields: dict[str, Any] = {"generation": child.number, "pid": child.pid}

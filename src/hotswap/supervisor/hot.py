@@ -197,7 +197,11 @@ async def _two_phase(
     for index in lagging:
         failure = _first_error([workers[index]], [answers[index]])
         sup.log(f"{workers[index].name} failed after every worker applied it ({failure}): replaced")
-    stats = [a for a in answers if isinstance(a, dict)]
+    stats = [
+        {**a, "worker": c.worker, "pid": c.pid}
+        for c, a in zip(workers, answers, strict=True)
+        if isinstance(a, dict)
+    ]
     return {**(stats[0] if stats else {}), "workers": stats, "replaced": lagging}
 
 

@@ -47,6 +47,7 @@ class Child:
     log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
     returncode: int | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    exited_mono: float | None = None  # when its exit was handled: its uptime stops there
     _writer: asyncio.StreamWriter | None = None
     _reader_task: asyncio.Task[None] | None = None
     _exit_task: asyncio.Task[None] | None = None
@@ -91,7 +92,7 @@ class Child:
             "pid": self.pid,
             "state": self.state,
             "release": self.release.id,  # the code it runs (a hot upgrade moves it)
-            "uptime_s": round(now_mono - self.started_mono, 3),
+            "uptime_s": round((self.exited_mono or now_mono) - self.started_mono, 3),
             "started_at": self.started_wall,
         }
 
