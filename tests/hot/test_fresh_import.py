@@ -495,6 +495,17 @@ def test_a_changed_data_file_is_refused_without_a_hook(hot: Hot) -> None:
     assert refused(hot, r2) == {"data_files"}
 
 
+def test_an_added_data_file_is_refused_as_added(hot: Hot) -> None:
+    v1 = {"__init__.py": "", "m.py": "def f():\n    return 1\n"}
+    v2 = {**v1, "messages.json": "{}"}
+    _, r2, _mods = hot.v1_v2(v1, v2, "", "m")
+    with pytest.raises(ChildError) as err:
+        hot.upgrade(r2)
+    (reason,) = err.value.details["reasons"]
+    assert reason["code"] == "data_files"
+    assert reason["message"].startswith("data files added (lib/")
+
+
 def test_a_changed_data_file_is_handed_to_the_package_hook(hot: Hot) -> None:
     hook = """
         from pathlib import Path

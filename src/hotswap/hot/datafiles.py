@@ -24,7 +24,7 @@ import types
 from pathlib import PurePosixPath
 
 from hotswap.hot.check import Analysis
-from hotswap.hot.tree import LIB, is_extension, module_name
+from hotswap.hot.tree import LIB, TreeDiff, is_extension, module_name
 from hotswap.hot.verdict import Reason
 
 HOOK = "__data_change__"
@@ -59,7 +59,8 @@ def data_changes(
             reasons.append(
                 Reason(
                     "data_files",
-                    f"data files changed ({shown}) in {owner}, which the process imported and "
+                    f"data files {_how(diff, files)} ({shown}) in {owner}, which the process "
+                    "imported and "
                     f"may have read already; define {HOOK}(files, extra) in the package's "
                     "__init__ to reload them",
                     subject=package or files[0],
@@ -68,6 +69,20 @@ def data_changes(
             continue
         hooks.append((mod, tuple(str(analysis.new.root / f) for f in files)))
     return hooks
+
+
+def _how(diff: TreeDiff, files: list[str]) -> str:
+    """``changed``, ``added``, ``removed``, or what mix of them ``files`` are."""
+    kinds = [
+        kind
+        for kind, among in (
+            ("changed", diff.changed),
+            ("added", diff.added),
+            ("removed", diff.removed),
+        )
+        if any(f in among for f in files)
+    ]
+    return " or ".join(kinds) if len(kinds) < 3 else "changed, added or removed"
 
 
 def _inert(rel: str) -> bool:
