@@ -485,6 +485,25 @@ def test_rebinding_the_entry_object_is_refused_as_wiring(hot: Hot) -> None:
     assert refused(hot, r2) == {"wiring"}
 
 
+def test_a_rebuilt_app_with_routes_is_refused_first_as_wiring(hot: Hot) -> None:
+    # Flask: `app = Flask(__name__, static_folder=None)` changed; its @app.route functions
+    # were registered on the old object, but the cause is the app the server holds
+    app = {"distribution": "app", "entry": f"{hot.pkg}.web:app", "server": "callable"}
+    web = (
+        "class App:\n    def __init__(self, **kw):\n        self.routes = {}\n"
+        "    def route(self, path):\n        def add(fn):\n"
+        "            self.routes[path] = fn\n            return fn\n        return add\n"
+        "app = App()\n@app.route('/')\ndef index():\n    return 'v1'\n"
+    )
+    v2 = web.replace("app = App()", "app = App(static_folder=None)")
+    r1, r2 = hot.release({"web.py": web}, app=app), hot.release({"web.py": v2}, app=app)
+    hot.start(r1, "web")
+    with pytest.raises(ChildError) as err:
+        hot.upgrade(r2)
+    codes = [r["code"] for r in err.value.details["reasons"]]
+    assert codes[0] == "wiring" and "stale_registration" in codes
+
+
 # -- F8: data files -----------------------------------------------------------------------------
 
 

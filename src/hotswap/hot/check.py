@@ -40,7 +40,7 @@ from typing import Any
 from hotswap.errors import ReleaseError
 from hotswap.hot.diff import diff_module
 from hotswap.hot.names import from_imports, may_import_from, module_aliases
-from hotswap.hot.plan import ModuleDiff
+from hotswap.hot.plan import Exec, ModuleDiff
 from hotswap.hot.rebound import changed_inside
 from hotswap.hot.tree import ReleaseTree, TreeDiff, diff_trees, module_name
 from hotswap.hot.verdict import Reason, Verdict
@@ -163,6 +163,8 @@ def analyze(
         a.modules[name] = _diff(a, name, old_rel, new_rel=new_rel)
         a.moved[name] = (old_rel, new_rel)
     _follow_imports(a, changed, loaded)
+    for name, md in a.modules.items():  # first: what it says is the cause of the others
+        a.reasons.extend(_entry_rebinds(a, name, md))
     for md in a.modules.values():
         a.reasons.extend(md.refusals)
         a.warnings.extend(md.warnings)
@@ -386,6 +388,30 @@ def _check_distributions(a: Analysis, allow: bool) -> None:
                 subject=name,
             )
         )
+
+
+def _entry_rebinds(a: Analysis, name: str, md: ModuleDiff) -> list[Reason]:
+    """The server holds the ``app.entry`` object: a statement of its module that rebinds it
+    (``app = Flask(...)`` changed) is refused, not re-run. Its decorated routes, refused as
+    stale registrations, follow from it."""
+    entry = str(a.new.app.get("entry") or "")
+    module, _, attr = entry.partition(":")
+    root = attr.split(".")[0].split("(")[0]
+    if module != name or not root:
+        return []
+    out = []
+    for op in md.plan.ops:
+        if isinstance(op, Exec) and root in op.names - op.keep:
+            what = ast.unparse(op.node).splitlines()[0][:80]
+            out.append(
+                Reason(
+                    "wiring",
+                    f"{name} line {op.lineno}: `{what}` rebinds {root}, the app.entry object "
+                    f"({entry}) the server holds; it would keep serving the old one",
+                    subject=f"app.entry:{entry}",
+                )
+            )
+    return out
 
 
 def _check_wiring(a: Analysis) -> None:

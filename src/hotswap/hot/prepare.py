@@ -125,7 +125,6 @@ def prepare(
             migrate.extend(plan.migrate_classes)
             migrate.extend(cls for cls, _why in plan.state_guards)
             migrate.extend(cls for cls, _why in plan.replace_guards if not _typed_dict(cls))
-            _check_entry(analysis, plan, reasons)
             _check_bases(plan, reasons)
     containers = _check_containers(plans, reasons)
     data_hooks = data_changes(analysis, loaded, reasons)
@@ -346,26 +345,6 @@ def _check_bases(plan: ModulePlan, reasons: list[Reason]) -> None:
                     f"{where}: its bases changed to {', '.join(dotted)}, which are not the "
                     "classes it was made from (instances would need a new layout)",
                     subject=where,
-                )
-            )
-
-
-def _check_entry(a: Analysis, plan: ModulePlan, reasons: list[Reason]) -> None:
-    """The server holds the ``app.entry`` object: a statement that rebinds it is refused."""
-    entry = str(a.new.app.get("entry") or "")
-    module, _, attr = entry.partition(":")
-    root = attr.split(".")[0].split("(")[0]
-    if module != plan.name or not root:
-        return
-    for op in plan.diff.plan.ops:
-        if isinstance(op, Exec) and root in op.names - op.keep:
-            what = ast.unparse(op.node).splitlines()[0][:80]
-            reasons.append(
-                Reason(
-                    "wiring",
-                    f"{plan.name} line {op.lineno}: `{what}` rebinds {root}, the app.entry object "
-                    f"({entry}) the server holds; it would keep serving the old one",
-                    subject=f"app.entry:{entry}",
                 )
             )
 
