@@ -435,3 +435,27 @@ def test_a_dead_workers_uptime_stops_at_its_exit(tmp_path: Path) -> None:
     (first, second), _, _w = run(tmp_path, scenario, app=WORKERS)
     assert first["pid"] == second["pid"] and first["state"] != GenState.LIVE
     assert first["uptime_s"] == second["uptime_s"] >= 5
+
+
+def test_a_worker_dying_while_the_others_hold_rolls_every_worker_back_and_is_named(
+    tmp_path: Path,
+) -> None:
+    fake = FakeChildren()
+    fake.next = [Script(), Script(), Script(commit_for=5)]
+
+    async def scenario(w: World) -> Any:
+        task = asyncio.ensure_future(w.sup.hot_upgrade(w.ids["2"]))
+        await w.until(lambda: (w.sup.status()["upgrade"] or {}).get("phase") == "commit")
+        await asyncio.sleep(1)
+        w.fake.workers(1)[0].exit(-signal.SIGKILL)  # applied, holding its window
+        try:
+            return await task
+        except ChildError as e:
+            return e
+
+    error, _, w = run(tmp_path, scenario, fake=fake, app=WORKERS)
+    assert isinstance(error, ChildError) and error.code == "hot_upgrade_failed"
+    assert error.details["worker"] == 0
+    assert "went away" in error.message and "every other worker rolled back" in error.message
+    assert all(("hot_decide", {"keep": False}) in c.requests for c in w.fake.workers(1)[1:3])
+    assert w.sup.store.read_state()["current"] == w.ids["1"]

@@ -185,11 +185,22 @@ async def _two_phase(
     if not keep:
         first = [i for i in causes if isinstance(answers[i], BaseException)]
         order = first + [i for i in range(len(workers)) if i not in first]
-        raise _first_error([workers[i] for i in order], [answers[i] for i in order]) or ChildError(
-            "hot_upgrade_failed",
-            f"generation {gen.number}: not every worker applied it within {grace:g}s; "
-            "every worker rolled back",
-        )
+        error = _first_error([workers[i] for i in order], [answers[i] for i in order])
+        if error is None:
+            raise ChildError(
+                "hot_upgrade_failed",
+                f"generation {gen.number}: not every worker applied it within {grace:g}s; "
+                "every worker rolled back",
+            )
+        if error.code == "protocol_error":  # its channel, not its commit: it died, say
+            raise ChildError(
+                "hot_upgrade_failed",
+                f"{error.message} during the commit; every other worker rolled back, and it "
+                "is restarted on the release that stays current",
+                worker=error.details.get("worker"),
+                step="commit",
+            )
+        raise error
     # Kept: the decision is the commit. A worker that failed after it (its channel broke, or
     # its hold ran out just before the decision came) does not run what the others run; the
     # caller replaces it, and the replacement boots the new release, as a fresh import would.

@@ -119,7 +119,11 @@ class FakeProcessHandle(Child):
         if child.script.commit_for:
             await asyncio.sleep(child.script.commit_for)
         child.event(contract.EVENT_HOT_APPLIED)
-        await child.decided.wait()
+        decided, gone = asyncio.ensure_future(child.decided.wait()), child.gone.wait()
+        await asyncio.wait({decided, asyncio.ensure_future(gone)}, return_when="FIRST_COMPLETED")
+        if not decided.done():  # it exited while holding: the call fails, as a real one does
+            decided.cancel()
+            raise ResourceError("protocol_error", f"{self.name} went away")
         child.decided.clear()
         if child.script.hot == "fail_after":
             raise ChildError("hot_upgrade_failed", "its hold ran out, as scripted")
@@ -159,6 +163,7 @@ class FakeChild:
         self.heard_at: list[float] = []  # the supervisor's clock at each of them
         self.exited = False
         self.decided = asyncio.Event()  # a two-phase hot upgrade's decision came
+        self.gone = asyncio.Event()  # it exited
         self.proceeded = asyncio.Event()  # hot_proceed came (a worker that reads the analysis)
         self.proceed = False
         self.kept = False
@@ -204,6 +209,7 @@ class FakeChild:
         if self.exited:
             return
         self.exited = True
+        self.gone.set()
         for timer in self._timers:
             timer.cancel()
         self.proc.process.returncode = code
