@@ -200,10 +200,12 @@ def test_tampered_file_is_a_release_error(tmp_path: Path) -> None:
 # -- check and the live engine agree (the check imports the old release in a child) -----------
 
 
-def _pkg_release(tmp: Path, tag: str, pkg: str, files: dict[str, str], version: str) -> Path:
+def _pkg_release(
+    tmp: Path, tag: str, pkg: str, files: dict[str, str], version: str, server: str = "callable"
+) -> Path:
     out = {f"{pkg}/{rel}": textwrap.dedent(text) for rel, text in files.items()}
     out.setdefault(f"{pkg}/__init__.py", "")
-    app = {"distribution": pkg, "entry": f"{pkg}:__name__", "server": "callable"}
+    app = {"distribution": pkg, "entry": f"{pkg}:__name__", "server": server}
     return write_release(tmp / tag, out, name=pkg, version=version, app=app)
 
 
@@ -428,3 +430,16 @@ def test_data_files_of_a_package_the_entry_does_not_import_are_seen(tmp_path: Pa
     r2 = _pkg_release(tmp_path, "r2", pkg, {**files, "tables/t.json": '{"a": 2}'}, "2")
     assert [r.code for r in check(r1, r2).reasons] == ["data_files"]
     assert _live(r1, r2, pkg, [f"{pkg}.tables"]) == (False, {"data_files"})
+
+
+@pytest.mark.parametrize("server", ["hypercorn", "waitress"])
+def test_no_quiescence_warning_for_a_server_whose_adapter_registers_it(
+    tmp_path: Path, server: str
+) -> None:
+    pkg = f"served_{uuid.uuid4().hex[:6]}"
+    rels = tmp_path / "releases"
+    r1 = _pkg_release(rels, "r1", pkg, {"m.py": "X = 1\n"}, "1", server=server)
+    r2 = _pkg_release(rels, "r2", pkg, {"m.py": "X = 2\n"}, "2", server=server)
+    verdict = check(r1, r2)
+    assert verdict.ok, verdict
+    assert not any("no_quiescence" in w for w in verdict.warnings), verdict.warnings

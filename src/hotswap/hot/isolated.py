@@ -199,19 +199,25 @@ def child_main(old_root: str, new_root: str, out: str, opts: str) -> int:
     return 0
 
 
+# the adapters that register their loop (uvicorn, hypercorn) or an UpgradeGate (waitress)
+_QUIESCING_SERVERS = ("uvicorn", "hypercorn", "waitress")
+
+
 def _quiescence_warning(old: ReleaseTree) -> list[str]:
-    """The uvicorn adapter registers its loop; anything else must register a loop or an
-    ``UpgradeGate`` itself, maybe only when it starts serving, which the child never sees."""
+    """The server adapters register their loop or a gate; a ``callable`` server must register
+    one itself, maybe only when it starts serving, which the child never sees."""
     from hotswap.hot.quiesce import default_quiescence
 
     q = default_quiescence()
     server = old.app.get("server")
-    if server == "uvicorn" or q.loop is not None or q.gate is not None:
+    if server in _QUIESCING_SERVERS or q.loop is not None or q.gate is not None:
         return []
     return [
-        f"app.server is {server!r} and importing the app registered no quiescence: the live"
-        " upgrade is refused (no_quiescence) unless the app registers an UpgradeGate or its"
-        " event loop (hotswap.set_quiescence) before it, or it is run with --no-quiesce"
+        f"app.server is {server!r} and importing the app registered no quiescence, so this"
+        " check cannot tell whether the live upgrade can quiesce: it can if serve() registers"
+        " its event loop or an UpgradeGate (hotswap.set_quiescence) when it starts, as the"
+        " aiohttp and asyncio recipes do; if it never does, the live upgrade is refused"
+        " (no_quiescence) unless run with --no-quiesce"
     ]
 
 
