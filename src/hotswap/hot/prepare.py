@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 import ast
 import contextlib
+import gc
 import sys
 import types
 import typing
@@ -163,6 +164,7 @@ def prepare(
             _check_closures(p, index, reasons)
         reasons += live_instance_refusals(guards, index)
         reasons += replaced_class_refusals(replaced, index)
+        reasons += copied_value_refusals(plans, index)
         if reasons:
             raise refuse(reasons, warnings)
         sources = Sources(loaded, values)
@@ -237,6 +239,87 @@ def code_registries(
                 holders = out.setdefault(id(item), [])
                 if not any(h is value for h in holders):
                     holders.append(value)
+    return out
+
+
+# values a module-level statement binds that another object may have copied (read at run time:
+# a settings object, a cached property, a resolver), and the containers among them, which are
+# held by identity only where they were put
+_DATA = frozenset({str, bytes, int, float, bool, type(None), tuple, frozenset, list, dict, set})
+_CONTAINERS = frozenset({list, dict, set})
+_MISSING = object()
+
+
+def copied_value_refusals(plans: list[ModulePlan], index: HeapIndex) -> list[Reason]:
+    """``derived_state`` for each value a changed statement rebinds that an object outside the
+    module namespaces holds: a list, dict or set anywhere (a resolver caching ``urlpatterns``),
+    anything else under the same name in an object that holds another of the module's values
+    under its name too (``django.conf.settings`` copies every setting so).
+    That copy was taken when something read it at run time, and a fresh start would take the
+    new value; rebinding the module's name would not change it. Module namespaces are not
+    copies (the commit rebinds its importers), nor are class dicts and the keyword defaults of
+    the changed modules' functions (the plan re-derives those)."""
+    targets: dict[int, list[tuple[str, str]]] = {}
+    olds: list[object] = []
+    for p in plans:
+        namespace = p.module.__dict__
+        for op in p.diff.plan.ops:
+            if not isinstance(op, Exec):
+                continue
+            for name in sorted(op.names - op.keep):
+                old = namespace.get(name, _MISSING)
+                if type(old) not in _DATA:
+                    continue
+                if id(old) not in targets:
+                    olds.append(old)
+                targets.setdefault(id(old), []).append((p.name, name))
+    if not olds:
+        return []
+    skip = {id(vars(m)) for m in list(sys.modules.values()) if type(m) is types.ModuleType}
+    for fns in index.functions.values():
+        skip.update(id(fn.__kwdefaults__) for fn in fns if fn.__kwdefaults__ is not None)
+    out: list[Reason] = []
+    seen: set[tuple[str, str]] = set()
+    for holder in gc.get_referrers(*olds):
+        kind = type(holder)
+        if issubclass(kind, dict):
+            attrs = holder
+        elif kind in (types.ModuleType, types.FunctionType) or issubclass(kind, type):
+            continue
+        else:  # an instance whose attributes live in the object (no dict made yet)
+            try:
+                attrs = object.__getattribute__(holder, "__dict__")
+            except (AttributeError, TypeError):
+                continue
+            if not issubclass(type(attrs), dict):
+                continue
+        if id(attrs) in skip:
+            continue
+        if dict.__contains__(attrs, "__module__") and dict.__contains__(attrs, "__doc__"):
+            continue  # a class's namespace
+        if dict.__contains__(attrs, "__name__") and dict.__contains__(attrs, "__spec__"):
+            continue  # a module's, one no longer in sys.modules too
+        items = list(dict.items(attrs))
+        for key, value in items:
+            for module, name in targets.get(id(value), ()):
+                if (module, name) in seen:
+                    continue
+                if type(value) not in _CONTAINERS:
+                    # a str or a number is the same object in many places: a copy is a holder
+                    # of this one under its name and of at least one more of the module's
+                    namespace = sys.modules[module].__dict__
+                    if key != name or sum(namespace.get(k, _MISSING) is v for k, v in items) < 2:
+                        continue
+                seen.add((module, name))
+                out.append(
+                    Reason(
+                        "derived_state",
+                        f"{module}.{name} was copied (under {key!r}) into an object that read it "
+                        "at run time: a settings object, a cache, a resolver. Rebinding "
+                        f"{module}.{name} would not change that copy, as a fresh start would",
+                        subject=f"{module}.{name}",
+                    )
+                )
     return out
 
 
