@@ -767,3 +767,31 @@ def test_a_number_that_happens_to_be_held_under_the_same_name_is_no_copy(hot: Ho
     _, r2, (m, o) = hot.v1_v2(v1, v2, "m", "other")
     hot.upgrade(r2)
     assert m.X == 3 and o.T.X == 1
+
+
+@pytest.mark.xfail(strict=True, reason="a lifespan's start-up half ran before the upgrade")
+def test_a_lifespan_whose_start_up_already_ran_is_refused_or_follows(hot: Hot) -> None:
+    server = (
+        "import asyncio, contextlib\n"
+        "STATE = {}\n"
+        "@contextlib.asynccontextmanager\n"
+        "async def lifespan():\n"
+        "    STATE['pool'] = 'pool-v1'\n"
+        "    yield\n"
+        "async def _start():\n"
+        "    cm = lifespan()\n"
+        "    await cm.__aenter__()\n"
+        "    return cm\n"
+        "def start():\n"
+        "    return asyncio.run(_start())\n"
+    )
+    v1 = {"server.py": server}
+    v2 = {"server.py": server.replace("pool-v1", "pool-v2")}
+    _, r2, (s,) = hot.v1_v2(v1, v2, "server")
+    s.start()  # the server's start-up: the lifespan is suspended at its yield
+    try:
+        hot.upgrade(r2)
+    except ChildError as err:
+        assert err.code == "hot_upgrade_refused"
+        return
+    assert repr(s.STATE) == fresh(hot, r2, "server", "(m.start(), m.STATE)[1]")
