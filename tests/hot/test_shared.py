@@ -311,3 +311,35 @@ def test_an_upgrade_the_generation_did_not_keep_is_rolled_back_at_the_hold_step(
         pending.commit(hold=hold)
     assert seen == [2] and core.f() == 1  # rolled back before anything ran it
     assert err.value.details["step"] == "hold" and "withdrawn" in err.value.message
+
+
+def test_one_walk_finds_the_functions_and_what_holds_the_rebound_values() -> None:
+    ns = types.ModuleType("ns")
+    exec("def f():\n    pass\nSETTING = ['a']\n", ns.__dict__)
+    holder = types.SimpleNamespace(copy=ns.SETTING)
+    index = HeapIndex([ns.__dict__], (), [ns.SETTING])
+    try:
+        index.scan()
+        found = index.holders_of([ns.SETTING])
+        assert index.holders_of([ns.SETTING]) is found  # the scan's, not a second walk
+        assert any(h is holder or h is vars(holder) for h in found)
+        assert index.functions_of(ns, "f") == [ns.f]
+    finally:
+        index.release()
+
+
+def test_a_reader_that_walked_its_heap_early_still_refuses_a_copied_setting(
+    hot: Hot, tmp_path: Path
+) -> None:
+    from tests.hot.test_fresh_import import _LAZY_SETTINGS
+
+    v1 = {"settings.py": "DEBUG = False\nGREETING = 'hello'\n", "conf.py": _LAZY_SETTINGS}
+    v2 = {**v1, "settings.py": "DEBUG = False\nGREETING = 'howdy'\n"}
+    _r1, r2, (conf,) = hot.v1_v2(v1, v2, "conf")
+    made, path = tmp_path / "made", tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(made, write=True)).abort()  # the first worker: it had no copy
+    assert conf.settings().GREETING == "hello"  # this one has, since its first request
+    with pytest.raises(ChildError) as err:
+        _turned(hot, r2, path, made)
+    codes = {r["code"] for r in err.value.details["reasons"]}
+    assert codes == {"derived_state"} and conf.settings().GREETING == "hello"

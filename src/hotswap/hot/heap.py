@@ -46,10 +46,17 @@ FunctionKey = tuple[int, str]  # (id of the module dict, co_qualname)
 class HeapIndex:
     """Functions of given modules (by qualname) and instances of given classes."""
 
-    def __init__(self, module_dicts: Iterable[dict[str, Any]], classes: Iterable[type]) -> None:
+    def __init__(
+        self,
+        module_dicts: Iterable[dict[str, Any]],
+        classes: Iterable[type],
+        values: Iterable[object] = (),
+    ) -> None:
         self._dicts = list(module_dicts)
         self._globals = {id(d) for d in self._dicts}
         self._types = set(classes)
+        self._values = list(values)  # whose holders the same walk finds (holders_of)
+        self._referrers: list[object] = []
         self.functions: dict[FunctionKey, list[types.FunctionType]] = {}
         self.instances: dict[type, list[object]] = {}
         self.wrappers: dict[int, list[object]] = {}  # id(function) -> objects wrapping it
@@ -74,10 +81,22 @@ class HeapIndex:
         # globals (its functions, closures included) or to a wanted class (its instances:
         # an instance of a class defined in Python refers to its class). The same objects a
         # walk of gc.get_objects() would pick, without a Python-level test of each object.
-        objs = gc.get_referrers(*self._dicts, *self._types)
+        # And in the same walk, what holds one of the given values.
+        objs = gc.get_referrers(*self._dicts, *self._types, *self._values)
         self.scanned = len(objs)
         self._take(objs)
+        if self._values:
+            self._referrers = objs
         del objs
+
+    def holders_of(self, values: list[object]) -> list[object]:
+        """What refers to one of ``values`` (and maybe more): found by the walk of :meth:`scan`
+        if it was given them, else by a walk now."""
+        if not values:
+            return []
+        if self._referrers and {id(v) for v in values} <= {id(v) for v in self._values}:
+            return self._referrers
+        return gc.get_referrers(*values)
 
     @classmethod
     def early(cls, module_dicts: Iterable[dict[str, Any]]) -> HeapIndex | None:
@@ -187,6 +206,8 @@ class HeapIndex:
         self.wrappers.clear()
         self.late.clear()
         self._early.clear()
+        self._referrers.clear()
+        self._values.clear()
         self._seen.clear()
         self._dicts.clear()
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import abc
 import ast
 import contextlib
-import gc
 import sys
 import types
 import typing
@@ -146,13 +145,14 @@ def prepare(
     for cls in migrate:
         wanted |= _with_subclasses(cls)
     dicts = [p.module.__dict__ for p in plans]
+    rebound, olds = rebound_values(plans)
     if early is not None and plans and not wanted and early.covers(dicts):
         index = early
         index.narrow(dicts)
     else:
         if early is not None:
             early.release()
-        index = HeapIndex(dicts, wanted)
+        index = HeapIndex(dicts, wanted, olds)
         if plans:
             index.scan()
     for p in plans:
@@ -164,7 +164,7 @@ def prepare(
             _check_closures(p, index, reasons)
         reasons += live_instance_refusals(guards, index)
         reasons += replaced_class_refusals(replaced, index)
-        reasons += copied_value_refusals(plans, index)
+        reasons += copied_value_refusals(rebound, index.holders_of(olds), index)
         if reasons:
             raise refuse(reasons, warnings)
         sources = Sources(loaded, values)
@@ -250,16 +250,12 @@ _CONTAINERS = frozenset({list, dict, set})
 _MISSING = object()
 
 
-def copied_value_refusals(plans: list[ModulePlan], index: HeapIndex) -> list[Reason]:
-    """``derived_state`` for each value a changed statement rebinds that an object outside the
-    module namespaces holds: a list, dict or set anywhere (a resolver caching ``urlpatterns``),
-    anything else under the same name in an object that holds another of the module's values
-    under its name too (``django.conf.settings`` copies every setting so).
-    That copy was taken when something read it at run time, and a fresh start would take the
-    new value; rebinding the module's name would not change it. Module namespaces are not
-    copies (the commit rebinds its importers), nor are class dicts and the keyword defaults of
-    the changed modules' functions (the plan re-derives those)."""
-    targets: dict[int, list[tuple[str, str]]] = {}
+def rebound_values(
+    plans: list[ModulePlan],
+) -> tuple[dict[int, list[tuple[str, str]]], list[object]]:
+    """The values the changed statements rebind that another object may have copied: by id,
+    the (module, name) pairs holding each; and the values, once each."""
+    rebound: dict[int, list[tuple[str, str]]] = {}
     olds: list[object] = []
     for p in plans:
         namespace = p.module.__dict__
@@ -270,38 +266,39 @@ def copied_value_refusals(plans: list[ModulePlan], index: HeapIndex) -> list[Rea
                 old = namespace.get(name, _MISSING)
                 if type(old) not in _DATA:
                     continue
-                if id(old) not in targets:
+                if id(old) not in rebound:
                     olds.append(old)
-                targets.setdefault(id(old), []).append((p.name, name))
-    if not olds:
-        return []
-    skip = {id(vars(m)) for m in list(sys.modules.values()) if type(m) is types.ModuleType}
-    for fns in index.functions.values():
-        skip.update(id(fn.__kwdefaults__) for fn in fns if fn.__kwdefaults__ is not None)
+                rebound.setdefault(id(old), []).append((p.name, name))
+    return rebound, olds
+
+
+def copied_value_refusals(
+    rebound: dict[int, list[tuple[str, str]]], holders: list[object], index: HeapIndex
+) -> list[Reason]:
+    """``derived_state`` for each value a changed statement rebinds (:func:`rebound_values`)
+    that an object outside the module namespaces holds (``holders``: what refers to them): a
+    list, dict or set anywhere (a resolver caching ``urlpatterns``), anything else under the
+    same name in an object that holds another of the module's values under its name too
+    (``django.conf.settings`` copies every setting so). That copy was taken when something read
+    it at run time, and a fresh start would take the new value; rebinding the module's name
+    would not change it. Module namespaces are not copies (the commit rebinds its importers),
+    nor are class dicts and the keyword defaults of the changed modules' functions (the plan
+    re-derives those)."""
+    skip = {
+        id(fn.__kwdefaults__)
+        for fns in index.functions.values()
+        for fn in fns
+        if fn.__kwdefaults__ is not None
+    }
     out: list[Reason] = []
     seen: set[tuple[str, str]] = set()
-    for holder in gc.get_referrers(*olds):
-        kind = type(holder)
-        if issubclass(kind, dict):
-            attrs = holder
-        elif kind in (types.ModuleType, types.FunctionType) or issubclass(kind, type):
+    for holder in holders:
+        attrs = _namespace_of(holder)
+        if attrs is None or id(attrs) in skip:
             continue
-        else:  # an instance whose attributes live in the object (no dict made yet)
-            try:
-                attrs = object.__getattribute__(holder, "__dict__")
-            except (AttributeError, TypeError):
-                continue
-            if not issubclass(type(attrs), dict):
-                continue
-        if id(attrs) in skip:
-            continue
-        if dict.__contains__(attrs, "__module__") and dict.__contains__(attrs, "__doc__"):
-            continue  # a class's namespace
-        if dict.__contains__(attrs, "__name__") and dict.__contains__(attrs, "__spec__"):
-            continue  # a module's, one no longer in sys.modules too
         items = list(dict.items(attrs))
         for key, value in items:
-            for module, name in targets.get(id(value), ()):
+            for module, name in rebound.get(id(value), ()):
                 if (module, name) in seen:
                     continue
                 if type(value) not in _CONTAINERS:
@@ -321,6 +318,29 @@ def copied_value_refusals(plans: list[ModulePlan], index: HeapIndex) -> list[Rea
                     )
                 )
     return out
+
+
+def _namespace_of(holder: object) -> dict[str, object] | None:
+    """The attributes of an object that may hold a copy: a dict itself, or an instance's
+    (Python 3.11 keeps them in the object until asked); None for a module's, a class's or a
+    function's namespace, and for anything without one."""
+    kind = type(holder)
+    if issubclass(kind, dict):
+        attrs: typing.Any = holder
+    elif kind in (types.ModuleType, types.FunctionType) or issubclass(kind, type):
+        return None
+    else:
+        try:
+            attrs = object.__getattribute__(holder, "__dict__")
+        except (AttributeError, TypeError):
+            return None
+        if not issubclass(type(attrs), dict):
+            return None
+    if dict.__contains__(attrs, "__module__") and dict.__contains__(attrs, "__doc__"):
+        return None  # a class's namespace
+    if dict.__contains__(attrs, "__name__") and dict.__contains__(attrs, "__spec__"):
+        return None  # a module's, one no longer in sys.modules too
+    return typing.cast(dict[str, object], attrs)
 
 
 def live_instance_refusals(guards: list[tuple[type, str]], index: HeapIndex) -> list[Reason]:
