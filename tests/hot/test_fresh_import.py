@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,19 @@ def fresh(hot: Hot, root: Path, module: str, expr: str) -> str:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
+
+
+def refused_or_fresh(
+    hot: Hot, r2: Path, live: Callable[[], object], module: str, expr: str
+) -> None:
+    """Applied correctly or refused before anything changes: the upgrade to ``r2`` is refused,
+    or what ``live()`` gives after it is what ``expr`` gives in a fresh import of ``module``."""
+    try:
+        hot.upgrade(r2)
+    except ChildError as err:
+        assert err.code == "hot_upgrade_refused", err
+        return
+    assert repr(live()) == fresh(hot, r2, module, expr)
 
 
 def refused(hot: Hot, r2: Path) -> set[str]:
@@ -708,12 +722,7 @@ def test_a_setting_copied_at_first_use_is_refused_or_follows(hot: Hot) -> None:
     v2 = {**v1, "settings.py": "DEBUG = False\nGREETING = 'howdy'\n"}
     _, r2, (conf,) = hot.v1_v2(v1, v2, "conf")
     assert conf.settings().GREETING == "hello"  # the first request read it
-    try:
-        hot.upgrade(r2)
-    except ChildError as err:
-        assert err.code == "hot_upgrade_refused"
-        return
-    assert repr(conf.settings().GREETING) == fresh(hot, r2, "conf", "m.settings().GREETING")
+    refused_or_fresh(hot, r2, lambda: conf.settings().GREETING, "conf", "m.settings().GREETING")
 
 
 def test_url_patterns_cached_by_a_resolver_are_refused_or_follow(hot: Hot) -> None:
@@ -729,12 +738,7 @@ def test_url_patterns_cached_by_a_resolver_are_refused_or_follow(hot: Hot) -> No
     v2 = {**v1, "urls.py": "urlpatterns = ['/a', '/extra']\n"}
     _, r2, (r,) = hot.v1_v2(v1, v2, "router")
     assert r.RESOLVER.patterns == ["/a"]  # resolved by the first request
-    try:
-        hot.upgrade(r2)
-    except ChildError as err:
-        assert err.code == "hot_upgrade_refused"
-        return
-    assert repr(r.RESOLVER.patterns) == fresh(hot, r2, "router", "m.RESOLVER.patterns")
+    refused_or_fresh(hot, r2, lambda: r.RESOLVER.patterns, "router", "m.RESOLVER.patterns")
 
 
 @pytest.mark.xfail(strict=True, reason="routes built once by an app factory at start-up")
@@ -751,12 +755,7 @@ def test_routes_built_by_a_factory_at_startup_are_refused_or_follow(hot: Hot) ->
     v2 = {"server.py": server.replace("['/']", "['/', '/extra']")}
     _, r2, (s,) = hot.v1_v2(v1, v2, "server")
     s.serve()  # the server started
-    try:
-        hot.upgrade(r2)
-    except ChildError as err:
-        assert err.code == "hot_upgrade_refused"
-        return
-    assert repr(s.APP) == fresh(hot, r2, "server", "(m.serve(), m.APP)[1]")
+    refused_or_fresh(hot, r2, lambda: s.APP, "server", "(m.serve(), m.APP)[1]")
 
 
 def test_a_number_that_happens_to_be_held_under_the_same_name_is_no_copy(hot: Hot) -> None:
@@ -789,9 +788,4 @@ def test_a_lifespan_whose_start_up_already_ran_is_refused_or_follows(hot: Hot) -
     v2 = {"server.py": server.replace("pool-v1", "pool-v2")}
     _, r2, (s,) = hot.v1_v2(v1, v2, "server")
     s.start()  # the server's start-up: the lifespan is suspended at its yield
-    try:
-        hot.upgrade(r2)
-    except ChildError as err:
-        assert err.code == "hot_upgrade_refused"
-        return
-    assert repr(s.STATE) == fresh(hot, r2, "server", "(m.start(), m.STATE)[1]")
+    refused_or_fresh(hot, r2, lambda: s.STATE, "server", "(m.start(), m.STATE)[1]")
