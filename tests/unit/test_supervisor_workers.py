@@ -305,7 +305,7 @@ def test_the_readers_take_turns_on_the_idle_cores_while_the_first_one_analyses(
     scripts = [Script(prepare_for=1), *readers]
     result, turns, proceeds, w = _turns(tmp_path, monkeypatch, idle, scripts)
     assert result["ok"]
-    assert all(_prepares(c)[0]["analysis_turns"] is True for c in w.fake.workers(1)[1:])
+    assert all(_prepares(c)[0]["analysis_wait"] is True for c in w.fake.workers(1)[1:])
     # one reader per idle core at a time, each as soon as one before says it is done
     starts = [t[0] for t in turns]
     assert [t - starts[0] for t in starts] == pytest.approx(offsets)
@@ -340,7 +340,7 @@ def test_no_idle_core_no_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     result, turns, _, w = _turns(tmp_path, monkeypatch, 0, [Script(prepare_for=1), *readers])
     assert result["ok"] and turns == [[], [], []]
     # they take their part once told to go on: early, it would only slow the first one down
-    assert all(_prepares(c)[0]["analysis_turns"] is True for c in w.fake.workers(1)[1:])
+    assert all(("hot_proceed" in c.ops) for c in w.fake.workers(1)[1:])
 
 
 def _prepares(child: Any) -> list[dict[str, Any]]:

@@ -81,15 +81,14 @@ class TwoPhase:
                 on_analyzed=lambda: channel.event(contract.EVENT_HOT_ANALYZED),
             )
         elif isinstance(path, str) and role == "read":
-            waits = bool(args.get("analysis_wait"))
-            turns = waits and bool(args.get("analysis_turns"))
             channel = self.runtime.channel
+            waits = bool(args.get("analysis_wait"))  # then for a turn first (hot_turn) too
             sharing = Sharing(
                 Path(path),
                 write=False,
                 wait=functools.partial(self._wait_proceed, path) if waits else None,
-                turn=functools.partial(self._wait_turn, path) if turns else None,
-                turn_done=(lambda: channel.event(contract.EVENT_HOT_TURN_DONE)) if turns else None,
+                turn=functools.partial(self._wait_turn, path) if waits else None,
+                turn_done=(lambda: channel.event(contract.EVENT_HOT_TURN_DONE)) if waits else None,
             )
         with self._lock:
             if self._pending is not None:

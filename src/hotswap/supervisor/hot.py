@@ -246,8 +246,7 @@ async def _prepare_all(
             c.request(
                 contract.OP_HOT_PREPARE,
                 analysis_role="read",
-                analysis_wait=True,
-                analysis_turns=True,  # no idle core: no turn, each takes it after go
+                analysis_wait=True,  # and for a turn: with no idle core, none comes
                 **common,
             )
         )
