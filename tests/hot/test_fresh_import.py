@@ -8,6 +8,7 @@ the result against what a fresh interpreter importing the new release computes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import subprocess
 import sys
@@ -789,3 +790,24 @@ def test_a_lifespan_whose_start_up_already_ran_is_refused_or_follows(hot: Hot) -
     _, r2, (s,) = hot.v1_v2(v1, v2, "server")
     s.start()  # the server's start-up: the lifespan is suspended at its yield
     refused_or_fresh(hot, r2, lambda: s.STATE, "server", "(m.start(), m.STATE)[1]")
+
+
+def test_looking_for_copies_runs_no_dict_property_of_a_holder(hot: Hot) -> None:
+    # wrapt's ObjectProxy answers __dict__ with code of its own: the copy check must not run it
+    other = (
+        "CALLS = []\n"
+        "class Proxy:\n"
+        "    @property\n"
+        "    def __dict__(self):\n"
+        "        CALLS.append('__dict__')\n"
+        "        return {}\n"
+        "P = Proxy()\n"
+    )
+    v1 = {"m.py": "LIMITS = [1]\n", "other.py": other}
+    v2 = {**v1, "m.py": "LIMITS = [2]\n"}
+    _, r2, (m, o) = hot.v1_v2(v1, v2, "m", "other")
+    object.__setattr__(o.P, "limits", m.LIMITS)  # it holds the old list
+    o.CALLS.clear()
+    with contextlib.suppress(ChildError):
+        hot.upgrade(r2)
+    assert o.CALLS == []

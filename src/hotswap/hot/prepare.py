@@ -329,11 +329,11 @@ def _namespace_of(holder: object) -> dict[str, object] | None:
         attrs: typing.Any = holder
     elif kind in (types.ModuleType, types.FunctionType) or issubclass(kind, type):
         return None
-    else:
-        try:
-            attrs = object.__getattribute__(holder, "__dict__")
-        except (AttributeError, TypeError):
+    else:  # through the slot type gives every class with one, never a __dict__ property's code
+        slot = next((vars(k)["__dict__"] for k in kind.__mro__ if "__dict__" in vars(k)), None)
+        if type(slot) is not types.GetSetDescriptorType:
             return None
+        attrs = slot.__get__(holder)
         if not issubclass(type(attrs), dict):
             return None
     if dict.__contains__(attrs, "__module__") and dict.__contains__(attrs, "__doc__"):
