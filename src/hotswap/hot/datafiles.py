@@ -73,16 +73,8 @@ def data_changes(
 
 def _how(diff: TreeDiff, files: list[str]) -> str:
     """``changed``, ``added``, ``removed``, or what mix of them ``files`` are."""
-    kinds = [
-        kind
-        for kind, among in (
-            ("changed", diff.changed),
-            ("added", diff.added),
-            ("removed", diff.removed),
-        )
-        if any(f in among for f in files)
-    ]
-    return " or ".join(kinds) if len(kinds) < 3 else "changed, added or removed"
+    kinds = (("changed", diff.changed), ("added", diff.added), ("removed", diff.removed))
+    return " or ".join(kind for kind, among in kinds if any(f in among for f in files))
 
 
 def _inert(rel: str) -> bool:
