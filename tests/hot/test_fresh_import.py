@@ -424,6 +424,84 @@ def test_an_unchanged_call_statement_reading_a_changed_constant_is_refused(hot: 
     assert refused(hot, r2) == {"derived_state"}
 
 
+# -- values an unchanged statement computed by calling changed code ---------------------------
+
+_BUILD = "def build():\n    return ['/']\n"
+
+
+def test_a_value_computed_at_import_by_a_changed_function_is_computed_again(hot: Hot) -> None:
+    v1 = {"m.py": _BUILD + "ROUTES = build()\nCOUNT = len(ROUTES)\n"}
+    v2 = {"m.py": v1["m.py"].replace("['/']", "['/', '/extra']")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    assert (m.ROUTES, m.COUNT) == (["/", "/extra"], 2)
+    assert fresh(hot, r2, "m", "(m.ROUTES, m.COUNT)") == repr((m.ROUTES, m.COUNT))
+
+
+def test_a_value_computed_through_an_unchanged_function_follows_the_changed_one(hot: Hot) -> None:
+    v1 = {"m.py": _BUILD + "def make():\n    return tuple(build())\nROUTES = make()\n"}
+    v2 = {"m.py": v1["m.py"].replace("['/']", "['/', '/extra']")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    assert m.ROUTES == ("/", "/extra") and repr(m.ROUTES) == fresh(hot, r2, "m", "m.ROUTES")
+
+
+def test_a_class_attribute_and_a_default_computed_by_a_changed_function_follow(hot: Hot) -> None:
+    v1 = {
+        "m.py": _BUILD
+        + "class Router:\n    routes = build()\n"
+        + "def first(routes=build()):\n    return routes\n"
+    }
+    v2 = {"m.py": v1["m.py"].replace("['/']", "['/', '/extra']")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    first = m.first
+    hot.upgrade(r2)
+    assert m.Router.routes == first() == ["/", "/extra"]
+
+
+def test_an_unchanged_call_with_effects_of_a_changed_function_is_refused(hot: Hot) -> None:
+    v1 = {"m.py": "SEEN = []\ndef setup():\n    SEEN.append('v1')\nsetup()\n"}
+    v2 = {"m.py": v1["m.py"].replace("'v1'", "'v2'")}
+    _, r2, _mods = hot.v1_v2(v1, v2, "m")
+    assert refused(hot, r2) == {"derived_state"}
+
+
+def test_a_def_decorated_by_a_changed_registering_decorator_is_refused(hot: Hot) -> None:
+    v1 = {
+        "m.py": "REGISTRY = {}\n"
+        "def register(f):\n    REGISTRY[f.__name__] = 'v1'\n    return f\n"
+        "@register\ndef handler():\n    return 1\n"
+    }
+    v2 = {"m.py": v1["m.py"].replace("'v1'", "'v2'")}
+    _, r2, _mods = hot.v1_v2(v1, v2, "m")
+    assert refused(hot, r2) == {"stale_registration"}
+
+
+def test_a_decorator_whose_wrapper_alone_changed_is_applied(hot: Hot) -> None:
+    # the wrapper's code is what changed, and the live wrapper gets it in place
+    deco = "def deco(f):\n    def wrapper():\n        return f() + 1\n    return wrapper\n"
+    v1 = {"m.py": deco + "@deco\ndef handler():\n    return 1\n"}
+    v2 = {"m.py": v1["m.py"].replace("f() + 1", "f() + 10")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    handler = m.handler
+    hot.upgrade(r2)
+    assert handler() == m.handler() == 11 == int(fresh(hot, r2, "m", "m.handler()"))
+
+
+def test_a_decorator_that_only_dropped_a_typing_cast_is_applied(hot: Hot) -> None:
+    # jinja2 3.1.5's optimizeconst: `update_wrapper(t.cast(F, new_func), f)` lost its cast
+    deco = (
+        "import functools, typing as t\n"
+        "def deco(f):\n    def wrapper():\n        return f() + 1\n"
+        "    return functools.update_wrapper(t.cast(t.Any, wrapper), f)\n"
+    )
+    v1 = {"m.py": deco + "@deco\ndef handler():\n    return 1\n"}
+    v2 = {"m.py": v1["m.py"].replace("t.cast(t.Any, wrapper)", "wrapper")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    hot.upgrade(r2)
+    assert m.handler() == 2
+
+
 # -- F3: live instances under a changed state shape -------------------------------------------
 
 _READER_V1 = """

@@ -2,7 +2,9 @@
 
 A fresh import of the new release runs every statement; the upgrade runs only the changed ones,
 so an unchanged statement that *read* a name the upgrade rebinds holds a value computed from
-the old object. For each body (the module, a class) and each name it rebinds, in source order:
+the old object, and one that *called* a function whose code changes (``ROUTES = build()``,
+directly or through unchanged functions of the module, :func:`changed_code`) holds what the old
+code computed. For each body (the module, a class) and each such name, in source order:
 
 ======================================  ===================================================
 unchanged statement reading the name    plan
@@ -38,8 +40,11 @@ from hotswap.hot.names import (
     DEF_TYPES,
     NAMESPACE,
     Def,
+    all_names,
     bound_names,
+    called_names,
     dotted_reads,
+    outer_code,
     runtime_names,
 )
 from hotswap.hot.plan import BodyPlan, Exec, PatchClass, PatchDef
@@ -63,6 +68,7 @@ def follow_rebound_names(
     warnings: list[str],
     lazy: bool = False,
     imported: frozenset[str] = frozenset(),
+    called: frozenset[str] = frozenset(),
 ) -> None:
     """Add to ``plan`` what its unchanged statements need because ``risky`` names get new
     objects, or refuse (see the module docstring). ``lazy``: the old module had
@@ -70,10 +76,12 @@ def follow_rebound_names(
     ``imported``: names only another module's upgrade rebinds here (``from m import`` copies);
     a module statement that read only those and cannot be re-run becomes a guard of the
     commit (it fails, rolled back, if one of them does get a new object: the same ``None``
-    often comes back) instead of a refusal."""
+    often comes back) instead of a refusal. ``called``: the functions whose code the upgrade
+    changes (:func:`changed_code`); an unchanged statement that called one ran the old code,
+    so it is followed as if it had read a rebound name."""
     from hotswap.hot.diff import diff_body  # the class case recurses into the diff
 
-    if not risky:
+    if not risky and not called:
         return
     risky = set(risky)
     added = False
@@ -85,13 +93,21 @@ def follow_rebound_names(
             if isinstance(stmt, ast.ClassDef):
                 header |= _reads_in(stmt.bases) | _reads_in(k.value for k in stmt.keywords)
             used = header & risky
-            if used:
+            ran = _calls_in(stmt.decorator_list) & called
+            if isinstance(stmt, ast.ClassDef):
+                ran |= _calls_in(stmt.bases, decorators=False) & called
+            if used or ran:
+                what = (
+                    f"was decorated or based on {', '.join(sorted(used))}, which this upgrade "
+                    "rebinds: its registration was made on the old object"
+                    if used
+                    else f"was decorated by {', '.join(sorted(ran))}, whose code this upgrade "
+                    "changes: the decoration ran the old code"
+                )
                 refusals.append(
                     Reason(
                         "stale_registration",
-                        f"{where} (line {stmt.lineno}) was decorated or based on "
-                        f"{', '.join(sorted(used))}, which this upgrade rebinds: its "
-                        "registration was made on the old object and would not be redone",
+                        f"{where} (line {stmt.lineno}) {what} and would not be redone",
                         subject=where,
                     )
                 )
@@ -99,13 +115,14 @@ def follow_rebound_names(
                 continue
             if isinstance(stmt, DEF_TYPES):
                 assert isinstance(prev, DEF_TYPES)
-                if _reads_in(_evaluated_at_def(stmt)) & risky:
+                evaluated = _evaluated_at_def(stmt)
+                if _reads_in(evaluated) & risky or _calls_in(evaluated, False) & called:
                     plan.ops.append(PatchDef(stmt, prefix + stmt.name, prev, why="defaults"))
                     added = True
                 still_same.append((prev, stmt))
                 continue
             assert isinstance(prev, ast.ClassDef)
-            if (runtime_names(stmt) | dotted_reads(stmt)) & risky:
+            if (runtime_names(stmt) | dotted_reads(stmt)) & risky or called_names(stmt) & called:
                 body = diff_body(
                     prev.body,
                     stmt.body,
@@ -117,6 +134,7 @@ def follow_rebound_names(
                     is_class=True,
                     outer=frozenset(risky - {NAMESPACE}),
                     lazy=lazy,
+                    called=called,
                 )
                 if not body.is_empty():
                     plan.ops.append(PatchClass(stmt.name, prefix + stmt.name, stmt, prev, body))
@@ -126,6 +144,7 @@ def follow_rebound_names(
             continue
         used, in_annotation = _reads(stmt)
         used &= risky
+        used |= called_names(stmt) & called
         if _self_assignment(stmt):  # `__version__ = __version__` after its import: a no-op
             used = set()
         if not used:
@@ -202,6 +221,40 @@ def follow_rebound_names(
     plan.same = still_same
     if added:
         plan.ops.sort(key=lambda op: op.lineno)
+
+
+def changed_code(ops: Iterable[object], same: list[tuple[ast.stmt, ast.stmt]]) -> frozenset[str]:
+    """The functions of a module whose call runs other code after the upgrade: those patched
+    whose own code changed (not only the bodies of the functions they define: those get their
+    new code in place), and the unchanged ones that call or hand on one of them, transitively.
+    A statement that called one at import computed its value with the old code."""
+    out = {
+        op.qualname
+        for op in ops
+        if isinstance(op, PatchDef)
+        and op.why == "changed"
+        and outer_code(op.old_node) != outer_code(op.node)
+    }
+    defs = [s for _prev, s in same if isinstance(s, DEF_TYPES)]
+    grew = bool(out)
+    while grew:
+        grew = False
+        for d in defs:
+            if d.name not in out and all_names(d) & out:
+                out.add(d.name)
+                grew = True
+    return frozenset(out)
+
+
+def _calls_in(nodes: Iterable[ast.AST], decorators: bool = True) -> set[str]:
+    """Names the expressions call; a bare name in ``decorators`` is called too (``@f``)."""
+    out: set[str] = set()
+    for n in nodes:
+        if decorators and isinstance(n, ast.Name):
+            out.add(n.id)
+        else:
+            out |= called_names(n)
+    return out
 
 
 def _import_guard(stmt: ast.stmt) -> bool:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import ast
 
 from hotswap.hot.branches import runtime_body
-from hotswap.hot.derive import follow_rebound_names
+from hotswap.hot.derive import changed_code, follow_rebound_names
 from hotswap.hot.layout import class_body_refusals, dotted_bases, header_change
 from hotswap.hot.names import (
     DEF_TYPES,
@@ -256,6 +256,7 @@ def diff_body(
     lazy: bool = False,
     shadowed: frozenset[str] = frozenset(),
     relazy: bool = False,
+    called: frozenset[str] = frozenset(),
 ) -> BodyPlan:
     """The plan of one body. ``outer`` are the module names the upgrade rebinds (for a class
     body: what its unchanged statements may have read from the module). ``lazy``: the old
@@ -342,6 +343,7 @@ def diff_body(
                 lazy=lazy,
                 shadowed=shadowed,
                 relazy=relazy,
+                called=changed_code(ops, same) if not is_class else called,
             )
             if body.is_empty():
                 same.append((prev, stmt))
@@ -385,6 +387,7 @@ def diff_body(
     follow_rebound_names(
         plan,
         risky,
+        called=called if is_class else changed_code(ops, same),
         src=src,
         prefix=prefix,
         module=module,

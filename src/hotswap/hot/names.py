@@ -9,6 +9,7 @@ from __future__ import annotations
 import __future__
 
 import ast
+import copy
 import re
 import string
 from collections.abc import Iterable, Iterator
@@ -284,6 +285,54 @@ def _chain(node: ast.expr) -> str | None:
     if not isinstance(node, ast.Name):
         return None
     return ".".join([node.id, *reversed(parts)])
+
+
+def called_names(node: ast.AST) -> set[str]:
+    """Names the statement calls while it runs (``f()``, ``@f``, ``@f(...)``; not inside the
+    functions it defines): what it computed came from their code."""
+    out: set[str] = set()
+    for n in _walk_no_scopes(node):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
+            out.add(n.func.id)
+        if isinstance(n, DEF_TYPES | ast.ClassDef):
+            out |= {d.id for d in n.decorator_list if isinstance(d, ast.Name)}
+    return out
+
+
+def outer_code(node: Def) -> str:
+    """A def's dump with the bodies of the functions it defines left out: what a call runs
+    itself (the functions it makes get their new code from the upgrade, closures too), and
+    ``cast(T, v)`` read as ``v``."""
+
+    class Hollow(ast.NodeTransformer):
+        def visit_FunctionDef(self, n: ast.FunctionDef) -> ast.AST:
+            return self._hollow(n)
+
+        def visit_AsyncFunctionDef(self, n: ast.AsyncFunctionDef) -> ast.AST:
+            return self._hollow(n)
+
+        def visit_Lambda(self, n: ast.Lambda) -> ast.AST:
+            return ast.Lambda(self.visit(n.args), ast.Constant(None))
+
+        def _hollow(self, n: ast.AST) -> ast.AST:
+            assert isinstance(n, DEF_TYPES)
+            new = copy.copy(n)
+            new.body = [ast.Pass()]
+            new.decorator_list = [self.visit(d) for d in n.decorator_list]
+            new.args = self.visit(copy.deepcopy(n.args))
+            return new
+
+        def visit_Call(self, n: ast.Call) -> ast.AST:
+            # typing.cast(T, v) is v: a release that adds or drops one changes nothing it runs
+            name = n.func.id if isinstance(n.func, ast.Name) else getattr(n.func, "attr", None)
+            if name == "cast" and len(n.args) == 2 and not n.keywords:
+                return self.visit(n.args[1])
+            return self.generic_visit(n)
+
+    top = copy.copy(node)
+    top.body = [Hollow().visit(s) for s in copy.deepcopy(node.body)]
+    top.decorator_list = []
+    return dump(top)
 
 
 def all_names(node: ast.AST) -> set[str]:
