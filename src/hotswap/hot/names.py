@@ -326,7 +326,8 @@ def outer_code(node: Def) -> str:
             # typing.cast(T, v) is v: a release that adds or drops one changes nothing it runs
             name = n.func.id if isinstance(n.func, ast.Name) else getattr(n.func, "attr", None)
             if name == "cast" and len(n.args) == 2 and not n.keywords:
-                return self.visit(n.args[1])
+                value: ast.AST = self.visit(n.args[1])
+                return value
             return self.generic_visit(n)
 
     top = copy.copy(node)
