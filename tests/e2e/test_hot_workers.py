@@ -7,6 +7,7 @@ current. A worker restarted after a hot upgrade boots the hot-upgraded release.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -120,3 +121,35 @@ def test_one_worker_failing_to_commit_rolls_every_worker_back(
         assert status["current"] == release_v1.manifest.release_id
         rid = release_v1.manifest.release_id
         assert [w["release"] for w in status["active"]["workers"]] == [rid, rid]
+
+
+MAIN = Path(__file__).parents[1] / "fixtures" / "app" / "src" / "fixture_app" / "main.py"
+
+
+def test_a_change_to_what_ran_at_start_up_is_refused_and_check_agrees(
+    tmp_path: Path, release_v1: BuildResult, build_release: BuildRelease
+) -> None:
+    # the lifespan's start-up ran before the workers were ready; a fresh start of v2 would
+    # run the new one, a hot upgrade cannot
+    main = MAIN.read_text().replace('STATE["started"] = True', 'STATE["started"] = "v2"')
+    v2 = build_release("2.0.0", extra_files={"src/fixture_app/main.py": main})
+    with supervisor(release_v1.tarball, tmp_path, args=["--workers", "2"]) as sup:
+        status = sup.status()
+        ran = status["active"]["startup_code"]
+        assert "_lifespan" in ran["fixture_app.main"], ran
+        assert "fixture_app.main" in ran and not any(m.startswith("hotswap") for m in ran)
+        refused = sup.cli("hot-upgrade", str(v2.tarball), "--json")
+        assert refused.returncode != 0, refused.stdout
+        error = json.loads(refused.stdout)["error"]
+        codes = {r["code"] for r in error["details"]["reasons"]}
+        assert codes == {"startup_code"}, error
+        assert "fixture_app.main._lifespan" in error["message"]
+        assert _versions(sup, sup.port) == {"1.0.0"}
+        assert sup.status()["current"] == release_v1.manifest.release_id
+        verdict = sup.cli("check", str(release_v1.tarball), str(v2.tarball), "--json")
+        assert verdict.returncode == 4, verdict.stdout + verdict.stderr
+        assert [r["code"] for r in json.loads(verdict.stdout)["reasons"]] == ["startup_code"]
+    # with no service running the old release to ask, check says what it could not know
+    blind = sup.cli("check", str(release_v1.tarball), str(v2.tarball), "--json")
+    assert blind.returncode == 0, blind.stdout + blind.stderr
+    assert any("startup_code" in w for w in json.loads(blind.stdout)["warnings"])

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from hotswap.hot import HotUpgradeStats, hot_upgrade
+from hotswap.hot import HotUpgradeStats, hot_upgrade, startup
 from hotswap.hot.heap import HeapIndex
 from hotswap.hot.testing import running_release, write_release
 
@@ -78,6 +78,7 @@ class Hot:
 @pytest.fixture
 def hot(tmp_path: Path) -> Iterator[Hot]:
     with ExitStack() as stack:
+        stack.callback(startup.forget)
         yield Hot(tmp_path, stack)
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import hotswap
 from hotswap import contract
+from hotswap.child import startup
 from hotswap.child.channel import Channel
 from hotswap.child.runtime import ChildRuntime, import_target, log, set_current
 from hotswap.contract import (
@@ -126,6 +127,7 @@ def main() -> int:
         log(f"{runtime.name}: importing {config.entry} failed")
         traceback.print_exc()
         return STARTUP_FAILURE
+    startup.begin()  # what runs from here to ready, a hot upgrade cannot run again
     if config.server == "uvicorn":
         from hotswap.child.adapters import uvicorn as adapter
     elif config.server == "hypercorn":

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hotswap import contract
+from hotswap.child import startup
 from hotswap.child.channel import Channel
 from hotswap.child.twophase import TwoPhase
 from hotswap.contract import STARTUP_FAILURE as STARTUP_FAILURE  # the adapters import it here
@@ -113,7 +114,12 @@ class ChildRuntime:
         """App start-up has completed and the probe socket is served."""
         if not self.ready_reported:
             self.ready_reported = True
-            self.channel.event(contract.EVENT_READY, pid=os.getpid())
+            startup.end()
+            self.channel.event(
+                contract.EVENT_READY,
+                pid=os.getpid(),
+                startup=startup.of_files(str(self.release_root / "lib") + os.sep),
+            )
 
     def report_serving(self) -> None:
         self.channel.event(contract.EVENT_SERVING, pid=os.getpid())

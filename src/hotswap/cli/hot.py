@@ -142,6 +142,24 @@ def _release_dir(ref: str, store: Callable[[], ReleaseStore], scratch: str) -> P
     return store().get(ref).root
 
 
+def _startup_of(state_dir: Path, old: Path) -> dict[str, Any] | None:
+    """What ran while the active generation of the supervisor of ``state_dir`` started, if
+    it runs release ``old`` (what the live engine refuses to change); else None."""
+    from hotswap.control import client
+    from hotswap.errors import HotswapError
+    from hotswap.release.manifest import Manifest
+
+    try:
+        active = client.call("status", state_dir=state_dir, timeout=10).get("active") or {}
+        release_id = Manifest.load(old).release_id
+    except (HotswapError, OSError, ValueError):
+        return None  # no supervisor there: the verdict says what it could not know
+    if active.get("release") != release_id or not isinstance(active.get("startup_code"), dict):
+        return None
+    startup: dict[str, Any] = active["startup_code"]
+    return startup
+
+
 def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
 
@@ -161,13 +179,18 @@ def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
             if args.static:
                 verdict = static_check(old, new, allow_dependency_changes=allow)
             else:
-                env = (
-                    envfile.read(statedir.resolve(args.state_dir))
-                    if statedir.given(args.state_dir)
-                    else None
-                )  # a generation of this state dir gets its env file
+                env, startup = None, None
+                if statedir.given(args.state_dir):
+                    state = statedir.resolve(args.state_dir)
+                    env = envfile.read(state)  # a generation of this state dir gets it
+                    startup = _startup_of(state, old)
                 verdict = check(
-                    old, new, allow_dependency_changes=allow, timeout=args.timeout, env=env
+                    old,
+                    new,
+                    allow_dependency_changes=allow,
+                    timeout=args.timeout,
+                    env=env,
+                    startup=startup,
                 )
         finally:
             remove_tree(Path(scratch) / "releases")

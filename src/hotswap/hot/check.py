@@ -83,6 +83,7 @@ def check(
     allow_dependency_changes: bool = False,
     timeout: float = CHECK_TIMEOUT,
     env: Mapping[str, str] | None = None,
+    startup: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Would the live engine hot-apply ``new`` to a process running ``old``? Answered by a
     throwaway child that imports ``old`` and runs the engine's prepare step (module docstring).
@@ -93,6 +94,9 @@ def check(
     generation too) and ``check_failed`` when the child dies or outlives ``timeout`` seconds.
     The child's environment is a generation's: the release's ``[tool.hotswap.env]`` defaults,
     this process's environment, then ``env`` (the state dir's env file, for the CLI).
+    ``startup``: what ran while a worker running ``old`` started (``startup_code`` in the
+    status of its generation; :mod:`.startup`), which the live engine refuses to change; the
+    child cannot know it otherwise, so without it the verdict carries a warning saying so.
     If this interpreter cannot run the old release, the answer is :func:`static_check`'s, with
     a warning saying so."""
     o, n = _tree(old), _tree(new)
@@ -102,9 +106,22 @@ def check(
         return dataclasses.replace(v, warnings=(*v.warnings, note))
     from hotswap.hot import isolated
 
-    return isolated.run(
-        o, n, allow_dependency_changes=allow_dependency_changes, timeout=timeout, env=env
+    v = isolated.run(
+        o,
+        n,
+        allow_dependency_changes=allow_dependency_changes,
+        timeout=timeout,
+        env=env,
+        startup=startup,
     )
+    if startup is None and v.ok:
+        note = (
+            "what runs while a worker starts (an app factory, a lifespan's start-up) is known "
+            "only to a running generation: a hot upgrade also refuses a change to it "
+            "(startup_code); give the state dir of a service running the old release to check it"
+        )
+        v = dataclasses.replace(v, warnings=(*v.warnings, note))
+    return v
 
 
 def static_check(

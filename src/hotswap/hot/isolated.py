@@ -50,6 +50,7 @@ def run(
     allow_dependency_changes: bool,
     timeout: float,
     env: Mapping[str, str] | None = None,
+    startup: Mapping[str, Any] | None = None,
 ) -> Verdict:
     import packaging
 
@@ -62,7 +63,11 @@ def run(
             src = Path(pkg.__file__ or "").parent
             os.symlink(src, runtime / src.name)
         out = Path(scratch) / "verdict.json"
-        opts = json.dumps({"allow_dependency_changes": allow_dependency_changes})
+        record = Path(scratch) / "startup.json"  # a file: it may outgrow an argument
+        record.write_text(json.dumps(dict(startup or {})), encoding="utf-8")
+        opts = json.dumps(
+            {"allow_dependency_changes": allow_dependency_changes, "startup": str(record)}
+        )
         argv = [sys.executable, "-I", "-S", "-B", "-c", _BOOT]
         argv += [str(old.root), str(runtime), str(new.root), str(out), opts]
         child_env = _environment(old, env)
@@ -157,6 +162,7 @@ def _result(old: ReleaseTree, new: ReleaseTree, status: int, out: Path, tail: st
 
 def child_main(old_root: str, new_root: str, out: str, opts: str) -> int:
     """In the child: import the old release, run the engine's prepare, write the verdict."""
+    from hotswap.child import startup
     from hotswap.child.runtime import import_target
     from hotswap.hot.engine import HotUpgrade
 
@@ -179,6 +185,7 @@ def child_main(old_root: str, new_root: str, out: str, opts: str) -> int:
     warnings = [_import(name) for name in _modules_to_import(old, new)]
     warnings = [w for w in warnings if w]
     warnings += _quiescence_warning(old)
+    startup.adopt(json.loads(Path(options["startup"]).read_text(encoding="utf-8")))
     up = HotUpgrade(old, new, allow_dependency_changes=options["allow_dependency_changes"])
     try:
         verdict = up.prepare()

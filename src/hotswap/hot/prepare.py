@@ -62,6 +62,7 @@ from hotswap.hot.plan import (
     Prepared,
 )
 from hotswap.hot.rebuild import NotPure, rebuild
+from hotswap.hot.startup import startup_refusals
 from hotswap.hot.tree import PathMap, module_attr
 from hotswap.hot.verdict import BLUE_GREEN, Reason
 
@@ -127,6 +128,7 @@ def prepare(
             migrate.extend(cls for cls, _why in plan.replace_guards if not _typed_dict(cls))
             _check_bases(plan, reasons)
     containers = _check_containers(plans, reasons)
+    reasons += startup_refusals(analysis)
     data_hooks = data_changes(analysis, loaded, reasons)
     _check_module_layout(analysis, loaded, reasons)
     if reasons:

@@ -25,6 +25,7 @@ code                   meaning
 ``closure``            live closures would need a value for a new free variable
 ``not_found``          the running process does not hold what the old release defines
 ``metaclass_state``    a class whose metaclass derives state at creation changed its fields
+``startup_code``       a function that ran while the worker started (factory, lifespan) changed
 =====================  ====================================================================
 """
 

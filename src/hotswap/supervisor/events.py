@@ -94,6 +94,9 @@ def handle_event(sup: Supervisor, child: Child, name: str, data: dict[str, Any])
                 fail_before_cutover(sup, gen, child)
             child.kill()
     elif name == contract.EVENT_READY:
+        startup = data.get("startup")
+        if isinstance(startup, dict):
+            child.startup = startup
         if child.state is GenState.STARTING:
             child.move(GenState.READY)
         if gen.state is GenState.STARTING and gen.all_ready():

@@ -131,6 +131,7 @@ class Generation:
             "uptime_s": round(now_mono - self.started_mono, 3),
             "started_at": self.started_wall,
             "environment": self.workers[0].environment if self.workers[0] is not None else {},
+            "startup_code": self.workers[0].startup if self.workers[0] is not None else {},
             "workers": [
                 {**child.status(now_mono), "restarts": self.restarts[child.worker]}
                 for child in self.children()

@@ -58,6 +58,9 @@ class Child:
     _closed: bool = False
     worker_of: int = 1  # how many workers its generation has
     environment: dict[str, Any] = field(default_factory=dict)  # what status shows of its env
+    # the functions of its release that ran while it started ({module: [qualname]}): what a hot
+    # upgrade refuses to change (startup_code), and what `hotswap check` is told of
+    startup: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.loaded.add(self.release.id)

@@ -1,0 +1,78 @@
+"""What ran while the worker started: code a hot upgrade cannot run again.
+
+A fresh start of the new release runs the app's start-up with the new code: an app factory
+the server calls (aiohttp's ``make_app()``), the start-up half of an ASGI lifespan, start-up
+handlers, a callable server's set-up before it says ready. A hot upgrade patches code after
+all of that ran and runs none of it again, so what start-up built (routes, a pool, a client,
+a cache) stays as the old code made it. Module-level statements are another matter: the
+analysis sees them and runs again what read or called what changed (:mod:`.derive`); what
+runs after import, only the process can tell.
+
+So a worker records, from the moment ``app.entry`` is imported until it reports ready, which
+functions ran (a profile hook on the thread that starts the app and on threads started
+meanwhile; it removes itself at ready, and costs nothing after), keeping ``(module,
+qualname)`` of each; and the upgrade refuses (``startup_code``) a change to the code of any
+of them, naming it, before anything changes. Only a change to what the function runs itself
+counts (not to the bodies of the functions it defines, which get their new code in place),
+and nested functions that ran count for the function that defines them.
+
+:func:`recording` does the same around any block, for an in-process upgrader (the glue of
+another server) and tests.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hotswap.child.startup import Ran, begin, end, forget, ran, recording
+from hotswap.hot.names import outer_code
+from hotswap.hot.plan import BodyPlan, Exec, PatchClass, PatchDef
+from hotswap.hot.verdict import Reason
+
+if TYPE_CHECKING:
+    from hotswap.hot.check import Analysis
+
+__all__ = ["Ran", "begin", "end", "forget", "ran", "recording", "startup_refusals"]
+
+
+def startup_refusals(analysis: Analysis, record: Ran | None = None) -> list[Reason]:
+    """One ``startup_code`` reason per function of the upgrade's plan whose code changes and
+    that ran at start-up (``record``, default :func:`ran`)."""
+    record = ran() if record is None else record
+    out: list[Reason] = []
+    for module, md in analysis.modules.items():
+        names = record.get(module)
+        if names:
+            _walk(md.plan, "", module, names, out)
+    return out
+
+
+def _walk(
+    plan: BodyPlan, prefix: str, module: str, names: frozenset[str], out: list[Reason]
+) -> None:
+    for op in plan.ops:
+        if isinstance(op, PatchClass):
+            _walk(op.body, op.qualname + ".", module, names, out)
+            continue
+        if isinstance(op, PatchDef):
+            qualname = op.qualname
+            own = qualname in names and (
+                op.why != "changed" or outer_code(op.old_node) != outer_code(op.node)
+            )
+        elif isinstance(op, Exec) and op.why in ("redecorated", "replaced"):
+            qualname = prefix + getattr(op.node, "name", "")
+            own = qualname in names
+        else:
+            continue
+        inner = any(n.startswith(qualname + ".") for n in names)
+        if own or inner:
+            out.append(
+                Reason(
+                    "startup_code",
+                    f"{module}.{qualname} ran while the worker started (an app factory, a "
+                    "lifespan's start-up, a start-up handler: before it was ready); a hot "
+                    "upgrade does not start the app again, so what it built would stay as the "
+                    "old code made it",
+                    subject=f"{module}.{qualname}",
+                )
+            )

@@ -1,0 +1,94 @@
+"""The record of what ran while a worker started (hotswap.child.startup), and the refusal of
+changes to it (startup_code)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from hotswap.hot import startup
+from tests.hot.conftest import Hot
+from tests.hot.test_fresh_import import refused
+
+
+def test_recording_keeps_functions_that_ran_on_threads_started_meanwhile_and_stops(
+    hot: Hot,
+) -> None:
+    src = (
+        "import threading\n"
+        "def on_thread():\n    return 1\n"
+        "def main():\n"
+        "    t = threading.Thread(target=on_thread)\n    t.start()\n    t.join()\n"
+        "def later():\n    return 2\n"
+    )
+    _, _r2, (m,) = hot.v1_v2({"m.py": src}, {"m.py": src}, "m")
+    with startup.recording():
+        m.main()
+    m.later()
+    names = startup.ran()[f"{hot.pkg}.m"]
+    assert {"main", "on_thread"} <= names and "later" not in names
+    assert sys.getprofile() is None  # nothing is left running after ready
+
+
+def test_recording_leaves_a_profiler_of_the_apps_own_alone(hot: Hot) -> None:
+    def theirs(*_args: object) -> None:
+        return None
+
+    sys.setprofile(theirs)
+    try:
+        assert startup.begin() is False
+        startup.end()
+        assert sys.getprofile() is theirs
+    finally:
+        sys.setprofile(None)
+    assert startup.ran() == {}
+
+
+def test_a_change_to_a_function_that_ran_at_start_up_is_refused_naming_it(hot: Hot) -> None:
+    src = "POOL = {}\ndef connect():\n    POOL['size'] = 1\ndef handle():\n    return 'v1'\n"
+    v1 = {"m.py": src}
+    v2 = {"m.py": src.replace("'size'] = 1", "'size'] = 2")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    with startup.recording():
+        m.connect()
+    assert refused(hot, r2) == {"startup_code"}
+
+
+def test_a_change_to_code_that_did_not_run_at_start_up_is_applied(hot: Hot) -> None:
+    src = (
+        "ROUTES = {}\n"
+        "def make_app():\n"
+        "    def index():\n        return 'v1'\n"
+        "    ROUTES['/'] = index\n"
+        "def other():\n    return 'v1'\n"
+    )
+    v1 = {"m.py": src}
+    v2 = {"m.py": src.replace("'v1'", "'v2'")}  # index's body and other's, not make_app's own
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    with startup.recording():
+        m.make_app()
+    hot.upgrade(r2)
+    assert m.ROUTES["/"]() == m.other() == "v2"
+
+
+def test_a_worker_thread_keeps_no_hook_after_start_up(hot: Hot) -> None:
+    # a thread started during start-up drops the hook at its next call after ready
+    go, done = threading.Event(), threading.Event()
+    seen: list[object] = []
+
+    def call() -> None:
+        return None
+
+    def worker() -> None:
+        go.wait(5)
+        call()  # its first Python call after ready: the hook removes itself
+        seen.append(sys.getprofile())
+        done.set()
+
+    with startup.recording():
+        t = threading.Thread(target=worker)
+        t.start()
+    go.set()
+    assert done.wait(5)
+    t.join(5)
+    assert seen == [None]
