@@ -459,6 +459,20 @@ def test_a_class_attribute_and_a_default_computed_by_a_changed_function_follow(h
     assert m.Router.routes == first() == ["/", "/extra"]
 
 
+def test_a_value_another_module_computed_with_an_imported_changed_function_follows(
+    hot: Hot,
+) -> None:
+    v1 = {
+        "util.py": _BUILD,
+        "routes.py": "from PKG.util import build\ndef make():\n    return build()\n",
+        "app.py": "from PKG.routes import make\nROUTES = make()\n",
+    }
+    v2 = {**v1, "util.py": _BUILD.replace("['/']", "['/', '/extra']")}
+    _, r2, (app,) = hot.v1_v2(v1, v2, "app")
+    hot.upgrade(r2)
+    assert app.ROUTES == ["/", "/extra"] and repr(app.ROUTES) == fresh(hot, r2, "app", "m.ROUTES")
+
+
 def test_an_unchanged_call_with_effects_of_a_changed_function_is_refused(hot: Hot) -> None:
     v1 = {"m.py": "SEEN = []\ndef setup():\n    SEEN.append('v1')\nsetup()\n"}
     v2 = {"m.py": v1["m.py"].replace("'v1'", "'v2'")}

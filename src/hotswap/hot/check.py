@@ -196,6 +196,7 @@ def _diff(
     rel: str,
     outer: frozenset[str] = frozenset(),
     new_rel: str | None = None,
+    called: frozenset[str] = frozenset(),
 ) -> ModuleDiff:
     new_rel = new_rel or rel
     is_pkg = new_rel.endswith("/__init__.py")
@@ -206,6 +207,7 @@ def _diff(
         str(a.new.root / new_rel),
         package=name if is_pkg else name.rpartition(".")[0],
         outer=outer,
+        called=called,
     )
 
 
@@ -216,10 +218,14 @@ def _follow_imports(
     ``from m import name`` too (the commit does that), so what *their* unchanged statements
     computed from it is followed the same way (``PRODUCT_ID = "lib/" + __version__``): each
     importer is diffed again with those names as rebound from outside, until nothing new is
-    rebound. An unchanged importer with something to re-derive joins the plan
-    (``Analysis.derived``). Only files that mention a rebound name and can import its module
+    rebound. So are the functions whose code changes (``BodyPlan.called``): an importer's
+    unchanged ``X = build()`` after ``from .util import build`` ran the old code. An
+    unchanged importer with something to re-derive joins the plan (``Analysis.derived``).
+    Only files that mention such a name and can import its module
     (:func:`~hotswap.hot.names.may_import_from`) are parsed."""
     outer: dict[str, frozenset[str]] = {}
+    outer_calls: dict[str, frozenset[str]] = {}
+    calls = {m: md.plan.called for m, md in a.modules.items() if md.plan.called}
     # name -> (rel, bytes, text, tree): the bytes are checked against RECORD when parsed
     files: dict[str, tuple[str, bytes, str, ast.Module | None]] = {}
     known = {name for name, _rel in _modules(a, changed)}
@@ -227,9 +233,11 @@ def _follow_imports(
         rebound = {m: md.rebound for m, md in a.modules.items() if md.rebound}
         inside = {m: _changed_names(md) for m, md in a.modules.items()}
         inside = {m: names for m, names in inside.items() if names}
-        if not inside:
+        if not inside and not calls:
             return
         words = {n.split(".")[0] for names in inside.values() for n in names}
+        words |= {n for names in calls.values() for n in names}
+        sources = {*inside, *calls}
         grew = False
         for name, rel in _modules(a, changed):
             if loaded is not None and not loaded(name):
@@ -245,7 +253,7 @@ def _follow_imports(
             if (
                 "import" not in text
                 or not any(w in text for w in words)
-                or not may_import_from(name, text, inside)
+                or not may_import_from(name, text, sources)
             ):
                 continue
             if tree is None:
@@ -256,7 +264,10 @@ def _follow_imports(
                 files[name] = (rel, data, text, tree)
             pkg = name if rel.endswith("/__init__.py") else name.rpartition(".")[0]
             aliases = set(outer.get(name, frozenset()))
+            called = set(outer_calls.get(name, frozenset()))
             for src, imported, alias in from_imports(tree.body, pkg):
+                if imported in calls.get(src, frozenset()):
+                    called.add(alias)
                 names = rebound.get(src, frozenset())
                 if imported == "*":
                     aliases |= {n for n in names if not n.startswith("_")}
@@ -268,10 +279,15 @@ def _follow_imports(
                 for m, names in inside.items():
                     if m == module or m.startswith(module + "."):
                         aliases |= {f"{alias}{m[len(module) :]}.{n}" for n in names}
-            if aliases <= outer.get(name, frozenset()):
+            if aliases <= outer.get(name, frozenset()) and called <= outer_calls.get(
+                name, frozenset()
+            ):
                 continue
-            outer[name] = frozenset(aliases)
-            md = _diff(a, name, rel, outer[name])
+            outer[name], outer_calls[name] = frozenset(aliases), frozenset(called)
+            md = _diff(a, name, rel, outer[name], called=outer_calls[name])
+            if md.plan.called != calls.get(name, frozenset()):
+                calls[name] = md.plan.called
+                grew = True
             if name in changed or md.refusals or not md.plan.is_empty():
                 a.modules[name] = md
                 if name not in changed:

@@ -223,12 +223,17 @@ def follow_rebound_names(
         plan.ops.sort(key=lambda op: op.lineno)
 
 
-def changed_code(ops: Iterable[object], same: list[tuple[ast.stmt, ast.stmt]]) -> frozenset[str]:
+def changed_code(
+    ops: Iterable[object],
+    same: list[tuple[ast.stmt, ast.stmt]],
+    imported: frozenset[str] = frozenset(),
+) -> frozenset[str]:
     """The functions of a module whose call runs other code after the upgrade: those patched
     whose own code changed (not only the bodies of the functions they define: those get their
-    new code in place), and the unchanged ones that call or hand on one of them, transitively.
+    new code in place), ``imported`` (such functions of other modules, by the names this one
+    imported them as), and the unchanged ones that call or hand on one of them, transitively.
     A statement that called one at import computed its value with the old code."""
-    out = {
+    out = set(imported) | {
         op.qualname
         for op in ops
         if isinstance(op, PatchDef)

@@ -68,10 +68,14 @@ def diff_module(
     *,
     package: str | None = None,
     outer: frozenset[str] = frozenset(),
+    called: frozenset[str] = frozenset(),
 ) -> ModuleDiff:
     """Diff two versions of module ``name``. Syntax errors become refusals. ``outer``: names
     the upgrade rebinds in this module from outside (its ``from m import`` copies of names
-    another module rebinds): what its unchanged statements computed from them is followed."""
+    another module rebinds): what its unchanged statements computed from them is followed.
+    ``called``: its ``from m import`` copies of functions whose code the upgrade changes in
+    their module (``ModuleDiff.plan.called`` there): what its unchanged statements computed
+    by calling them is followed too."""
     pkg = package if package is not None else name.rpartition(".")[0]
     refusals: list[Reason] = []
     try:
@@ -103,6 +107,7 @@ def diff_module(
         outer=outer,
         base_checks=base_checks,
         lazy=lazy_annotations(old),
+        called=called,
         shadowed=_shadowed_builtins(old.body, new.body),
         relazy=relazy and SAME_CODE,
     )
@@ -343,7 +348,7 @@ def diff_body(
                 lazy=lazy,
                 shadowed=shadowed,
                 relazy=relazy,
-                called=changed_code(ops, same) if not is_class else called,
+                called=changed_code(ops, same, called) if not is_class else called,
             )
             if body.is_empty():
                 same.append((prev, stmt))
@@ -381,13 +386,14 @@ def diff_body(
         first_bound=first_bound,
         replaced=replaced,
     )
+    plan.called = called if is_class else changed_code(ops, same, called)
     risky |= changed_inside(plan)
     if risky or removed or any(isinstance(op, Exec) and op.why == "added" for op in ops):
         risky.add(NAMESPACE)  # `vars()` here would see another namespace
     follow_rebound_names(
         plan,
         risky,
-        called=called if is_class else changed_code(ops, same),
+        called=plan.called,
         src=src,
         prefix=prefix,
         module=module,

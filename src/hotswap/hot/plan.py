@@ -111,6 +111,10 @@ class BodyPlan:
     # container must hold only what the statement made (:mod:`.rebuild`), else ``reason``
     containers: list[tuple[Exec, Reason]] = field(default_factory=list)
     replaced: list[tuple[str, str]] = field(default_factory=list)  # (class, why) made anew
+    # module level: the names whose call runs other code after the upgrade (changed functions,
+    # functions calling them, and such names imported from other modules): an importer's
+    # unchanged statement calling one is followed (:func:`~hotswap.hot.derive.changed_code`)
+    called: frozenset[str] = frozenset()
 
     def is_empty(self) -> bool:
         return (
