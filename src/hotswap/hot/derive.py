@@ -93,9 +93,11 @@ def follow_rebound_names(
             if isinstance(stmt, ast.ClassDef):
                 header |= _reads_in(stmt.bases) | _reads_in(k.value for k in stmt.keywords)
             used = header & risky
-            ran = _calls_in(stmt.decorator_list) & called
-            if isinstance(stmt, ast.ClassDef):
-                ran |= _calls_in(stmt.bases, decorators=False) & called
+            ran: set[str] = set()
+            if header & called:  # a call reads the name it calls: most read none of them
+                ran = _calls_in(stmt.decorator_list) & called
+                if isinstance(stmt, ast.ClassDef):
+                    ran |= _calls_in(stmt.bases, decorators=False) & called
             if used or ran:
                 what = (
                     f"was decorated or based on {', '.join(sorted(used))}, which this upgrade "
@@ -116,13 +118,17 @@ def follow_rebound_names(
             if isinstance(stmt, DEF_TYPES):
                 assert isinstance(prev, DEF_TYPES)
                 evaluated = _evaluated_at_def(stmt)
-                if _reads_in(evaluated) & risky or _calls_in(evaluated, False) & called:
+                reads = _reads_in(evaluated)
+                if reads & risky or (reads & called and _calls_in(evaluated, False) & called):
                     plan.ops.append(PatchDef(stmt, prefix + stmt.name, prev, why="defaults"))
                     added = True
                 still_same.append((prev, stmt))
                 continue
             assert isinstance(prev, ast.ClassDef)
-            if (runtime_names(stmt) | dotted_reads(stmt)) & risky or called_names(stmt) & called:
+            reads = runtime_names(stmt)
+            if (reads | dotted_reads(stmt)) & risky or (
+                reads & called and called_names(stmt) & called
+            ):
                 body = diff_body(
                     prev.body,
                     stmt.body,
@@ -142,9 +148,10 @@ def follow_rebound_names(
                     continue
             still_same.append((prev, stmt))
             continue
-        used, in_annotation = _reads(stmt)
-        used &= risky
-        used |= called_names(stmt) & called
+        reads, in_annotation = _reads(stmt)
+        used = reads & risky
+        if reads & called:
+            used |= called_names(stmt) & called
         if _self_assignment(stmt):  # `__version__ = __version__` after its import: a no-op
             used = set()
         if not used:
@@ -236,9 +243,7 @@ def changed_code(
     out = set(imported) | {
         op.qualname
         for op in ops
-        if isinstance(op, PatchDef)
-        and op.why == "changed"
-        and outer_code(op.old_node) != outer_code(op.node)
+        if isinstance(op, PatchDef) and op.why == "changed" and _own_code_changed(op)
     }
     defs = [s for _prev, s in same if isinstance(s, DEF_TYPES)]
     grew = bool(out)
@@ -249,6 +254,23 @@ def changed_code(
                 out.add(d.name)
                 grew = True
     return frozenset(out)
+
+
+def _own_code_changed(op: PatchDef) -> bool:
+    """Whether a changed def's own statements changed, not only the functions it defines
+    (:func:`~hotswap.hot.names.outer_code`, only asked where there is anything to leave out:
+    most defs define no function and cast nothing)."""
+    inner = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+    for node in (op.old_node, op.node):
+        for n in ast.walk(node):
+            if n is not node and isinstance(n, inner):
+                return outer_code(op.old_node) != outer_code(op.node)
+            if (
+                isinstance(n, ast.Call)
+                and getattr(n.func, "attr", getattr(n.func, "id", "")) == "cast"
+            ):
+                return outer_code(op.old_node) != outer_code(op.node)
+    return True
 
 
 def _calls_in(nodes: Iterable[ast.AST], decorators: bool = True) -> set[str]:
