@@ -483,9 +483,41 @@ def report(
             f"light load: {load_info['seconds']} s; the load generator (threads of this "
             f"process) took {load_info['bench_cpu_pct']}% of all cores"
         )
+    for label, samples in phases.items():
+        out.append(timeline(label, samples))
     out += [f"PROBLEM: {problem}" for problem in problems]
     summary["problems"] = problems
     return "\n".join(out)
+
+
+# the marks of HotUpgradeStats, in the order a worker passes them
+MARKS = ("called", "turn", "taken", "proceed", "start", "analysed", "prepared", "commit",
+         "in", "hold", "held", "out", "end")  # fmt: skip
+
+
+def timeline(label: str, samples: dict[str, list[Sample]]) -> str:
+    """When each worker passed each step (HotUpgradeStats.marks: time.perf_counter, one clock
+    for every process on Linux), in ms after the first worker was asked to prepare; medians
+    over the upgrades, per worker (worker 0 analyses, the others read its analysis)."""
+    rows = []
+    for name, runs in samples.items():
+        per: dict[tuple[int, str], list[float]] = {}
+        for x in runs:
+            marks = [dict(w.get("marks") or ()) for w in x.workers]
+            t0 = min((t for m in marks for t in m.values()), default=None)
+            if t0 is None:
+                continue
+            for i, m in enumerate(marks):
+                for step, t in m.items():
+                    per.setdefault((i, step), []).append((t - t0) * 1000)
+        for i in sorted({i for i, _ in per}):
+            cells = [median(per[(i, s)]) if (i, s) in per else "" for s in MARKS]
+            rows.append([name, "first" if i == 0 else f"reader {i}", *cells])
+    return (
+        f"\n{label}: timeline, ms after the first worker was asked (medians; turn/taken: a "
+        "reader's snapshot and heap walk on an idle core; proceed: it may read the analysis)\n"
+        + table(["", "worker", *MARKS], rows, digits=0)
+    )
 
 
 if __name__ == "__main__":

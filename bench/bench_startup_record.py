@@ -62,9 +62,10 @@ if record:
     startup.end()
 sent = startup.of_files(lib + os.sep)
 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+ours = sent.get("fastapi_app.main", [])
 print(json.dumps({"wall_ms": wall * 1e3, "cpu_ms": cpu * 1e3,
                   "modules": len(sent), "functions": sum(map(len, sent.values())),
-                  "bytes": len(json.dumps(sent)), "lifespan": "lifespan" in sent.get("fastapi_app.main", [])}))
+                  "bytes": len(json.dumps(sent)), "lifespan": "lifespan" in ours}))
 """
 
 

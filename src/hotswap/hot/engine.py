@@ -148,6 +148,9 @@ class HotUpgrade:
         self.analysis_shared = False
         self.heap_walked_early = False
         self._before = before  # taken already (a worker waiting for the first one's analysis)
+        # (step, time.perf_counter()): when each step began or ended, for a timeline across
+        # the workers of a generation (CLOCK_MONOTONIC on Linux, one clock for every process)
+        self.marks: list[tuple[str, float]] = [("start", clock())]
 
     def prepare(self) -> Verdict:
         """Check and plan (raises a refusal). The cyclic collector stays paused from here to
@@ -196,6 +199,7 @@ class HotUpgrade:
                 shared.write(sharing.path, a, asked.asked)
         a.reasons.extend(before.interpreter_reasons)
         self.analysis = a
+        self.marks.append(("analysed", self.clock()))
         if sharing is not None and sharing.write and sharing.on_analyzed and not a.reasons:
             sharing.on_analyzed()
         if a.reasons:
@@ -205,6 +209,7 @@ class HotUpgrade:
         )
         self.heap_walked_early = before.heap is not None and self.prepared.index is before.heap
         plan_paths(self.prepared)
+        self.marks.append(("prepared", self.clock()))
         self.prepared.prepare_ms = (self.clock() - t) * 1000
         return a.verdict()
 
@@ -303,6 +308,10 @@ class HotUpgrade:
         else:
             commit.finish_paths()
         end = self.clock()
+        for step in ("in", "hold", "held", "out"):
+            if step in marks:
+                self.marks.append((step, marks[step]))
+        self.marks += [("commit", t_wait), ("end", end)]
         a = p.analysis
         return HotUpgradeStats(
             old_release=a.old.release_id,
@@ -333,6 +342,7 @@ class HotUpgrade:
             replans=self._replans,
             analysis_shared=self.analysis_shared,
             heap_walked_early=self.heap_walked_early,
+            marks=tuple(sorted(((k, round(v, 6)) for k, v in self.marks), key=lambda m: m[1])),
         )
 
     _current = "start"
@@ -491,11 +501,13 @@ def prepare_hot_upgrade(
             sdir = None
         new_root = _new_release_root(release, sdir)
         blob = None
+        marks = [("called", time.perf_counter())]
         if sharing is not None and not sharing.write:
             if sharing.wait is not None:
                 # the first worker is still analysing: take meanwhile what needs no analysis
                 # (with turns on the idle cores: the heap walk as well, for every module)
                 if sharing.turn is None or sharing.turn():
+                    marks.append(("turn", time.perf_counter()))
                     old_lib, new_lib = old_root.resolve() / LIB, new_root.resolve() / LIB
                     before = Before.take(
                         old_lib,
@@ -503,6 +515,7 @@ def prepare_hot_upgrade(
                         read_manifest(new_lib.parent),
                         heap=sharing.turn is not None,
                     )
+                    marks.append(("taken", time.perf_counter()))
                     if sharing.turn_done is not None:
                         sharing.turn_done()
                 if not sharing.wait():
@@ -511,6 +524,7 @@ def prepare_hot_upgrade(
                         "withdrawn before its analysis: the worker that analyses it refused it "
                         "(or nothing was heard within the hold timeout)",
                     )
+                marks.append(("proceed", time.perf_counter()))
             blob = shared.read(sharing.path, old_root, new_root)
         up = HotUpgrade(
             blob.analysis.old if blob else old_root,
@@ -521,6 +535,7 @@ def prepare_hot_upgrade(
             shared_analysis=blob,
             before=before,
         )
+        up.marks[:0] = marks
         if app is not None and up.new.name != app:
             raise UsageError(
                 "release_not_found", f"{new_root} is a release of {up.new.name!r}, not {app!r}"

@@ -65,6 +65,10 @@ class HotUpgradeStats:
     hold_ms: float = 0.0  # of the window, waiting for the other workers (two-phase)
     analysis_shared: bool = False  # the analysis another worker made was used (two-phase)
     heap_walked_early: bool = False  # ... and the heap walked while that worker analysed it
+    # (step, seconds of time.perf_counter) in order: start, analysed, prepared, commit, in,
+    # hold, held, out, end (and called, turn, taken, proceed for a worker reading another's
+    # analysis); on Linux one clock for every process, so the workers' timelines line up
+    marks: tuple[tuple[str, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
