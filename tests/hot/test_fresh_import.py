@@ -473,6 +473,22 @@ def test_a_value_another_module_computed_with_an_imported_changed_function_follo
     assert app.ROUTES == ["/", "/extra"] and repr(app.ROUTES) == fresh(hot, r2, "app", "m.ROUTES")
 
 
+def test_a_value_computed_through_a_module_alias_or_a_changed_method_follows(hot: Hot) -> None:
+    util = _BUILD + "class Config:\n    @classmethod\n    def make(cls):\n        return 'v1'\n"
+    v1 = {
+        "util.py": util,
+        "app.py": (
+            "import PKG.util as util\nfrom PKG.util import Config\n"
+            "ROUTES = util.build()\nMADE = Config.make()\n"
+        ),
+    }
+    v2 = {**v1, "util.py": util.replace("['/']", "['/', '/extra']").replace("'v1'", "'v2'")}
+    _, r2, (app,) = hot.v1_v2(v1, v2, "app")
+    hot.upgrade(r2)
+    assert (app.ROUTES, app.MADE) == (["/", "/extra"], "v2")
+    assert repr((app.ROUTES, app.MADE)) == fresh(hot, r2, "app", "(m.ROUTES, m.MADE)")
+
+
 def test_an_unchanged_call_with_effects_of_a_changed_function_is_refused(hot: Hot) -> None:
     v1 = {"m.py": "SEEN = []\ndef setup():\n    SEEN.append('v1')\nsetup()\n"}
     v2 = {"m.py": v1["m.py"].replace("'v1'", "'v2'")}

@@ -236,7 +236,7 @@ def _follow_imports(
         if not inside and not calls:
             return
         words = {n.split(".")[0] for names in inside.values() for n in names}
-        words |= {n for names in calls.values() for n in names}
+        words |= {n.split(".")[0] for names in calls.values() for n in names}
         sources = {*inside, *calls}
         grew = False
         for name, rel in _modules(a, changed):
@@ -268,6 +268,7 @@ def _follow_imports(
             for src, imported, alias in from_imports(tree.body, pkg):
                 if imported in calls.get(src, frozenset()):
                     called.add(alias)
+                called |= _within(alias, imported, calls.get(src, frozenset()))
                 names = rebound.get(src, frozenset())
                 if imported == "*":
                     aliases |= {n for n in names if not n.startswith("_")}
@@ -279,6 +280,9 @@ def _follow_imports(
                 for m, names in inside.items():
                     if m == module or m.startswith(module + "."):
                         aliases |= {f"{alias}{m[len(module) :]}.{n}" for n in names}
+                for m, names in calls.items():
+                    if m == module or m.startswith(module + "."):
+                        called |= {f"{alias}{m[len(module) :]}.{n}" for n in names}
             if aliases <= outer.get(name, frozenset()) and called <= outer_calls.get(
                 name, frozenset()
             ):

@@ -40,10 +40,10 @@ from hotswap.hot.names import (
     DEF_TYPES,
     NAMESPACE,
     Def,
-    all_names,
     bound_names,
     called_names,
     dotted_reads,
+    names_and_chains,
     outer_code,
     runtime_names,
 )
@@ -240,20 +240,29 @@ def changed_code(
     new code in place), ``imported`` (such functions of other modules, by the names this one
     imported them as), and the unchanged ones that call or hand on one of them, transitively.
     A statement that called one at import computed its value with the old code."""
-    out = set(imported) | {
-        op.qualname
-        for op in ops
-        if isinstance(op, PatchDef) and op.why == "changed" and _own_code_changed(op)
-    }
+    out = set(imported) | _changed_defs(ops)
     defs = [s for _prev, s in same if isinstance(s, DEF_TYPES)]
     grew = bool(out)
     while grew:
         grew = False
         for d in defs:
-            if d.name not in out and all_names(d) & out:
+            if d.name not in out and names_and_chains(d) & out:
                 out.add(d.name)
                 grew = True
     return frozenset(out)
+
+
+def _changed_defs(ops: Iterable[object]) -> set[str]:
+    """The qualnames of the patched defs whose own code changed (``f``, ``Cls.meth``). Not
+    ``Cls`` for a changed ``__init__``: ``SERVER = Server()`` made the module's state, which
+    the upgrade keeps and migrates (``__code_change__``, :mod:`.shape`), never makes anew."""
+    out: set[str] = set()
+    for op in ops:
+        if isinstance(op, PatchDef) and op.why == "changed" and _own_code_changed(op):
+            out.add(op.qualname)
+        elif isinstance(op, PatchClass):
+            out |= _changed_defs(op.body.ops)
+    return out
 
 
 def _own_code_changed(op: PatchDef) -> bool:

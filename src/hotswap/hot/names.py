@@ -288,14 +288,30 @@ def _chain(node: ast.expr) -> str | None:
 
 
 def called_names(node: ast.AST) -> set[str]:
-    """Names the statement calls while it runs (``f()``, ``@f``, ``@f(...)``; not inside the
-    functions it defines): what it computed came from their code."""
+    """Names the statement calls while it runs (``f()``, ``m.f()``, ``@f``, ``@f(...)``; not
+    inside the functions it defines): what it computed came from their code."""
     out: set[str] = set()
     for n in _walk_no_scopes(node):
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
-            out.add(n.func.id)
+        if isinstance(n, ast.Call):
+            chain = _chain(n.func)  # f(), util.build(), Cls.make()
+            if chain is not None:
+                out.add(chain)
         if isinstance(n, DEF_TYPES | ast.ClassDef):
-            out |= {d.id for d in n.decorator_list if isinstance(d, ast.Name)}
+            out |= {c for c in map(_chain, n.decorator_list) if c is not None}
+    return out
+
+
+def names_and_chains(node: ast.AST) -> set[str]:
+    """Every name in the tree and every attribute chain on one (``util.build``), functions'
+    bodies included: what code may call when it runs."""
+    out: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            out.add(n.id)
+        elif isinstance(n, ast.Attribute):
+            chain = _chain(n)
+            if chain is not None:
+                out.add(chain)
     return out
 
 
