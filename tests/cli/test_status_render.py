@@ -50,6 +50,14 @@ def test_one_worker_shows_no_worker_lines() -> None:
     assert "worker" not in render_status(_status([_worker(0, 11)]))
 
 
+def test_what_ran_at_start_up_is_counted() -> None:
+    status = _status([_worker(0, 11)])
+    status["active"]["startup_code"] = {"app.main": ["lifespan", "make"], "lib.x": ["f"]}  # type: ignore[index]
+    text = render_status(status)
+    assert "  start-up  3 functions of 2 modules ran before ready" in text
+    assert "start-up" not in render_status(_status([_worker(0, 11)]))
+
+
 def test_a_generation_still_spawning_is_not_shown_as_pid_0() -> None:
     status = _status([_worker(0, 11)])
     status["generations"] = [{"generation": 4, "state": "starting", "pid": 0}]

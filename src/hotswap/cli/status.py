@@ -77,6 +77,13 @@ def render_status(data: dict[str, Any]) -> str:
                     f"  worker {w['worker']}  pid {w['pid']}, {w['state']},"
                     f" up {w['uptime_s']:.0f}s, restarts {w['restarts']}{release}"
                 )
+        ran = active.get("startup_code") or {}
+        if ran:
+            count = sum(len(names) for names in ran.values())
+            lines.append(
+                f"  start-up  {count} functions of {len(ran)} modules ran before ready: a hot"
+                " upgrade refuses to change them (startup_code)"
+            )
     else:
         lines.append("active      none")
     upgrade = data.get("upgrade")
