@@ -489,6 +489,50 @@ def test_a_value_computed_through_a_module_alias_or_a_changed_method_follows(hot
     assert repr((app.ROUTES, app.MADE)) == fresh(hot, r2, "app", "(m.ROUTES, m.MADE)")
 
 
+_ROUTER = (
+    "class Router:\n"
+    "    def __init__(self):\n        self.routes = {}\n"
+    "    def get(self, path):\n"
+    "        def deco(fn):\n            self.routes[path] = fn\n            return fn\n"
+    "        return deco\n"
+    "router = Router()\n"
+)
+
+
+def test_a_route_whose_path_changed_is_refused_not_registered_twice(hot: Hot) -> None:
+    v1 = {"app.py": _ROUTER + "@router.get('/greet')\ndef greet():\n    return 'hi'\n"}
+    v2 = {"app.py": v1["app.py"].replace("'/greet'", "'/hello'")}
+    _, r2, _mods = hot.v1_v2(v1, v2, "app")
+    assert refused(hot, r2) == {"stale_registration"}
+
+
+def test_a_removed_route_is_refused_since_its_registration_stays(hot: Hot) -> None:
+    route = "@router.get('/old')\ndef old():\n    return 'old'\n"
+    v1 = {"app.py": _ROUTER + route + "def keep():\n    return 1\n"}
+    v2 = {"app.py": v1["app.py"].replace(route, "")}
+    _, r2, _mods = hot.v1_v2(v1, v2, "app")
+    assert refused(hot, r2) == {"stale_registration"}
+
+
+def test_a_registered_function_whose_parameters_changed_is_refused(hot: Hot) -> None:
+    v1 = {"app.py": _ROUTER + "@router.get('/')\ndef index(name):\n    return name\n"}
+    v2 = {"app.py": v1["app.py"].replace("index(name)", "index(name, loud=False)")}
+    _, r2, _mods = hot.v1_v2(v1, v2, "app")
+    assert refused(hot, r2) == {"stale_registration"}
+
+
+def test_a_factory_reading_a_changed_constant_is_run_again_where_it_was_called(
+    hot: Hot,
+) -> None:
+    # Flask's create_app() copying MODE into the config, called at import by wsgi.py
+    init = "MODE = 'mode-v1'\ndef create_app():\n    return {'MODE': MODE}\n"
+    v1 = {"__init__.py": init, "wsgi.py": "from PKG import create_app\nAPP = create_app()\n"}
+    v2 = {**v1, "__init__.py": init.replace("mode-v1", "mode-v2")}
+    _, r2, (wsgi,) = hot.v1_v2(v1, v2, "wsgi")
+    hot.upgrade(r2)
+    assert wsgi.APP == {"MODE": "mode-v2"} and repr(wsgi.APP) == fresh(hot, r2, "wsgi", "m.APP")
+
+
 def test_an_unchanged_call_with_effects_of_a_changed_function_is_refused(hot: Hot) -> None:
     v1 = {"m.py": "SEEN = []\ndef setup():\n    SEEN.append('v1')\nsetup()\n"}
     v2 = {"m.py": v1["m.py"].replace("'v1'", "'v2'")}

@@ -92,3 +92,56 @@ def test_a_worker_thread_keeps_no_hook_after_start_up(hot: Hot) -> None:
     assert done.wait(5)
     t.join(5)
     assert seen == [None]
+
+
+def test_a_start_up_function_reading_a_value_the_upgrade_rebinds_is_refused(hot: Hot) -> None:
+    # the lifespan built its pool from POOL_SIZE, imported from a module whose constant changed
+    config = "POOL_SIZE = 4\n"
+    main = (
+        "from PKG.config import POOL_SIZE\n"
+        "STATE = {}\n"
+        "def lifespan():\n    STATE['pool'] = {'size': POOL_SIZE}\n"
+    )
+    v1 = {"config.py": config, "main.py": main}
+    v2 = {**v1, "config.py": "POOL_SIZE = 16\n"}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "main")
+    with startup.recording():
+        m.lifespan()
+    assert refused(hot, r2) == {"startup_code"}
+
+
+def test_a_start_up_function_calling_changed_code_is_refused(hot: Hot) -> None:
+    helpers = "def make_pool():\n    return {'size': 4}\n"
+    main = "from PKG.helpers import make_pool\nSTATE = {}\ndef lifespan():\n    STATE['pool'] = make_pool()\n"
+    v1 = {"helpers.py": helpers, "main.py": main}
+    v2 = {**v1, "helpers.py": helpers.replace("4", "16")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "main")
+    with startup.recording():
+        m.lifespan()
+    assert refused(hot, r2) == {"startup_code"}
+
+
+def test_a_method_that_ran_at_start_up_reading_a_rebound_constant_is_refused(hot: Hot) -> None:
+    src = (
+        "TIMEOUT = 1.0\n"
+        "class Client:\n    def __init__(self):\n        self.timeout = TIMEOUT\n"
+        "CLIENTS = []\n"
+        "def lifespan():\n    CLIENTS.append(Client())\n"
+    )
+    v1 = {"m.py": src}
+    v2 = {"m.py": src.replace("TIMEOUT = 1.0", "TIMEOUT = 5.0")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    with startup.recording():
+        m.lifespan()
+    assert "startup_code" in refused(hot, r2)
+
+
+def test_a_request_only_function_reading_a_rebound_constant_is_applied(hot: Hot) -> None:
+    src = "LIMIT = 1\ndef lifespan():\n    return None\ndef handle():\n    return LIMIT\n"
+    v1 = {"m.py": src}
+    v2 = {"m.py": src.replace("LIMIT = 1", "LIMIT = 2")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
+    with startup.recording():
+        m.lifespan()
+    hot.upgrade(r2)
+    assert m.handle() == 2

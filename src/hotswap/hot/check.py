@@ -59,6 +59,9 @@ class Analysis:
     diff: TreeDiff
     modules: dict[str, ModuleDiff] = field(default_factory=dict)
     derived: dict[str, str] = field(default_factory=dict)  # unchanged importers to re-derive
+    # module -> its functions whose call runs other code after the upgrade (BodyPlan.called),
+    # for every module looked at, planned or not: what ran at start-up is checked against it
+    called: dict[str, frozenset[str]] = field(default_factory=dict)
     moved: dict[str, tuple[str, str]] = field(default_factory=dict)  # m.py -> m/__init__.py
     reasons: list[Reason] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -225,7 +228,8 @@ def _follow_imports(
     (:func:`~hotswap.hot.names.may_import_from`) are parsed."""
     outer: dict[str, frozenset[str]] = {}
     outer_calls: dict[str, frozenset[str]] = {}
-    calls = {m: md.plan.called for m, md in a.modules.items() if md.plan.called}
+    calls = a.called
+    calls.update({m: md.plan.called for m, md in a.modules.items() if md.plan.called})
     # name -> (rel, bytes, text, tree): the bytes are checked against RECORD when parsed
     files: dict[str, tuple[str, bytes, str, ast.Module | None]] = {}
     known = {name for name, _rel in _modules(a, changed)}
@@ -268,7 +272,9 @@ def _follow_imports(
             for src, imported, alias in from_imports(tree.body, pkg):
                 if imported in calls.get(src, frozenset()):
                     called.add(alias)
-                called |= _within(alias, imported, calls.get(src, frozenset()))
+                # a class's changed method (`C.m`): one level, so names never grow
+                members = {n for n in calls.get(src, frozenset()) if n.count(".") == 1}
+                called |= _within(alias, imported, frozenset(members))
                 names = rebound.get(src, frozenset())
                 if imported == "*":
                     aliases |= {n for n in names if not n.startswith("_")}
@@ -282,7 +288,7 @@ def _follow_imports(
                         aliases |= {f"{alias}{m[len(module) :]}.{n}" for n in names}
                 for m, names in calls.items():
                     if m == module or m.startswith(module + "."):
-                        called |= {f"{alias}{m[len(module) :]}.{n}" for n in names}
+                        called |= {f"{alias}{m[len(module) :]}.{n}" for n in names if "." not in n}
             if aliases <= outer.get(name, frozenset()) and called <= outer_calls.get(
                 name, frozenset()
             ):
@@ -440,11 +446,17 @@ def _entry_rebinds(a: Analysis, name: str, md: ModuleDiff) -> list[Reason]:
     for op in md.plan.ops:
         if isinstance(op, Exec) and root in op.names - op.keep:
             what = ast.unparse(op.node).splitlines()[0][:80]
+            why = (
+                " (unchanged, but it read or called what this upgrade changes, so it would run"
+                " again)"
+                if op.why == "derived"
+                else ""
+            )
             out.append(
                 Reason(
                     "wiring",
-                    f"{name} line {op.lineno}: `{what}` rebinds {root}, the app.entry object "
-                    f"({entry}) the server holds; it would keep serving the old one",
+                    f"{name} line {op.lineno}: `{what}`{why} rebinds {root}, the app.entry "
+                    f"object ({entry}) the server holds; it would keep serving the old one",
                     subject=f"app.entry:{entry}",
                 )
             )

@@ -234,14 +234,27 @@ def changed_code(
     ops: Iterable[object],
     same: list[tuple[ast.stmt, ast.stmt]],
     imported: frozenset[str] = frozenset(),
+    rebound: Iterable[str] = (),
 ) -> frozenset[str]:
     """The functions of a module whose call runs other code after the upgrade: those patched
     whose own code changed (not only the bodies of the functions they define: those get their
     new code in place), ``imported`` (such functions of other modules, by the names this one
-    imported them as), and the unchanged ones that call or hand on one of them, transitively.
-    A statement that called one at import computed its value with the old code."""
+    imported them as), the unchanged ones that read a name the upgrade ``rebound`` (an app
+    factory copying ``MODE`` into its config), and the unchanged ones that call or hand on
+    one of them, transitively. A statement that called one at import computed its value with
+    the old code or the old values."""
     out = set(imported) | _changed_defs(ops)
     defs = [s for _prev, s in same if isinstance(s, DEF_TYPES)]
+    names = frozenset(rebound) - {NAMESPACE}
+    if names:
+        out |= {d.name for d in defs if names_and_chains(d) & names}
+        for _prev, cls in same:  # and the methods of unchanged classes (`Client.__init__`)
+            if isinstance(cls, ast.ClassDef):
+                out |= {
+                    f"{cls.name}.{d.name}"
+                    for d in cls.body
+                    if isinstance(d, DEF_TYPES) and names_and_chains(d) & names
+                }
     grew = bool(out)
     while grew:
         grew = False

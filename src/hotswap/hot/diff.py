@@ -216,6 +216,43 @@ def _undo_delete(
             op.body.ops.sort(key=lambda o: o.lineno)
 
 
+# decorators that only wrap or describe what they decorate, by the last part of their name
+# (`functools.lru_cache(...)` too): running them again registers nothing anywhere
+_PURE_DECORATORS = frozenset(
+    {
+        "staticmethod", "classmethod", "property", "setter", "getter", "deleter",
+        "cache", "lru_cache", "cached_property", "wraps", "total_ordering",
+        "abstractmethod", "overload", "final", "override", "no_type_check",
+        "runtime_checkable", "contextmanager", "asynccontextmanager", "dataclass",
+        "deprecated", "unique", "singledispatch", "singledispatchmethod",
+    }
+)  # fmt: skip
+
+
+def registering_decorators(
+    node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef,
+) -> list[str]:
+    """The decorators of ``node`` that may have registered it somewhere when they ran (a route,
+    a signal receiver, a command, a fixture): all but those known only to wrap
+    (:data:`_PURE_DECORATORS`), as they are written."""
+    out = []
+    for d in node.decorator_list:
+        target = d.func if isinstance(d, ast.Call) else d
+        last = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+        if last not in _PURE_DECORATORS:
+            out.append(ast.unparse(d)[:60])
+    return out
+
+
+def _registered(where: str, line: int, decorators: list[str], what: str) -> Reason:
+    return Reason(
+        "stale_registration",
+        f"{where} (line {line}) is decorated with {', '.join('@' + d for d in decorators)}, "
+        f"which may have registered it when it ran; {what}",
+        subject=where,
+    )
+
+
 def _shadowed_builtins(*bodies: list[ast.stmt]) -> frozenset[str]:
     """The builtin constructors a module binds at its top level (all of them after a
     ``from m import *``): there ``frozenset(...)`` need not make a frozenset."""
@@ -299,13 +336,29 @@ def diff_body(
             continue
         where = f"{module}.{prefix}{getattr(stmt, 'name', '')}"
         if isinstance(stmt, DEF_TYPES) and isinstance(prev, DEF_TYPES):
+            registering = registering_decorators(prev)
             if dumps(prev.decorator_list) == dumps(stmt.decorator_list):
                 ops.append(PatchDef(stmt, prefix + stmt.name, prev))
-                if stmt.decorator_list and dump(prev.args) != dump(stmt.args):
-                    warnings.append(
-                        f"{where} (line {stmt.lineno}) is decorated and its parameters changed: "
-                        "frameworks that read signatures at registration keep the old ones"
+                if registering and dump(prev.args) != dump(stmt.args):
+                    refusals.append(
+                        _registered(
+                            where,
+                            stmt.lineno,
+                            registering,
+                            "its parameters changed, and what registered it may have read them "
+                            "then (FastAPI's query parameters, click's options)",
+                        )
                     )
+            elif registering:
+                refusals.append(
+                    _registered(
+                        where,
+                        stmt.lineno,
+                        registering,
+                        "its decorators changed; decorating it again would register it a "
+                        "second time beside the old registration (a route under its old path)",
+                    )
+                )
             else:
                 ops.append(
                     Exec(stmt, frozenset(names), "redecorated", keep.get(id(stmt), frozenset()))
@@ -348,7 +401,7 @@ def diff_body(
                 lazy=lazy,
                 shadowed=shadowed,
                 relazy=relazy,
-                called=changed_code(ops, same, called) if not is_class else called,
+                called=changed_code(ops, same, called, risky) if not is_class else called,
             )
             if body.is_empty():
                 same.append((prev, stmt))
@@ -364,6 +417,19 @@ def diff_body(
             )
         elif isinstance(stmt, ast.Delete) and not is_class:
             _undo_delete(stmt, pairs, ops, same, module, refusals)
+        elif isinstance(stmt, DEF_TYPES | ast.ClassDef) and stmt.name not in defined:
+            registering = registering_decorators(stmt)
+            if registering:
+                where = f"{module}.{prefix}{stmt.name}"
+                refusals.append(
+                    _registered(
+                        where,
+                        stmt.lineno,
+                        registering,
+                        "it was removed, and the registration stays (a fresh start would not "
+                        "have it)",
+                    )
+                )
     # A changed plain statement is a removed unit plus an added one; its names stay bound.
     removed = frozenset(n for n in removed_names - defined if n != "*")
     old_ann = ann_names(old_stmts)
@@ -386,8 +452,8 @@ def diff_body(
         first_bound=first_bound,
         replaced=replaced,
     )
-    plan.called = called if is_class else changed_code(ops, same, called)
     risky |= changed_inside(plan)
+    plan.called = called if is_class else changed_code(ops, same, called, risky)
     if risky or removed or any(isinstance(op, Exec) and op.why == "added" for op in ops):
         risky.add(NAMESPACE)  # `vars()` here would see another namespace
     follow_rebound_names(

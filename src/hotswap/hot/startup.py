@@ -44,6 +44,21 @@ def startup_refusals(analysis: Analysis, record: Ran | None = None) -> list[Reas
         names = record.get(module)
         if names:
             _walk(md.plan, "", module, names, out)
+    named = {r.subject for r in out}
+    for module, calls in analysis.called.items():
+        names = record.get(module, frozenset())
+        for qualname in sorted(names & calls):
+            if f"{module}.{qualname}" not in named:
+                out.append(
+                    Reason(
+                        "startup_code",
+                        f"{module}.{qualname} ran while the worker started (before it was "
+                        "ready), and it calls code this upgrade changes or reads a value it "
+                        "rebinds; a hot upgrade does not start the app again, so what it built "
+                        "would stay as the old code and values made it",
+                        subject=f"{module}.{qualname}",
+                    )
+                )
     return out
 
 
