@@ -112,7 +112,11 @@ def test_a_start_up_function_reading_a_value_the_upgrade_rebinds_is_refused(hot:
 
 def test_a_start_up_function_calling_changed_code_is_refused(hot: Hot) -> None:
     helpers = "def make_pool():\n    return {'size': 4}\n"
-    main = "from PKG.helpers import make_pool\nSTATE = {}\ndef lifespan():\n    STATE['pool'] = make_pool()\n"
+    main = (
+        "from PKG.helpers import make_pool\n"
+        "STATE = {}\n"
+        "def lifespan():\n    STATE['pool'] = make_pool()\n"
+    )
     v1 = {"helpers.py": helpers, "main.py": main}
     v2 = {**v1, "helpers.py": helpers.replace("4", "16")}
     _, r2, (m,) = hot.v1_v2(v1, v2, "main")
