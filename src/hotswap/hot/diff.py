@@ -230,17 +230,24 @@ _PURE_DECORATORS = frozenset(
 
 
 def registering_decorators(
-    node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef,
+    node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, *, reading: bool = False
 ) -> list[str]:
-    """The decorators of ``node`` that may have registered it somewhere when they ran (a route,
-    a signal receiver, a command, a fixture): all but those known only to wrap
-    (:data:`_PURE_DECORATORS`), as they are written."""
+    """The decorators of ``node`` that may have registered it somewhere when they ran, as they
+    are written: those called with arguments or reached through an object (a route
+    ``@router.get("/x")``, ``@app.route``, a receiver ``@receiver(post_save)``, a command
+    ``@cli.command()``), but not those known only to wrap (:data:`_PURE_DECORATORS`), nor a
+    bare name (``@pass_context``: a marker or a wrapper, patched with the function).
+    ``reading``: only those reached through an object (a framework's registry:
+    ``@router.get``, ``@click.option``), which read the signature when they register."""
     out = []
     for d in node.decorator_list:
         target = d.func if isinstance(d, ast.Call) else d
         last = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
-        if last not in _PURE_DECORATORS:
-            out.append(ast.unparse(d)[:60])
+        if last in _PURE_DECORATORS or isinstance(d, ast.Name):
+            continue
+        if reading and not isinstance(target, ast.Attribute):
+            continue
+        out.append(ast.unparse(d)[:60])
     return out
 
 
@@ -339,12 +346,13 @@ def diff_body(
             registering = registering_decorators(prev)
             if dumps(prev.decorator_list) == dumps(stmt.decorator_list):
                 ops.append(PatchDef(stmt, prefix + stmt.name, prev))
-                if registering and dump(prev.args) != dump(stmt.args):
+                reading = registering_decorators(prev, reading=True)
+                if reading and dump(prev.args) != dump(stmt.args):
                     refusals.append(
                         _registered(
                             where,
                             stmt.lineno,
-                            registering,
+                            reading,
                             "its parameters changed, and what registered it may have read them "
                             "then (FastAPI's query parameters, click's options)",
                         )
