@@ -59,9 +59,9 @@ class Analysis:
     diff: TreeDiff
     modules: dict[str, ModuleDiff] = field(default_factory=dict)
     derived: dict[str, str] = field(default_factory=dict)  # unchanged importers to re-derive
-    # module -> its functions whose call runs other code after the upgrade (BodyPlan.called),
+    # module -> its unchanged functions that store what a rebound name gave (BodyPlan.stores),
     # for every module looked at, planned or not: what ran at start-up is checked against it
-    called: dict[str, frozenset[str]] = field(default_factory=dict)
+    stores: dict[str, frozenset[str]] = field(default_factory=dict)
     moved: dict[str, tuple[str, str]] = field(default_factory=dict)  # m.py -> m/__init__.py
     reasons: list[Reason] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -228,8 +228,8 @@ def _follow_imports(
     (:func:`~hotswap.hot.names.may_import_from`) are parsed."""
     outer: dict[str, frozenset[str]] = {}
     outer_calls: dict[str, frozenset[str]] = {}
-    calls = a.called
-    calls.update({m: md.plan.called for m, md in a.modules.items() if md.plan.called})
+    calls = {m: md.plan.called for m, md in a.modules.items() if md.plan.called}
+    a.stores.update({m: md.plan.stores for m, md in a.modules.items() if md.plan.stores})
     # name -> (rel, bytes, text, tree): the bytes are checked against RECORD when parsed
     files: dict[str, tuple[str, bytes, str, ast.Module | None]] = {}
     known = {name for name, _rel in _modules(a, changed)}
@@ -295,6 +295,8 @@ def _follow_imports(
                 continue
             outer[name], outer_calls[name] = frozenset(aliases), frozenset(called)
             md = _diff(a, name, rel, outer[name], called=outer_calls[name])
+            if md.plan.stores:
+                a.stores[name] = md.plan.stores
             if md.plan.called != calls.get(name, frozenset()):
                 calls[name] = md.plan.called
                 grew = True

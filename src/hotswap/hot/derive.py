@@ -42,6 +42,7 @@ from hotswap.hot.names import (
     Def,
     bound_names,
     called_names,
+    chain_of,
     dotted_reads,
     names_and_chains,
     outer_code,
@@ -236,33 +237,82 @@ def changed_code(
     imported: frozenset[str] = frozenset(),
     rebound: Iterable[str] = (),
 ) -> frozenset[str]:
-    """The functions of a module whose call runs other code after the upgrade: those patched
-    whose own code changed (not only the bodies of the functions they define: those get their
-    new code in place), ``imported`` (such functions of other modules, by the names this one
-    imported them as), the unchanged ones that read a name the upgrade ``rebound`` (an app
-    factory copying ``MODE`` into its config), and the unchanged ones that call or hand on
-    one of them, transitively. A statement that called one at import computed its value with
-    the old code or the old values."""
+    """The functions of a module whose call runs other code or reads other values after the
+    upgrade: those patched whose own code changed (not only the bodies of the functions they
+    define: those get their new code in place), ``imported`` (such functions of other
+    modules, by the names this one imported them as), the unchanged ones that read a name
+    the upgrade ``rebound`` (an app factory copying ``MODE`` into its config), and the
+    unchanged ones that call one of them, transitively. A statement that called one at import
+    computed its value with the old code or the old values. Handing one on is not calling it
+    (``make_app()`` naming a changed handler: the live handler gets the new code)."""
     out = set(imported) | _changed_defs(ops)
     defs = [s for _prev, s in same if isinstance(s, DEF_TYPES)]
     names = frozenset(rebound) - {NAMESPACE}
     if names:
         out |= {d.name for d in defs if names_and_chains(d) & names}
-        for _prev, cls in same:  # and the methods of unchanged classes (`Client.__init__`)
-            if isinstance(cls, ast.ClassDef):
-                out |= {
-                    f"{cls.name}.{d.name}"
-                    for d in cls.body
-                    if isinstance(d, DEF_TYPES) and names_and_chains(d) & names
-                }
+    calls = {d.name: _calls_anywhere(d) for d in defs} if out else {}
     grew = bool(out)
     while grew:
         grew = False
         for d in defs:
-            if d.name not in out and names_and_chains(d) & out:
+            if d.name not in out and calls[d.name] & out:
                 out.add(d.name)
                 grew = True
     return frozenset(out)
+
+
+def _calls_anywhere(node: ast.AST) -> set[str]:
+    """What a def calls, anywhere in its body (``f()``, ``m.f()``)."""
+    out: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Call):
+            chain = chain_of(n.func)
+            if chain is not None:
+                out.add(chain)
+    return out
+
+
+_MUTATORS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "__setitem__"})
+
+
+def stores_of(same: list[tuple[ast.stmt, ast.stmt]], rebound: Iterable[str]) -> frozenset[str]:
+    """The unchanged functions of a module (and methods of its unchanged classes) that store
+    a value computed from a name the upgrade ``rebound`` somewhere that outlives the call: an
+    attribute or an item (``app.state.pool = {"size": POOL_SIZE}``, ``self.timeout =
+    TIMEOUT``), or a container they fill (``CLIENTS.append(Client(TIMEOUT))``). Run at start-up,
+    what they stored stays (:mod:`.startup`); merely reading it (``if mode == MODE``) does not."""
+    names = frozenset(rebound) - {NAMESPACE}
+    if not names:
+        return frozenset()
+    out: set[str] = set()
+    for _prev, stmt in same:
+        if isinstance(stmt, DEF_TYPES):
+            if _stores(stmt, names):
+                out.add(stmt.name)
+        elif isinstance(stmt, ast.ClassDef):
+            out |= {
+                f"{stmt.name}.{d.name}"
+                for d in stmt.body
+                if isinstance(d, DEF_TYPES) and _stores(d, names)
+            }
+    return frozenset(out)
+
+
+def _stores(node: Def, names: frozenset[str]) -> bool:
+    for n in ast.walk(node):
+        if isinstance(n, ast.Assign | ast.AugAssign | ast.AnnAssign) and n.value is not None:
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+            lasting = any(isinstance(t, ast.Attribute | ast.Subscript) for t in targets)
+            if lasting and names_and_chains(n.value) & names:
+                return True
+        elif (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and n.func.attr in _MUTATORS
+            and any(names_and_chains(arg) & names for arg in [*n.args, *n.keywords])
+        ):
+            return True
+    return False
 
 
 def _changed_defs(ops: Iterable[object]) -> set[str]:

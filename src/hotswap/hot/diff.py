@@ -34,7 +34,7 @@ from __future__ import annotations
 import ast
 
 from hotswap.hot.branches import runtime_body
-from hotswap.hot.derive import changed_code, follow_rebound_names
+from hotswap.hot.derive import changed_code, follow_rebound_names, stores_of
 from hotswap.hot.layout import class_body_refusals, dotted_bases, header_change
 from hotswap.hot.names import (
     DEF_TYPES,
@@ -462,6 +462,8 @@ def diff_body(
     )
     risky |= changed_inside(plan)
     plan.called = called if is_class else changed_code(ops, same, called, risky)
+    if not is_class:
+        plan.stores = stores_of(same, risky)
     if risky or removed or any(isinstance(op, Exec) and op.why == "added" for op in ops):
         risky.add(NAMESPACE)  # `vars()` here would see another namespace
     follow_rebound_names(

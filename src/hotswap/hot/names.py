@@ -176,7 +176,7 @@ def dotted_reads(node: ast.AST) -> set[str]:
         if id(n) in formatted:
             continue
         if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load):
-            chain = _chain(n)
+            chain = chain_of(n)
             if chain is None:
                 continue
             parts = chain.split(".")
@@ -189,12 +189,12 @@ def dotted_reads(node: ast.AST) -> set[str]:
             if fn in ("vars", "dir", "globals", "locals") and not args:
                 if id(n) not in in_class or fn == "globals":
                     out.add(NAMESPACE)
-            elif fn in ("vars", "dir") and len(args) == 1 and (c := _chain(args[0])):
+            elif fn in ("vars", "dir") and len(args) == 1 and (c := chain_of(args[0])):
                 out.add(c + ".*")
             elif (
                 fn in ("getattr", "hasattr")
                 and len(args) >= 2
-                and (c := _chain(args[0]))
+                and (c := chain_of(args[0]))
                 and isinstance(args[1], ast.Constant)
                 and isinstance(args[1].value, str)
             ):
@@ -276,7 +276,7 @@ def _format_fields(node: ast.AST) -> tuple[set[str], ast.Call] | None:
     return names, inner
 
 
-def _chain(node: ast.expr) -> str | None:
+def chain_of(node: ast.expr) -> str | None:
     """``a.b.c`` for an attribute chain on a name (or the name alone), else None."""
     parts: list[str] = []
     while isinstance(node, ast.Attribute):
@@ -293,11 +293,11 @@ def called_names(node: ast.AST) -> set[str]:
     out: set[str] = set()
     for n in _walk_no_scopes(node):
         if isinstance(n, ast.Call):
-            chain = _chain(n.func)  # f(), util.build(), Cls.make()
+            chain = chain_of(n.func)  # f(), util.build(), Cls.make()
             if chain is not None:
                 out.add(chain)
         if isinstance(n, DEF_TYPES | ast.ClassDef):
-            out |= {c for c in map(_chain, n.decorator_list) if c is not None}
+            out |= {c for c in map(chain_of, n.decorator_list) if c is not None}
     return out
 
 
@@ -309,7 +309,7 @@ def names_and_chains(node: ast.AST) -> set[str]:
         if isinstance(n, ast.Name):
             out.add(n.id)
         elif isinstance(n, ast.Attribute):
-            chain = _chain(n)
+            chain = chain_of(n)
             if chain is not None:
                 out.add(chain)
     return out

@@ -115,6 +115,9 @@ class BodyPlan:
     # functions calling them, and such names imported from other modules): an importer's
     # unchanged statement calling one is followed (:func:`~hotswap.hot.derive.changed_code`)
     called: frozenset[str] = frozenset()
+    # module level: its unchanged functions that store a value computed from a name the
+    # upgrade rebinds (:func:`~hotswap.hot.derive.stores_of`): checked against start-up code
+    stores: frozenset[str] = frozenset()
 
     def is_empty(self) -> bool:
         return (

@@ -45,17 +45,17 @@ def startup_refusals(analysis: Analysis, record: Ran | None = None) -> list[Reas
         if names:
             _walk(md.plan, "", module, names, out)
     named = {r.subject for r in out}
-    for module, calls in analysis.called.items():
+    for module, stores in analysis.stores.items():
         names = record.get(module, frozenset())
-        for qualname in sorted(names & calls):
+        for qualname in sorted(names & stores):
             if f"{module}.{qualname}" not in named:
                 out.append(
                     Reason(
                         "startup_code",
                         f"{module}.{qualname} ran while the worker started (before it was "
-                        "ready), and it calls code this upgrade changes or reads a value it "
-                        "rebinds; a hot upgrade does not start the app again, so what it built "
-                        "would stay as the old code and values made it",
+                        "ready) and stored a value computed from one this upgrade rebinds; a "
+                        "hot upgrade does not start the app again, so what it stored would "
+                        "stay as the old value made it",
                         subject=f"{module}.{qualname}",
                     )
                 )
