@@ -149,3 +149,23 @@ def test_a_request_only_function_reading_a_rebound_constant_is_applied(hot: Hot)
         m.lifespan()
     hot.upgrade(r2)
     assert m.handle() == 2
+
+
+def test_a_django_app_config_ready_that_changed_is_refused_as_start_up_code(hot: Hot) -> None:
+    # django.setup() runs AppConfig.ready() once, while the entry is imported
+    apps = (
+        "class AppConfig:\n    pass\n"
+        "RECEIVERS = []\n"
+        "class ShopConfig(AppConfig):\n"
+        "    name = 'shop'\n"
+        "    def ready(self):\n        RECEIVERS.append('v1')\n"
+        "    def label_of(self):\n        return 'v1'\n"
+    )
+    v1 = {"apps.py": apps}
+    v2 = {"apps.py": apps.replace("RECEIVERS.append('v1')", "RECEIVERS.append('v2')")}
+    _, r2, (m,) = hot.v1_v2(v1, v2, "apps")
+    assert refused(hot, r2) == {"startup_code"}
+    v3 = {"apps.py": apps.replace("return 'v1'", "return 'v3'")}  # another method: applied
+    r3 = hot.release(v3)
+    hot.upgrade(r3)
+    assert m.ShopConfig().label_of() == "v3"

@@ -22,6 +22,7 @@ another server) and tests.
 
 from __future__ import annotations
 
+import ast
 from typing import TYPE_CHECKING
 
 from hotswap.child.startup import Ran, begin, end, forget, ran, recording
@@ -44,6 +45,7 @@ def startup_refusals(analysis: Analysis, record: Ran | None = None) -> list[Reas
         names = record.get(module)
         if names:
             _walk(md.plan, "", module, names, out)
+        out += _app_config_ready(module, md.plan)
     named = {r.subject for r in out}
     for module, stores in analysis.stores.items():
         names = record.get(module, frozenset())
@@ -57,6 +59,38 @@ def startup_refusals(analysis: Analysis, record: Ran | None = None) -> list[Reas
                         "hot upgrade does not start the app again, so what it stored would "
                         "stay as the old value made it",
                         subject=f"{module}.{qualname}",
+                    )
+                )
+    return out
+
+
+def _app_config_ready(module: str, plan: BodyPlan) -> list[Reason]:
+    """Django runs each ``AppConfig.ready()`` once, from ``django.setup()``, while the entry
+    (``get_wsgi_application()``) is imported: before the record starts, and called by the
+    framework, not by a statement the analysis could run again. A change to its own code is
+    start-up code all the same (the signals it connects, the checks it registers)."""
+    out = []
+    for op in plan.ops:
+        if not isinstance(op, PatchClass):
+            continue
+        bases = {
+            b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in op.node.bases
+        }
+        if "AppConfig" not in bases:
+            continue
+        for inner in op.body.ops:
+            if (
+                isinstance(inner, PatchDef)
+                and inner.qualname == f"{op.qualname}.ready"
+                and outer_code(inner.old_node) != outer_code(inner.node)
+            ):
+                out.append(
+                    Reason(
+                        "startup_code",
+                        f"{module}.{inner.qualname} is a Django AppConfig.ready(), run once by "
+                        "django.setup() as the app was imported; a hot upgrade does not run it "
+                        "again, so what it connected or set up would stay as the old code made it",
+                        subject=f"{module}.{inner.qualname}",
                     )
                 )
     return out
