@@ -242,6 +242,10 @@ def _follow_imports(
         words = {n.split(".")[0] for names in inside.values() for n in names}
         words |= {n.split(".")[0] for names in calls.values() for n in names}
         sources = {*inside, *calls}
+        # a class's changed method (`C.m`), followed one level only, so names never grow
+        methods = {
+            m: frozenset(n for n in names if n.count(".") == 1) for m, names in calls.items()
+        }
         grew = False
         for name, rel in _modules(a, changed):
             if loaded is not None and not loaded(name):
@@ -272,9 +276,7 @@ def _follow_imports(
             for src, imported, alias in from_imports(tree.body, pkg):
                 if imported in calls.get(src, frozenset()):
                     called.add(alias)
-                # a class's changed method (`C.m`): one level, so names never grow
-                members = {n for n in calls.get(src, frozenset()) if n.count(".") == 1}
-                called |= _within(alias, imported, frozenset(members))
+                called |= _within(alias, imported, methods.get(src, frozenset()))
                 names = rebound.get(src, frozenset())
                 if imported == "*":
                     aliases |= {n for n in names if not n.startswith("_")}

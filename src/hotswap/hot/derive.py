@@ -42,10 +42,9 @@ from hotswap.hot.names import (
     Def,
     bound_names,
     called_names,
-    chain_of,
     dotted_reads,
     names_and_chains,
-    outer_code,
+    own_code_changed,
     runtime_names,
 )
 from hotswap.hot.plan import BodyPlan, Exec, PatchClass, PatchDef
@@ -250,7 +249,7 @@ def changed_code(
     names = frozenset(rebound) - {NAMESPACE}
     if names:
         out |= {d.name for d in defs if names_and_chains(d) & names}
-    calls = {d.name: _calls_anywhere(d) for d in defs} if out else {}
+    calls = {d.name: called_names(d, bodies=True) for d in defs} if out else {}
     grew = bool(out)
     while grew:
         grew = False
@@ -259,17 +258,6 @@ def changed_code(
                 out.add(d.name)
                 grew = True
     return frozenset(out)
-
-
-def _calls_anywhere(node: ast.AST) -> set[str]:
-    """What a def calls, anywhere in its body (``f()``, ``m.f()``)."""
-    out: set[str] = set()
-    for n in ast.walk(node):
-        if isinstance(n, ast.Call):
-            chain = chain_of(n.func)
-            if chain is not None:
-                out.add(chain)
-    return out
 
 
 _MUTATORS = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "__setitem__"})
@@ -321,28 +309,15 @@ def _changed_defs(ops: Iterable[object]) -> set[str]:
     the upgrade keeps and migrates (``__code_change__``, :mod:`.shape`), never makes anew."""
     out: set[str] = set()
     for op in ops:
-        if isinstance(op, PatchDef) and op.why == "changed" and _own_code_changed(op):
+        if (
+            isinstance(op, PatchDef)
+            and op.why == "changed"
+            and own_code_changed(op.old_node, op.node)
+        ):
             out.add(op.qualname)
         elif isinstance(op, PatchClass):
             out |= _changed_defs(op.body.ops)
     return out
-
-
-def _own_code_changed(op: PatchDef) -> bool:
-    """Whether a changed def's own statements changed, not only the functions it defines
-    (:func:`~hotswap.hot.names.outer_code`, only asked where there is anything to leave out:
-    most defs define no function and cast nothing)."""
-    inner = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
-    for node in (op.old_node, op.node):
-        for n in ast.walk(node):
-            if n is not node and isinstance(n, inner):
-                return outer_code(op.old_node) != outer_code(op.node)
-            if (
-                isinstance(n, ast.Call)
-                and getattr(n.func, "attr", getattr(n.func, "id", "")) == "cast"
-            ):
-                return outer_code(op.old_node) != outer_code(op.node)
-    return True
 
 
 def _calls_in(nodes: Iterable[ast.AST], decorators: bool = True) -> set[str]:

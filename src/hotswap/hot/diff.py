@@ -47,6 +47,7 @@ from hotswap.hot.names import (
     future_flags,
     imported_modules,
     iter_classes,
+    last_name,
     lazy_annotations,
     parse,
     runtime_names,
@@ -242,8 +243,7 @@ def registering_decorators(
     out = []
     for d in node.decorator_list:
         target = d.func if isinstance(d, ast.Call) else d
-        last = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
-        if last in _PURE_DECORATORS or isinstance(d, ast.Name):
+        if last_name(target) in _PURE_DECORATORS or isinstance(d, ast.Name):
             continue
         if reading and not isinstance(target, ast.Attribute):
             continue
@@ -343,7 +343,6 @@ def diff_body(
             continue
         where = f"{module}.{prefix}{getattr(stmt, 'name', '')}"
         if isinstance(stmt, DEF_TYPES) and isinstance(prev, DEF_TYPES):
-            registering = registering_decorators(prev)
             if dumps(prev.decorator_list) == dumps(stmt.decorator_list):
                 ops.append(PatchDef(stmt, prefix + stmt.name, prev))
                 reading = registering_decorators(prev, reading=True)
@@ -357,7 +356,7 @@ def diff_body(
                             "then (FastAPI's query parameters, click's options)",
                         )
                     )
-            elif registering:
+            elif registering := registering_decorators(prev):
                 refusals.append(
                     _registered(
                         where,

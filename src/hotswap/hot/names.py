@@ -287,11 +287,19 @@ def chain_of(node: ast.expr) -> str | None:
     return ".".join([node.id, *reversed(parts)])
 
 
-def called_names(node: ast.AST) -> set[str]:
+def last_name(node: ast.expr) -> str:
+    """The last part of a name or an attribute chain on one (``lru_cache`` for
+    ``functools.lru_cache``), else ``""``."""
+    chain = chain_of(node)
+    return chain.rpartition(".")[2] if chain else ""
+
+
+def called_names(node: ast.AST, *, bodies: bool = False) -> set[str]:
     """Names the statement calls while it runs (``f()``, ``m.f()``, ``@f``, ``@f(...)``; not
-    inside the functions it defines): what it computed came from their code."""
+    inside the functions it defines, unless ``bodies``: what a def calls when it is called):
+    what it computed came from their code."""
     out: set[str] = set()
-    for n in _walk_no_scopes(node):
+    for n in ast.walk(node) if bodies else _walk_no_scopes(node):
         if isinstance(n, ast.Call):
             chain = chain_of(n.func)  # f(), util.build(), Cls.make()
             if chain is not None:
@@ -299,6 +307,18 @@ def called_names(node: ast.AST) -> set[str]:
         if isinstance(n, DEF_TYPES | ast.ClassDef):
             out |= {c for c in map(chain_of, n.decorator_list) if c is not None}
     return out
+
+
+def own_code_changed(old: Def, new: Def) -> bool:
+    """Whether a def whose text changed now runs other statements itself, not only other
+    functions it defines (:func:`outer_code`, worked out only where there is anything to
+    leave out: most defs define no function and cast nothing)."""
+    for node in (old, new):
+        for n in ast.walk(node):
+            inner = n is not node and isinstance(n, DEF_TYPES | ast.Lambda)
+            if inner or (isinstance(n, ast.Call) and last_name(n.func) == "cast"):
+                return outer_code(old) != outer_code(new)
+    return True
 
 
 def names_and_chains(node: ast.AST) -> set[str]:
@@ -340,8 +360,7 @@ def outer_code(node: Def) -> str:
 
         def visit_Call(self, n: ast.Call) -> ast.AST:
             # typing.cast(T, v) is v: a release that adds or drops one changes nothing it runs
-            name = n.func.id if isinstance(n.func, ast.Name) else getattr(n.func, "attr", None)
-            if name == "cast" and len(n.args) == 2 and not n.keywords:
+            if last_name(n.func) == "cast" and len(n.args) == 2 and not n.keywords:
                 value: ast.AST = self.visit(n.args[1])
                 return value
             return self.generic_visit(n)

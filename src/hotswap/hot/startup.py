@@ -22,11 +22,10 @@ another server) and tests.
 
 from __future__ import annotations
 
-import ast
 from typing import TYPE_CHECKING
 
 from hotswap.child.startup import Ran, begin, end, forget, ran, recording
-from hotswap.hot.names import outer_code
+from hotswap.hot.names import last_name, own_code_changed
 from hotswap.hot.plan import BodyPlan, Exec, PatchClass, PatchDef
 from hotswap.hot.verdict import Reason
 
@@ -73,16 +72,13 @@ def _app_config_ready(module: str, plan: BodyPlan) -> list[Reason]:
     for op in plan.ops:
         if not isinstance(op, PatchClass):
             continue
-        bases = {
-            b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in op.node.bases
-        }
-        if "AppConfig" not in bases:
+        if "AppConfig" not in map(last_name, op.node.bases):
             continue
         for inner in op.body.ops:
             if (
                 isinstance(inner, PatchDef)
                 and inner.qualname == f"{op.qualname}.ready"
-                and outer_code(inner.old_node) != outer_code(inner.node)
+                and own_code_changed(inner.old_node, inner.node)
             ):
                 out.append(
                     Reason(
@@ -106,7 +102,7 @@ def _walk(
         if isinstance(op, PatchDef):
             qualname = op.qualname
             own = qualname in names and (
-                op.why != "changed" or outer_code(op.old_node) != outer_code(op.node)
+                op.why != "changed" or own_code_changed(op.old_node, op.node)
             )
         elif isinstance(op, Exec) and op.why in ("redecorated", "replaced"):
             qualname = prefix + getattr(op.node, "name", "")
