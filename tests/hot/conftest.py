@@ -74,6 +74,16 @@ class Hot:
         r1, r2 = self.release(v1), self.release(v2)
         return r1, r2, self.start(r1, *modules)
 
+    def started(
+        self, v1: dict[str, str], v2: dict[str, str], module: str, start: str
+    ) -> tuple[Path, ModuleType]:
+        """Run ``v1`` and call ``module.start()`` as a worker's start-up (recorded, as from
+        importing ``app.entry`` to ready); the release ``v2`` and the module."""
+        _, r2, (m,) = self.v1_v2(v1, v2, module)
+        with startup.recording():
+            getattr(m, start)()
+        return r2, m
+
 
 @pytest.fixture
 def hot(tmp_path: Path) -> Iterator[Hot]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hotswap.errors import ChildError
-from hotswap.hot import HotUpgrade, startup
+from hotswap.hot import HotUpgrade
 from tests.hot import snapshot
 from tests.hot.conftest import Hot
 
@@ -905,9 +905,7 @@ def test_routes_built_by_a_factory_at_startup_are_refused_or_follow(hot: Hot) ->
     )
     v1 = {"server.py": server}
     v2 = {"server.py": server.replace("['/']", "['/', '/extra']")}
-    _, r2, (s,) = hot.v1_v2(v1, v2, "server")
-    with startup.recording():  # what a worker does from importing app.entry to ready
-        s.serve()  # the server started
+    r2, s = hot.started(v1, v2, "server", "serve")  # the server started
     refused_or_fresh(hot, r2, lambda: s.APP, "server", "(m.serve(), m.APP)[1]")
 
 
@@ -938,9 +936,7 @@ def test_a_lifespan_whose_start_up_already_ran_is_refused_or_follows(hot: Hot) -
     )
     v1 = {"server.py": server}
     v2 = {"server.py": server.replace("pool-v1", "pool-v2")}
-    _, r2, (s,) = hot.v1_v2(v1, v2, "server")
-    with startup.recording():
-        s.start()  # the server's start-up: the lifespan is suspended at its yield
+    r2, s = hot.started(v1, v2, "server", "start")  # the lifespan is suspended at its yield
     refused_or_fresh(hot, r2, lambda: s.STATE, "server", "(m.start(), m.STATE)[1]")
 
 

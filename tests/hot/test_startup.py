@@ -48,9 +48,7 @@ def test_a_change_to_a_function_that_ran_at_start_up_is_refused_naming_it(hot: H
     src = "POOL = {}\ndef connect():\n    POOL['size'] = 1\ndef handle():\n    return 'v1'\n"
     v1 = {"m.py": src}
     v2 = {"m.py": src.replace("'size'] = 1", "'size'] = 2")}
-    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
-    with startup.recording():
-        m.connect()
+    r2, _ = hot.started(v1, v2, "m", "connect")
     assert refused(hot, r2) == {"startup_code"}
 
 
@@ -64,9 +62,7 @@ def test_a_change_to_code_that_did_not_run_at_start_up_is_applied(hot: Hot) -> N
     )
     v1 = {"m.py": src}
     v2 = {"m.py": src.replace("'v1'", "'v2'")}  # index's body and other's, not make_app's own
-    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
-    with startup.recording():
-        m.make_app()
+    r2, m = hot.started(v1, v2, "m", "make_app")
     hot.upgrade(r2)
     assert m.ROUTES["/"]() == m.other() == "v2"
 
@@ -104,9 +100,7 @@ def test_a_start_up_function_reading_a_value_the_upgrade_rebinds_is_refused(hot:
     )
     v1 = {"config.py": config, "main.py": main}
     v2 = {**v1, "config.py": "POOL_SIZE = 16\n"}
-    _, r2, (m,) = hot.v1_v2(v1, v2, "main")
-    with startup.recording():
-        m.lifespan()
+    r2, _ = hot.started(v1, v2, "main", "lifespan")
     assert refused(hot, r2) == {"startup_code"}
 
 
@@ -119,9 +113,7 @@ def test_a_start_up_function_calling_changed_code_is_refused(hot: Hot) -> None:
     )
     v1 = {"helpers.py": helpers, "main.py": main}
     v2 = {**v1, "helpers.py": helpers.replace("4", "16")}
-    _, r2, (m,) = hot.v1_v2(v1, v2, "main")
-    with startup.recording():
-        m.lifespan()
+    r2, _ = hot.started(v1, v2, "main", "lifespan")
     assert refused(hot, r2) == {"startup_code"}
 
 
@@ -134,9 +126,7 @@ def test_a_method_that_ran_at_start_up_reading_a_rebound_constant_is_refused(hot
     )
     v1 = {"m.py": src}
     v2 = {"m.py": src.replace("TIMEOUT = 1.0", "TIMEOUT = 5.0")}
-    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
-    with startup.recording():
-        m.lifespan()
+    r2, _ = hot.started(v1, v2, "m", "lifespan")
     assert "startup_code" in refused(hot, r2)
 
 
@@ -144,9 +134,7 @@ def test_a_request_only_function_reading_a_rebound_constant_is_applied(hot: Hot)
     src = "LIMIT = 1\ndef lifespan():\n    return None\ndef handle():\n    return LIMIT\n"
     v1 = {"m.py": src}
     v2 = {"m.py": src.replace("LIMIT = 1", "LIMIT = 2")}
-    _, r2, (m,) = hot.v1_v2(v1, v2, "m")
-    with startup.recording():
-        m.lifespan()
+    r2, m = hot.started(v1, v2, "m", "lifespan")
     hot.upgrade(r2)
     assert m.handle() == 2
 
