@@ -44,6 +44,8 @@ What is measured, per upgrade:
 - **span in the workers**: each worker's ``total_ms`` (from loading the two release trees at
   prepare to the end of its commit), the slowest worker's; **supervisor's own** is supervisor
   total minus that span: tarball verification, channel round trips, ``set_current``.
+- **whole-heap walks**: ``heap_walks`` summed over the workers of an upgrade: one per worker,
+  plus one per reader whose early walk could not tell what holds a value the upgrade rebinds.
 - CPU per upgrade: user + system time (``/proc/<pid>/stat``, read before and after the call,
   outside the timed part, in clock ticks of 10 ms) of the supervisor process and of all
   workers together; and that CPU spread over ``min(workers, cores)``: the least wall time the
@@ -288,6 +290,7 @@ def summarize(samples: list[Sample]) -> dict[str, list[float]]:
         "hold max": each("hold_ms", max),
         "shared": each("analysis_shared", sum),
         "early": each("heap_walked_early", sum),
+        "walks": each("heap_walks", sum),
         "apply max": [
             max(
                 w - h
@@ -318,10 +321,14 @@ MEASURES = [
     ("hold max", "of it holding for the others, slowest"),
     ("shared", "workers that read the first one's analysis"),
     ("early", "of them, heap walked while it analysed"),
+    ("walks", "whole-heap walks, all workers"),
     ("supervisor cpu", "supervisor CPU"),
     ("workers cpu", "CPU of all workers"),
     ("cpu floor", "CPU of all workers / min(workers, cores)"),
 ]
+
+
+COUNTS = ("shared", "early", "walks")  # not times
 
 
 def verdict(ok: bool) -> str:
@@ -338,8 +345,8 @@ def rows_for(
             target = f"<= {TARGET_WINDOW_MS:g}"
             result = verdict(median(many[key]) <= TARGET_WINDOW_MS)
         rows.append(
-            [label, title + ("" if key in ("shared", "early") else " ms"), median(one[key]),
-             pct(one[key], 0.9), median(many[key]), pct(many[key], 0.9), target, result]
+            [label, title + ("" if key in COUNTS else " ms"), median(one[key]), pct(one[key], 0.9),
+             median(many[key]), pct(many[key], 0.9), target, result]
         )  # fmt: skip
     ratio = median(many["whole"]) / median(one["whole"])
     ratio90 = pct(many["whole"], 0.9) / pct(one["whole"], 0.9)

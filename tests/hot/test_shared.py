@@ -17,6 +17,8 @@ from hotswap.errors import ChildError
 from hotswap.hot import shared
 from hotswap.hot.engine import PendingUpgrade, prepare_hot_upgrade
 from hotswap.hot.heap import HeapIndex
+from hotswap.hot.importers import ModuleValues
+from hotswap.hot.prepare import held_elsewhere
 from hotswap.hot.shared import Sharing
 from tests.hot.conftest import Hot
 
@@ -326,6 +328,38 @@ def test_one_walk_finds_the_functions_and_what_holds_the_rebound_values() -> Non
         assert index.functions_of(ns, "f") == [ns.f]
     finally:
         index.release()
+
+
+def test_a_value_only_module_namespaces_hold_needs_no_walk_for_its_holders() -> None:
+    ns, other, unlisted = (types.ModuleType(n) for n in ("ns", "other", "unlisted"))
+    exec("ALONE = '1.0.0'\nIMPORTED = '2.0.0'\nCOPIED = '3.0.0'\nOUTSIDE = '4.0.0'\n", vars(ns))
+    exec("LISTED = ['a']\nSMALL = 7\n", vars(ns))
+    other.IMPORTED = ns.IMPORTED  # from ns import IMPORTED, in another loaded module
+    unlisted.OUTSIDE = ns.OUTSIDE  # a module the release did not load (not counted)
+    holder = types.SimpleNamespace(COPIED=ns.COPIED)
+    cache = {"k": ns.LISTED}
+    loaded = {"ns.py": ns, "other.py": other}
+    names = ["ALONE", "IMPORTED", "COPIED", "OUTSIDE", "LISTED", "SMALL"]
+    held = held_elsewhere([vars(ns)[n] for n in names], loaded, ModuleValues(loaded))
+    # a small int is shared by the whole interpreter: kept, and walked for, as before
+    assert [n for n in names if any(v is vars(ns)[n] for v in held)] == names[2:]
+    assert holder.COPIED is ns.COPIED and cache["k"] is ns.LISTED and unlisted.OUTSIDE
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_a_reader_that_walked_its_heap_early_walks_it_again_only_for_a_held_value(
+    hot: Hot, tmp_path: Path, held: bool
+) -> None:
+    v1 = {"__init__.py": "VERSION = '1.0.0'\n", "core.py": "from PKG import VERSION\n"}
+    v2 = {**v1, "__init__.py": "VERSION = '2.0.0'\n"}
+    _r1, r2, (core,) = hot.v1_v2(v1, v2, "core")
+    made, path = tmp_path / "made", tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(made, write=True)).abort()
+    # held, not a copy (not under its own name): FastAPI(version=VERSION)
+    app = types.SimpleNamespace(version=core.VERSION) if held else None
+    stats = _turned(hot, r2, path, made).commit()
+    assert stats.heap_walked_early and stats.heap_walks == (2 if held else 1)
+    assert core.VERSION == "2.0.0" and (app is None or app.version == "1.0.0")
 
 
 def test_a_reader_that_walked_its_heap_early_still_refuses_a_copied_setting(

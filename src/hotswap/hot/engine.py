@@ -302,6 +302,7 @@ class HotUpgrade:
         finally:
             young = p.index.young_scanned
             scanned = p.index.scanned
+            walks = p.index.walks
             self.abort()
         if finish_later:
             self.unfinished = commit.finish_paths
@@ -342,6 +343,7 @@ class HotUpgrade:
             replans=self._replans,
             analysis_shared=self.analysis_shared,
             heap_walked_early=self.heap_walked_early,
+            heap_walks=walks,
             marks=tuple(sorted(((k, round(v, 6)) for k, v in self.marks), key=lambda m: m[1])),
         )
 

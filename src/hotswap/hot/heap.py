@@ -71,6 +71,7 @@ class HeapIndex:
         self.scanned = 0
         self.young_scanned = 0
         self.heap_rescans = 0
+        self.walks = 0  # of the whole heap, at prepare: early, scan, holders_of
 
     # -- prepare ----------------------------------------------------------------------------
 
@@ -83,6 +84,7 @@ class HeapIndex:
         # walk of gc.get_objects() would pick, without a Python-level test of each object.
         # And in the same walk, what holds one of the given values.
         objs = gc.get_referrers(*self._dicts, *self._types, *self._values)
+        self.walks += 1
         self.scanned = len(objs)
         self._take(objs)
         if self._values:
@@ -96,6 +98,7 @@ class HeapIndex:
             return []
         if self._referrers and {id(v) for v in values} <= {id(v) for v in self._values}:
             return self._referrers
+        self.walks += 1
         return gc.get_referrers(*values)
 
     @classmethod
@@ -117,6 +120,7 @@ class HeapIndex:
         index = cls(dicts, ())
         index._pause()
         objs = gc.get_referrers(shared)
+        index.walks = 1
         index.scanned = len(objs)
         # thousands of functions: tested in C (map, compress), keyed only once narrowed
         ftype, ours = types.FunctionType, index._globals.__contains__

@@ -70,12 +70,12 @@ class ModuleValues:
         per = [list(vars(mod).values()) for mod in loaded.values()]
         self.values: list[object] = list(chain.from_iterable(per))
         self.owners: list[str] = list(chain.from_iterable(map(repeat, loaded, map(len, per))))
-        self._ids = list(map(id, self.values))  # stable: the values are held
+        self.ids = list(map(id, self.values))  # stable: the values are held
 
     def holders(self, objects: list[object]) -> set[str]:
         """The modules whose namespace holds one of ``objects`` (by identity)."""
         contains = {id(o) for o in objects}.__contains__
-        return set(compress(self.owners, map(contains, self._ids)))
+        return set(compress(self.owners, map(contains, self.ids)))
 
 
 class Sources:

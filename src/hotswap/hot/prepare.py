@@ -27,6 +27,7 @@ import contextlib
 import sys
 import types
 import typing
+from collections import Counter
 from itertools import chain, compress
 
 from hotswap.errors import ChildError
@@ -148,6 +149,7 @@ def prepare(
         wanted |= _with_subclasses(cls)
     dicts = [p.module.__dict__ for p in plans]
     rebound, olds = rebound_values(plans)
+    olds = held_elsewhere(olds, loaded, values)  # the others: no copy, and no walk for them
     if early is not None and plans and not wanted and early.covers(dicts):
         index = early
         index.narrow(dicts)
@@ -155,6 +157,7 @@ def prepare(
         if early is not None:
             early.release()
         index = HeapIndex(dicts, wanted, olds)
+        index.walks = early.walks if early is not None else 0
         if plans:
             index.scan()
     for p in plans:
@@ -272,6 +275,33 @@ def rebound_values(
                     olds.append(old)
                 rebound.setdefault(id(old), []).append((p.name, name))
     return rebound, olds
+
+
+def held_elsewhere(
+    values: list[object], loaded: dict[str, types.ModuleType], snapshot: ModuleValues | None
+) -> list[object]:
+    """Those of ``values`` (each once) that something may refer to besides the namespaces of
+    the loaded modules: only these can have been copied, and only their holders need a walk
+    of the heap (:func:`copied_value_refusals`). A value's reference count tells: when the
+    namespaces' slots holding it, the ``snapshot``'s and ``values``' own references account
+    for all of it, nothing else holds it. The references the counting itself takes are
+    measured on an object of its own held the same way, so the rule holds whatever the
+    interpreter adds; an immortal value (3.12+) never adds up, and is kept."""
+    if not values:
+        return []
+    want = {id(v) for v in values}.__contains__
+    slots = Counter(
+        filter(want, map(id, chain.from_iterable(vars(m).values() for m in loaded.values())))
+    )
+    if snapshot is not None:
+        slots.update(filter(want, snapshot.ids))
+    probe = [object()]
+    (base,) = _refcounts(probe)
+    return [v for v, n in zip(values, _refcounts(values), strict=True) if n - base != slots[id(v)]]
+
+
+def _refcounts(values: list[object]) -> list[int]:
+    return list(map(sys.getrefcount, values))
 
 
 def copied_value_refusals(
