@@ -4,7 +4,7 @@ supervisor: the whole upgrade's time, each worker's prepare and window, and fail
 Run it on demand (not a test)::
 
     .venv/bin/python bench/bench_hot_workers.py [--upgrades 15] [--workers 4] [--json PATH]
-        [--keep DIR] [--no-load]
+        [--keep DIR] [--no-load] [--held]
 
 About 1.5 minutes with the defaults, plus about 15 s of builds. The targets (the hot-upgrade
 issue): with N = 4 workers the window of each worker stays <= 5 ms, as for one worker, and the
@@ -19,6 +19,11 @@ second); same dependencies, same wiring. ``hotswap check`` accepts it both ways,
 upgrades alternate A -> B -> A ...; each goes to the release that does not run (a hot upgrade
 to the release already running is refused with ``same_release``). Each upgrade changes one
 module and patches one function (plus the rebinding of ``VERSION`` in ``main``).
+
+With ``--held`` both releases of every pair also bind ``ABOUT = {"version": VERSION}`` in
+``main.py``: a dict outside the module namespaces holds the value the upgrade rebinds (not a
+copy under its own name, so the upgrade is still accepted), and every worker must find its
+holders with a walk of its heap; a worker that walked its heap early walks it twice.
 
 Two supervisors are alive at once, each on its own 127.0.0.1 port: ``workers = 1`` and
 ``workers = N``. One warm-up hot upgrade each first (it unpacks the second release and imports
@@ -107,6 +112,8 @@ SETTLE = 0.3  # seconds after each upgrade
 CORES = len(os.sched_getaffinity(0))
 ROUTE_OLD = 'response.headers["X-Version"] = VERSION\n    return Info('
 ROUTE_NEW = 'response.headers["X-Version"] = str(VERSION)\n    return Info('
+STATE_LINE = "STATE: dict[str, bool] = {}\n"
+HELD_LINE = 'ABOUT = {"version": VERSION}  # VERSION held outside the module namespaces\n'
 
 
 # -- releases --------------------------------------------------------------------------------
@@ -120,9 +127,10 @@ class Rel:
     workers: int
 
 
-def build_release(work: Path, version: str, workers: int, variant: bool) -> Rel:
+def build_release(work: Path, version: str, workers: int, variant: bool, held: bool = False) -> Rel:
     """The FastAPI fixture with ``version`` stamped in and ``workers`` in ``[tool.hotswap]``;
-    ``variant`` changes the body of the ``/`` route (same behaviour)."""
+    ``variant`` changes the body of the ``/`` route (same behaviour); ``held`` adds a dict
+    that holds ``VERSION`` (see ``--held``)."""
     from hotswap.release.build import build
 
     dest = work / f"project-{version}-w{workers}"
@@ -133,8 +141,13 @@ def build_release(work: Path, version: str, workers: int, variant: bool) -> Rel:
     pyproject.write_text(text)
     init = dest / "src" / "fastapi_app" / "__init__.py"
     init.write_text(re.sub(r'VERSION = ".*"', f'VERSION = "{version}"', init.read_text()))
+    main = dest / "src" / "fastapi_app" / "main.py"
+    if held:
+        source = main.read_text()
+        if STATE_LINE not in source:
+            raise RuntimeError(f"{main}: no {STATE_LINE!r}; update STATE_LINE in this bench")
+        main.write_text(source.replace(STATE_LINE, STATE_LINE + HELD_LINE, 1))
     if variant:
-        main = dest / "src" / "fastapi_app" / "main.py"
         source = main.read_text()
         if ROUTE_OLD not in source:
             raise RuntimeError(f"{main}: the / route changed; update ROUTE_OLD in this bench")
@@ -357,10 +370,10 @@ def rows_for(
     return rows
 
 
-def build_pairs(work: Path, n: int) -> dict[str, list[Rel]]:
+def build_pairs(work: Path, n: int, held: bool = False) -> dict[str, list[Rel]]:
     """A and B with ``workers = 1``, and with ``workers = n``; B is the variant."""
     return {
-        name: [build_release(work, va, w, False), build_release(work, vb, w, True)]
+        name: [build_release(work, va, w, False, held), build_release(work, vb, w, True, held)]
         for name, w, va, vb in (
             ("workers=1", 1, "1.1.0", "2.1.0"),
             (f"workers={n}", n, "1.4.0", "2.4.0"),
@@ -408,6 +421,11 @@ def main() -> int:
     parser.add_argument("--no-load", action="store_true", help="idle only")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep")
+    parser.add_argument(
+        "--held",
+        action="store_true",
+        help="releases where a dict holds VERSION too: every reader walks its heap twice",
+    )
     args = parser.parse_args()
     n = args.workers
     info = machine_info()
@@ -420,7 +438,7 @@ def main() -> int:
     load_info: dict[str, Any] = {}
     try:
         with workdir(args.keep) as work:
-            pairs = build_pairs(work, n)
+            pairs = build_pairs(work, n, args.held)
             sups = {
                 name: HotSupervisor(reaper, work, f"hot-w{rels[0].workers}", rels)
                 for name, rels in pairs.items()

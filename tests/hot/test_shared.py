@@ -16,9 +16,8 @@ import pytest
 from hotswap.errors import ChildError
 from hotswap.hot import shared
 from hotswap.hot.engine import PendingUpgrade, prepare_hot_upgrade
-from hotswap.hot.heap import HeapIndex
+from hotswap.hot.heap import HeapIndex, unaccounted
 from hotswap.hot.importers import ModuleValues
-from hotswap.hot.prepare import held_elsewhere
 from hotswap.hot.shared import Sharing
 from tests.hot.conftest import Hot
 
@@ -330,36 +329,83 @@ def test_one_walk_finds_the_functions_and_what_holds_the_rebound_values() -> Non
         index.release()
 
 
-def test_a_value_only_module_namespaces_hold_needs_no_walk_for_its_holders() -> None:
+def test_unaccounted_counts_the_references_no_namespace_or_own_list_holds() -> None:
     ns, other, unlisted = (types.ModuleType(n) for n in ("ns", "other", "unlisted"))
     exec("ALONE = '1.0.0'\nIMPORTED = '2.0.0'\nCOPIED = '3.0.0'\nOUTSIDE = '4.0.0'\n", vars(ns))
-    exec("LISTED = ['a']\nSMALL = 7\n", vars(ns))
+    exec("LISTED = ['a']\nSMALL = 7\nTWICE = '5.0.0'\n", vars(ns))
     other.IMPORTED = ns.IMPORTED  # from ns import IMPORTED, in another loaded module
     unlisted.OUTSIDE = ns.OUTSIDE  # a module the release did not load (not counted)
-    holder = types.SimpleNamespace(COPIED=ns.COPIED)
+    holder = types.SimpleNamespace(COPIED=ns.COPIED, again=ns.COPIED)
     cache = {"k": ns.LISTED}
     loaded = {"ns.py": ns, "other.py": other}
-    names = ["ALONE", "IMPORTED", "COPIED", "OUTSIDE", "LISTED", "SMALL"]
-    held = held_elsewhere([vars(ns)[n] for n in names], loaded, ModuleValues(loaded))
+    snapshot = ModuleValues(loaded)  # held while it counts: its references are owned
+    names = ["ALONE", "IMPORTED", "COPIED", "OUTSIDE", "LISTED", "SMALL", "TWICE"]
+    mine = [ns.TWICE]
+    found = unaccounted(
+        [vars(ns)[n] for n in names],
+        [vars(m) for m in loaded.values()],
+        [snapshot.ids, list(map(id, mine))],
+    )
+    by_name = {n: found[id(vars(ns)[n])] for n in names if id(vars(ns)[n]) in found}
     # a small int is shared by the whole interpreter: kept, and walked for, as before
-    assert [n for n in names if any(v is vars(ns)[n] for v in held)] == names[2:]
+    assert by_name.keys() == {"COPIED", "OUTSIDE", "LISTED", "SMALL"}
+    assert by_name["COPIED"] == 2 and by_name["OUTSIDE"] == 1 and by_name["LISTED"] == 1
     assert holder.COPIED is ns.COPIED and cache["k"] is ns.LISTED and unlisted.OUTSIDE
 
 
+def _with_entry(hot: Hot, v1: dict[str, str], v2: dict[str, str]) -> tuple[Path, Path]:
+    """Two releases whose ``app.entry`` is in the test's package: the early walk looks for
+    the holders of its data values too."""
+    app = {"distribution": "app", "entry": f"{hot.pkg}.core:main", "server": "callable"}
+    return hot.release(v1, app=app), hot.release(v2, app=app)
+
+
 @pytest.mark.parametrize("held", [False, True])
-def test_a_reader_that_walked_its_heap_early_walks_it_again_only_for_a_held_value(
+def test_a_reader_that_walked_its_heap_early_walks_it_once_for_the_rebound_values_holders(
     hot: Hot, tmp_path: Path, held: bool
 ) -> None:
     v1 = {"__init__.py": "VERSION = '1.0.0'\n", "core.py": "from PKG import VERSION\n"}
     v2 = {**v1, "__init__.py": "VERSION = '2.0.0'\n"}
-    _r1, r2, (core,) = hot.v1_v2(v1, v2, "core")
+    r1, r2 = _with_entry(hot, v1, v2)
+    (core,) = hot.start(r1, "core")
     made, path = tmp_path / "made", tmp_path / "analysis"
     _prepare(hot, r2, Sharing(made, write=True)).abort()
     # held, not a copy (not under its own name): FastAPI(version=VERSION)
     app = types.SimpleNamespace(version=core.VERSION) if held else None
     stats = _turned(hot, r2, path, made).commit()
-    assert stats.heap_walked_early and stats.heap_walks == (2 if held else 1)
+    assert stats.heap_walked_early and stats.heap_walks == 1  # found with the functions
     assert core.VERSION == "2.0.0" and (app is None or app.version == "1.0.0")
+
+
+def test_a_value_outside_the_apps_package_held_is_walked_for_after_the_analysis(
+    hot: Hot, tmp_path: Path
+) -> None:
+    v1 = {"__init__.py": "VERSION = '1.0.0'\n", "core.py": "from PKG import VERSION\n"}
+    v2 = {**v1, "__init__.py": "VERSION = '2.0.0'\n"}
+    _r1, r2, (core,) = hot.v1_v2(v1, v2, "core")  # app.entry is "app:main": not this package
+    made, path = tmp_path / "made", tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(made, write=True)).abort()
+    app = types.SimpleNamespace(version=core.VERSION)
+    stats = _turned(hot, r2, path, made).commit()
+    assert stats.heap_walked_early and stats.heap_walks == 2 and core.VERSION == "2.0.0"
+    assert app.version == "1.0.0"
+
+
+def test_a_copy_taken_after_the_early_walk_is_still_refused(hot: Hot, tmp_path: Path) -> None:
+    from tests.hot.test_fresh_import import _LAZY_SETTINGS
+
+    conf_v1 = _LAZY_SETTINGS + "def main():\n    pass\n"
+    v1 = {"settings.py": "DEBUG = False\nGREETING = 'hi there'\n", "core.py": conf_v1}
+    v2 = {**v1, "settings.py": "DEBUG = False\nGREETING = 'howdy'\n"}
+    r1, r2 = _with_entry(hot, v1, v2)
+    (core, _settings) = hot.start(r1, "core", "settings")
+    made, path = tmp_path / "made", tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(made, write=True)).abort()
+    copies: list[Any] = []
+    with pytest.raises(ChildError) as err:  # the first request, between the turn and proceed
+        _turned(hot, r2, path, made, lambda: copies.append(core.settings()))
+    codes = {r["code"] for r in err.value.details["reasons"]}
+    assert codes == {"derived_state"} and copies[0].GREETING == "hi there"
 
 
 def test_a_reader_that_walked_its_heap_early_still_refuses_a_copied_setting(

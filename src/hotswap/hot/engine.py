@@ -28,7 +28,13 @@ from hotswap.hot.heap import HeapIndex
 from hotswap.hot.importers import ModuleValues
 from hotswap.hot.journal import Journal
 from hotswap.hot.plan import Prepared
-from hotswap.hot.prepare import code_registries, loaded_modules, prepare, refuse
+from hotswap.hot.prepare import (
+    code_registries,
+    early_values,
+    loaded_modules,
+    prepare,
+    refuse,
+)
 from hotswap.hot.quiesce import Quiescence, QuiesceTimeout, UpgradeGate, default_quiescence
 from hotswap.hot.stats import Counts, HotUpgradeStats
 from hotswap.hot.tree import (
@@ -97,7 +103,11 @@ class Before:
         names = {module_name(f"{LIB}/{rel}") for rel in loaded}
         values = ModuleValues(loaded)
         registries = code_registries(loaded, values)
-        index = HeapIndex.early(m.__dict__ for m in loaded.values()) if heap else None
+        index = None
+        if heap:  # and what holds the values the upgrade may rebind, if few and held at all
+            entry = str(manifest.get("app", {}).get("entry", ""))
+            held, extra = early_values(loaded, values, entry.partition(":")[0].partition(".")[0])
+            index = HeapIndex.early((m.__dict__ for m in loaded.values()), held, extra)
         return cls((old_lib, new_lib), reasons, paths, loaded, names, values, registries, index)
 
     def release(self) -> None:

@@ -33,9 +33,11 @@ import contextlib
 import functools
 import gc
 import operator
+import sys
 import types
-from collections.abc import Iterable
-from itertools import compress, repeat
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from itertools import chain, compress, repeat
 from typing import Any
 
 from hotswap.hot.tree import class_dict, class_module
@@ -56,7 +58,9 @@ class HeapIndex:
         self._globals = {id(d) for d in self._dicts}
         self._types = set(classes)
         self._values = list(values)  # whose holders the same walk finds (holders_of)
-        self._referrers: list[object] = []
+        self._referrers: list[object] | None = None  # what held _values, once walked for
+        # for an early walk: by id, each value's references unaccounted for then (unaccounted)
+        self._unaccounted: dict[int, int] | None = None
         self.functions: dict[FunctionKey, list[types.FunctionType]] = {}
         self.instances: dict[type, list[object]] = {}
         self.wrappers: dict[int, list[object]] = {}  # id(function) -> objects wrapping it
@@ -88,23 +92,48 @@ class HeapIndex:
         self.scanned = len(objs)
         self._take(objs)
         if self._values:
-            self._referrers = objs
+            self._referrers = _holders(objs, self._own())
         del objs
 
-    def holders_of(self, values: list[object]) -> list[object]:
+    def holders_of(
+        self, values: list[object], unaccounted_now: dict[int, int] | None = None
+    ) -> list[object]:
         """What refers to one of ``values`` (and maybe more): found by the walk of :meth:`scan`
-        if it was given them, else by a walk now."""
+        or :meth:`early` if it was given them, else by a walk now. The early walk serves only
+        if each value's references unaccounted for (:func:`unaccounted`) are as many now
+        (``unaccounted_now``) as they were then: else something took or dropped one since."""
         if not values:
             return []
-        if self._referrers and {id(v) for v in values} <= {id(v) for v in self._values}:
-            return self._referrers
+        ids = {id(v) for v in values}
+        if self._referrers is not None and ids <= {id(v) for v in self._values}:
+            then = self._unaccounted
+            if then is None or (
+                unaccounted_now is not None
+                and all(then.get(i) == unaccounted_now.get(i) for i in ids)
+            ):
+                return self._referrers
         self.walks += 1
         return gc.get_referrers(*values)
 
+    def _own(self) -> tuple[object, ...]:
+        """The containers the index keeps what a walk looks for in (found by the walk)."""
+        return (self._dicts, self._types, self._values)
+
+    def owned_ids(self) -> list[int]:
+        """The ids of the values this index holds a reference to (:func:`unaccounted`)."""
+        return list(map(id, self._values))
+
     @classmethod
-    def early(cls, module_dicts: Iterable[dict[str, Any]]) -> HeapIndex | None:
+    def early(
+        cls,
+        module_dicts: Iterable[dict[str, Any]],
+        values: Sequence[object] = (),
+        unaccounted_then: dict[int, int] | None = None,
+    ) -> HeapIndex | None:
         """The functions of all these modules, before the changed ones are known (see
-        :meth:`narrow`); None if one of the modules runs with builtins of its own.
+        :meth:`narrow`); None if one of the modules runs with builtins of its own. In the same
+        walk, what holds ``values`` (a few the upgrade may rebind, with their references
+        unaccounted for now, ``unaccounted_then``; see :meth:`holders_of`).
 
         Many targets would make ``gc.get_referrers`` slow (each reference it visits is
         compared with each of them), so the walk asks for the one thing every function refers
@@ -117,14 +146,17 @@ class HeapIndex:
             b = d.get("__builtins__", shared)
             if (b.__dict__ if isinstance(b, types.ModuleType) else b) is not shared:
                 return None
-        index = cls(dicts, ())
+        index = cls(dicts, (), values)
         index._pause()
-        objs = gc.get_referrers(shared)
+        objs = gc.get_referrers(shared, *values)
         index.walks = 1
         index.scanned = len(objs)
         # thousands of functions: tested in C (map, compress), keyed only once narrowed
         ftype, ours = types.FunctionType, index._globals.__contains__
         fns = list(compress(objs, map(operator.is_, map(type, objs), repeat(ftype))))
+        if values:
+            index._referrers = _holders(objs, (values, *index._own()))
+            index._unaccounted = dict(unaccounted_then or {})
         del objs
         index._early = list(compress(fns, map(ours, map(id, map(_globals_of, fns)))))
         return index
@@ -210,7 +242,7 @@ class HeapIndex:
         self.wrappers.clear()
         self.late.clear()
         self._early.clear()
-        self._referrers.clear()
+        self._referrers = None
         self._values.clear()
         self._seen.clear()
         self._dicts.clear()
@@ -281,3 +313,47 @@ def _own_wrapped(obj: object) -> object | None:
     except (AttributeError, TypeError):
         return None
     return d.get("__wrapped__") if isinstance(d, dict) else None
+
+
+# referrers that hold no value that matters (a function by its name at most), and frames: a
+# running frame refers to its globals and builtins, and kept, it would keep its locals alive
+_NOT_HOLDERS = frozenset({types.FunctionType, types.FrameType})
+
+
+def _holders(objs: list[object], own: Iterable[object]) -> list[object]:
+    """Of the objects a walk found, those that may hold a copy (tested in C), less the
+    containers the walk was asked about from (``own``)."""
+    mine = {id(o) for o in own}
+    kinds = map(_NOT_HOLDERS.__contains__, map(type, objs))
+    return [o for o in compress(objs, map(operator.not_, kinds)) if id(o) not in mine]
+
+
+def unaccounted(
+    values: list[object],
+    namespaces: Iterable[dict[str, Any]],
+    owned: Iterable[Iterable[int]] = (),
+) -> dict[int, int]:
+    """By id, how many references to each of ``values`` (a list holding each once) neither a
+    slot of these ``namespaces`` nor the lists whose ids are ``owned`` (a snapshot's, an
+    index's) account for, where there are any: only such a value can be held by anything
+    else, and only its holders need a walk of the heap. Its reference count tells; the
+    references the counting itself takes are measured on an object of its own, held the same
+    way, so the rule holds whatever the interpreter adds. An immortal value (3.12+) never adds
+    up, and is kept."""
+    if not values:
+        return {}
+    want = {id(v) for v in values}.__contains__
+    known = Counter(filter(want, map(id, chain.from_iterable(d.values() for d in namespaces))))
+    for ids in owned:
+        known.update(filter(want, ids))
+    probe = [object()]
+    (base,) = _refcounts(probe)
+    out: dict[int, int] = {}
+    for v, n in zip(values, _refcounts(values), strict=True):
+        if n - base != known[id(v)]:
+            out[id(v)] = n - base - known[id(v)]
+    return out
+
+
+def _refcounts(values: list[object]) -> list[int]:
+    return list(map(sys.getrefcount, values))

@@ -27,7 +27,6 @@ import contextlib
 import sys
 import types
 import typing
-from collections import Counter
 from itertools import chain, compress
 
 from hotswap.errors import ChildError
@@ -42,7 +41,7 @@ from hotswap.hot.codeobjects import (
 )
 from hotswap.hot.datafiles import data_changes
 from hotswap.hot.fragment import Capture, NameAllocator, compile_statements, fragment, stripped
-from hotswap.hot.heap import HeapIndex
+from hotswap.hot.heap import HeapIndex, unaccounted
 from hotswap.hot.importers import (
     ModuleValues,
     Sources,
@@ -113,7 +112,8 @@ def prepare(
     plans: list[ModulePlan] = []
     migrate: list[type] = []
     changed = analysis.diff.modules("changed")
-    for name, md in analysis.modules.items():
+    targets: list[tuple[str, str, types.ModuleType]] = []
+    for name in analysis.modules:
         rel = changed.get(name) or analysis.derived.get(name) or analysis.moved[name][0]
         mod = loaded.get(rel[len("lib/") :])
         if mod is None:
@@ -121,7 +121,11 @@ def prepare(
         if name == _SELF or name.startswith(_SELF + "."):
             warnings.append(f"{name} changed; the running hot upgrader does not patch itself")
             continue
-        plan = _plan_module(analysis, name, rel, mod, md, reasons)
+        targets.append((name, rel, mod))
+    # before any plan: a plan holds values of its own (a container rebuilt to compare)
+    counted, extra = _counted([mod for _n, _r, mod in targets], loaded, values, early)
+    for name, rel, mod in targets:
+        plan = _plan_module(analysis, name, rel, mod, analysis.modules[name], reasons)
         if plan is not None:
             plans.append(plan)
             migrate.extend(plan.migrate_classes)
@@ -149,7 +153,8 @@ def prepare(
         wanted |= _with_subclasses(cls)
     dicts = [p.module.__dict__ for p in plans]
     rebound, olds = rebound_values(plans)
-    olds = held_elsewhere(olds, loaded, values)  # the others: no copy, and no walk for them
+    # held by nothing but namespaces before planning: nothing holds a copy, no walk for them
+    olds = [v for v in olds if id(v) in extra or id(v) not in counted]
     if early is not None and plans and not wanted and early.covers(dicts):
         index = early
         index.narrow(dicts)
@@ -169,7 +174,7 @@ def prepare(
             _check_closures(p, index, reasons)
         reasons += live_instance_refusals(guards, index)
         reasons += replaced_class_refusals(replaced, index)
-        reasons += copied_value_refusals(rebound, index.holders_of(olds), index)
+        reasons += copied_value_refusals(rebound, index.holders_of(olds, extra), index)
         if reasons:
             raise refuse(reasons, warnings)
         sources = Sources(loaded, values)
@@ -277,31 +282,55 @@ def rebound_values(
     return rebound, olds
 
 
-def held_elsewhere(
-    values: list[object], loaded: dict[str, types.ModuleType], snapshot: ModuleValues | None
-) -> list[object]:
-    """Those of ``values`` (each once) that something may refer to besides the namespaces of
-    the loaded modules: only these can have been copied, and only their holders need a walk
-    of the heap (:func:`copied_value_refusals`). A value's reference count tells: when the
-    namespaces' slots holding it, the ``snapshot``'s and ``values``' own references account
-    for all of it, nothing else holds it. The references the counting itself takes are
-    measured on an object of its own held the same way, so the rule holds whatever the
-    interpreter adds; an immortal value (3.12+) never adds up, and is kept."""
-    if not values:
-        return []
-    want = {id(v) for v in values}.__contains__
-    slots = Counter(
-        filter(want, map(id, chain.from_iterable(vars(m).values() for m in loaded.values())))
-    )
-    if snapshot is not None:
-        slots.update(filter(want, snapshot.ids))
-    probe = [object()]
-    (base,) = _refcounts(probe)
-    return [v for v, n in zip(values, _refcounts(values), strict=True) if n - base != slots[id(v)]]
+def _counted(
+    modules: list[types.ModuleType],
+    loaded: dict[str, types.ModuleType],
+    snapshot: ModuleValues | None,
+    early: HeapIndex | None,
+) -> tuple[set[int], dict[int, int]]:
+    """The ids of the data values in these modules' namespaces, and the references to each
+    that the namespaces, the ``snapshot`` and the ``early`` index do not account for, where
+    there are any (:func:`unaccounted`): the values a changed statement can rebind, counted
+    before any plan holds one."""
+    candidates = _data_values(modules, dunders=True)
+    owned = [snapshot.ids] if snapshot is not None else []
+    if early is not None:
+        owned.append(early.owned_ids())
+    counted = set(map(id, candidates))
+    return counted, unaccounted(candidates, [vars(m) for m in loaded.values()], owned)
 
 
-def _refcounts(values: list[object]) -> list[int]:
-    return list(map(sys.getrefcount, values))
+def _data_values(modules: list[types.ModuleType], *, dunders: bool) -> list[object]:
+    """The values of these namespaces of the types a changed statement may rebind and another
+    object copy, each once (``dunders``: ``__all__`` and the like too). A function of its own:
+    a loop variable left in the caller's frame would be one more reference to count."""
+    seen: set[int] = set()
+    out: list[object] = []
+    for mod in modules:
+        for name, v in vars(mod).items():
+            if type(v) in _DATA and id(v) not in seen and (dunders or name[:2] != "__"):
+                seen.add(id(v))
+                out.append(v)
+    return out
+
+
+EARLY_VALUES = 8  # most values whose holders a walk before the analysis looks for
+
+
+def early_values(
+    loaded: dict[str, types.ModuleType], snapshot: ModuleValues, package: str
+) -> tuple[list[object], dict[int, int]]:
+    """For a walk of the heap made before the analysis (:meth:`HeapIndex.early`): the values
+    an upgrade may rebind (data, not dunder names) in the modules of the app's own ``package``
+    that something besides the namespaces holds (:func:`unaccounted`), with how many
+    references; none if more than ``EARLY_VALUES`` (each target slows the walk: then prepare
+    walks for the holders of those the upgrade does rebind)."""
+    own = [m for rel, m in loaded.items() if rel.partition("/")[0].removesuffix(".py") == package]
+    values = _data_values(own, dunders=False)
+    extra = unaccounted(values, [vars(m) for m in loaded.values()], [snapshot.ids])
+    if len(extra) > EARLY_VALUES:
+        return [], {}
+    return [v for v in values if id(v) in extra], extra
 
 
 def copied_value_refusals(
