@@ -18,7 +18,9 @@ A worker of several that waits for another worker's analysis (:mod:`hotswap.hot.
 not know yet which modules will change: :meth:`HeapIndex.early` walks the heap for the
 functions of every module of the app, and once the analysis is known, :meth:`HeapIndex.narrow`
 keeps those of the changed modules. It serves only when no instance is wanted (they are found
-by their class, known only from the analysis); otherwise prepare walks the heap as usual.
+by their class, known only from the analysis); otherwise prepare walks the heap as usual. The
+same walk finds what holds a few values the upgrade may rebind (:func:`unaccounted` tells
+which are held by anything but module namespaces), for the ``derived_state`` check.
 
 Objects hidden by ``gc.freeze()`` are invisible to ``gc.get_objects``. Module- and class-level
 functions are still found by :meth:`HeapIndex.walk_module`, which follows module and class

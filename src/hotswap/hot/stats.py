@@ -65,8 +65,9 @@ class HotUpgradeStats:
     hold_ms: float = 0.0  # of the window, waiting for the other workers (two-phase)
     analysis_shared: bool = False  # the analysis another worker made was used (two-phase)
     heap_walked_early: bool = False  # ... and the heap walked while that worker analysed it
-    # whole-heap walks of the prepare: one, or two where a value the upgrade rebinds is held
-    # outside the module namespaces and the heap was walked before the analysis said which
+    # whole-heap walks of the prepare: one, or two where the heap was walked before the
+    # analysis and a value the upgrade rebinds is held outside the module namespaces that
+    # that walk did not look for (see prepare.early_values)
     heap_walks: int = 0
     # (step, seconds of time.perf_counter) in order: start, analysed, prepared, commit, in,
     # hold, held, out, end (and called, turn, taken, proceed for a worker reading another's
