@@ -364,8 +364,10 @@ def _with_entry(hot: Hot, v1: dict[str, str], v2: dict[str, str]) -> tuple[Path,
 def test_a_reader_that_walked_its_heap_early_walks_it_once_for_the_rebound_values_holders(
     hot: Hot, tmp_path: Path, held: bool
 ) -> None:
-    v1 = {"__init__.py": "VERSION = '1.0.0'\n", "core.py": "from PKG import VERSION\n"}
-    v2 = {**v1, "__init__.py": "VERSION = '2.0.0'\n"}
+    # values the interpreter shares (everything holds them) leave the early walk its targets
+    shared = "A = None\nB = True\nC = False\nD = 0\nE = 1\nF = 2\nG = 3\nH = ''\nI = ()\n"
+    v1 = {"__init__.py": "VERSION = '1.0.0'\n" + shared, "core.py": "from PKG import VERSION\n"}
+    v2 = {**v1, "__init__.py": "VERSION = '2.0.0'\n" + shared}
     r1, r2 = _with_entry(hot, v1, v2)
     (core,) = hot.start(r1, "core")
     made, path = tmp_path / "made", tmp_path / "analysis"

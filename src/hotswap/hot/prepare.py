@@ -315,6 +315,9 @@ def _data_values(modules: list[types.ModuleType], *, dunders: bool) -> list[obje
 
 
 EARLY_VALUES = 8  # most values whose holders a walk before the analysis looks for
+# a value with more references than this unaccounted for is shared by the interpreter (None,
+# True, a small int, an interned name): everything holds it, and it is not looked for early
+SHARED = 64
 
 
 def early_values(
@@ -323,14 +326,16 @@ def early_values(
     """For a walk of the heap made before the analysis (:meth:`HeapIndex.early`): the values
     an upgrade may rebind (data, not dunder names) in the modules of the app's own ``package``
     that something besides the namespaces holds (:func:`unaccounted`), with how many
-    references; none if more than ``EARLY_VALUES`` (each target slows the walk: then prepare
-    walks for the holders of those the upgrade does rebind)."""
+    references; none of those ``SHARED`` by the interpreter, and none at all if more than
+    ``EARLY_VALUES`` are held (each target slows the walk: then prepare walks for the holders
+    of those the upgrade does rebind)."""
     own = [m for rel, m in loaded.items() if rel.partition("/")[0].removesuffix(".py") == package]
     values = _data_values(own, dunders=False)
-    extra = unaccounted(values, [vars(m) for m in loaded.values()], [snapshot.ids])
-    if len(extra) > EARLY_VALUES:
+    counts = unaccounted(values, [vars(m) for m in loaded.values()], [snapshot.ids])
+    held = {i: n for i, n in counts.items() if 0 < n <= SHARED}
+    if len(held) > EARLY_VALUES:
         return [], {}
-    return [v for v in values if id(v) in extra], extra
+    return [v for v in values if id(v) in held], held
 
 
 def copied_value_refusals(
