@@ -379,6 +379,23 @@ def test_a_reader_that_walked_its_heap_early_walks_it_once_for_the_rebound_value
     assert core.VERSION == "2.0.0" and (app is None or app.version == "1.0.0")
 
 
+def test_a_container_the_plan_rebuilds_from_a_held_value_costs_no_second_walk(
+    hot: Hot, tmp_path: Path
+) -> None:
+    # ABOUT holds VERSION and reads it: the plan rebuilds it to compare, which holds VERSION
+    # too; counted after that, VERSION would seem to have gained a holder since the early walk
+    core_v1 = "from PKG import VERSION\nABOUT = {'version': VERSION}\n"
+    v1 = {"__init__.py": "VERSION = '1.0.0'\n", "core.py": core_v1}
+    v2 = {**v1, "__init__.py": "VERSION = '2.0.0'\n"}
+    r1, r2 = _with_entry(hot, v1, v2)
+    (core,) = hot.start(r1, "core")
+    made, path = tmp_path / "made", tmp_path / "analysis"
+    _prepare(hot, r2, Sharing(made, write=True)).abort()
+    stats = _turned(hot, r2, path, made).commit()
+    assert stats.heap_walked_early and stats.heap_walks == 1
+    assert core.ABOUT == {"version": "2.0.0"}
+
+
 def test_a_value_outside_the_apps_package_held_is_walked_for_after_the_analysis(
     hot: Hot, tmp_path: Path
 ) -> None:

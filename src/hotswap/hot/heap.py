@@ -108,11 +108,8 @@ class HeapIndex:
             return []
         ids = {id(v) for v in values}
         if self._referrers is not None and ids <= {id(v) for v in self._values}:
-            then = self._unaccounted
-            if then is None or (
-                unaccounted_now is not None
-                and all(then.get(i) == unaccounted_now.get(i) for i in ids)
-            ):
+            then, now = self._unaccounted, unaccounted_now or {}
+            if then is None or all(then.get(i) == now.get(i) for i in ids):  # None: at prepare
                 return self._referrers
         self.walks += 1
         return gc.get_referrers(*values)
@@ -325,9 +322,9 @@ _NOT_HOLDERS = frozenset({types.FunctionType, types.FrameType})
 def _holders(objs: list[object], own: Iterable[object]) -> list[object]:
     """Of the objects a walk found, those that may hold a copy (tested in C), less the
     containers the walk was asked about from (``own``)."""
-    mine = {id(o) for o in own}
-    kinds = map(_NOT_HOLDERS.__contains__, map(type, objs))
-    return [o for o in compress(objs, map(operator.not_, kinds)) if id(o) not in mine]
+    kept = list(compress(objs, map(operator.not_, map(_NOT_HOLDERS.__contains__, map(type, objs)))))
+    mine = {id(o) for o in own}.__contains__
+    return list(compress(kept, map(operator.not_, map(mine, map(id, kept)))))
 
 
 def unaccounted(

@@ -122,8 +122,14 @@ def prepare(
             warnings.append(f"{name} changed; the running hot upgrader does not patch itself")
             continue
         targets.append((name, rel, mod))
-    # before any plan: a plan holds values of its own (a container rebuilt to compare)
-    counted, extra = _counted([mod for _n, _r, mod in targets], loaded, values, early)
+    # what the changed statements rebind, and what holds it besides the namespaces: counted
+    # before any plan, which holds values of its own (a container rebuilt to compare)
+    rebound, olds = rebound_values([(n, mod, analysis.modules[n]) for n, _r, mod in targets])
+    owned = [values.ids] if values is not None else []
+    if early is not None:
+        owned.append(early.owned_ids())
+    extra = unaccounted(olds, [vars(m) for m in loaded.values()], owned)
+    olds = [v for v in olds if id(v) in extra]  # the others: no copy, and no walk for them
     for name, rel, mod in targets:
         plan = _plan_module(analysis, name, rel, mod, analysis.modules[name], reasons)
         if plan is not None:
@@ -152,9 +158,6 @@ def prepare(
     for cls in migrate:
         wanted |= _with_subclasses(cls)
     dicts = [p.module.__dict__ for p in plans]
-    rebound, olds = rebound_values(plans)
-    # held by nothing but namespaces before planning: nothing holds a copy, no walk for them
-    olds = [v for v in olds if id(v) in extra or id(v) not in counted]
     if early is not None and plans and not wanted and early.covers(dicts):
         index = early
         index.narrow(dicts)
@@ -261,15 +264,16 @@ _MISSING = object()
 
 
 def rebound_values(
-    plans: list[ModulePlan],
+    modules: list[tuple[str, types.ModuleType, ModuleDiff]],
 ) -> tuple[dict[int, list[tuple[str, str]]], list[object]]:
-    """The values the changed statements rebind that another object may have copied: by id,
-    the (module, name) pairs holding each; and the values, once each."""
+    """The values the changed statements of these modules (name, live module, diff) rebind
+    that another object may have copied: by id, the (module, name) pairs holding each; and
+    the values, once each."""
     rebound: dict[int, list[tuple[str, str]]] = {}
     olds: list[object] = []
-    for p in plans:
-        namespace = p.module.__dict__
-        for op in p.diff.plan.ops:
+    for module_name, module, md in modules:
+        namespace = module.__dict__
+        for op in md.plan.ops:
             if not isinstance(op, Exec):
                 continue
             for name in sorted(op.names - op.keep):
@@ -278,37 +282,19 @@ def rebound_values(
                     continue
                 if id(old) not in rebound:
                     olds.append(old)
-                rebound.setdefault(id(old), []).append((p.name, name))
+                rebound.setdefault(id(old), []).append((module_name, name))
     return rebound, olds
 
 
-def _counted(
-    modules: list[types.ModuleType],
-    loaded: dict[str, types.ModuleType],
-    snapshot: ModuleValues | None,
-    early: HeapIndex | None,
-) -> tuple[set[int], dict[int, int]]:
-    """The ids of the data values in these modules' namespaces, and the references to each
-    that the namespaces, the ``snapshot`` and the ``early`` index do not account for, where
-    there are any (:func:`unaccounted`): the values a changed statement can rebind, counted
-    before any plan holds one."""
-    candidates = _data_values(modules, dunders=True)
-    owned = [snapshot.ids] if snapshot is not None else []
-    if early is not None:
-        owned.append(early.owned_ids())
-    counted = set(map(id, candidates))
-    return counted, unaccounted(candidates, [vars(m) for m in loaded.values()], owned)
-
-
-def _data_values(modules: list[types.ModuleType], *, dunders: bool) -> list[object]:
-    """The values of these namespaces of the types a changed statement may rebind and another
-    object copy, each once (``dunders``: ``__all__`` and the like too). A function of its own:
-    a loop variable left in the caller's frame would be one more reference to count."""
+def _data_values(modules: list[types.ModuleType]) -> list[object]:
+    """The values of these namespaces (not dunder names) of the types a changed statement may
+    rebind and another object copy, each once. A function of its own: a loop variable left in
+    the caller's frame would be one more reference to count."""
     seen: set[int] = set()
     out: list[object] = []
     for mod in modules:
         for name, v in vars(mod).items():
-            if type(v) in _DATA and id(v) not in seen and (dunders or name[:2] != "__"):
+            if type(v) in _DATA and id(v) not in seen and name[:2] != "__":
                 seen.add(id(v))
                 out.append(v)
     return out
@@ -330,7 +316,7 @@ def early_values(
     ``EARLY_VALUES`` are held (each target slows the walk: then prepare walks for the holders
     of those the upgrade does rebind)."""
     own = [m for rel, m in loaded.items() if rel.partition("/")[0].removesuffix(".py") == package]
-    values = _data_values(own, dunders=False)
+    values = _data_values(own)
     counts = unaccounted(values, [vars(m) for m in loaded.values()], [snapshot.ids])
     held = {i: n for i, n in counts.items() if 0 < n <= SHARED}
     if len(held) > EARLY_VALUES:
