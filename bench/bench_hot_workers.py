@@ -23,7 +23,8 @@ module and patches one function (plus the rebinding of ``VERSION`` in ``main``).
 With ``--held`` both releases of every pair also bind ``ABOUT = {"version": VERSION}`` in
 ``main.py``: a dict outside the module namespaces holds the value the upgrade rebinds (not a
 copy under its own name, so the upgrade is still accepted), and every worker must find its
-holders with a walk of its heap; a worker that walked its heap early walks it twice.
+holders with a walk of its heap: a reader's early walk looks for them too
+(``prepare.early_values``), so it still walks its heap once.
 
 Two supervisors are alive at once, each on its own 127.0.0.1 port: ``workers = 1`` and
 ``workers = N``. One warm-up hot upgrade each first (it unpacks the second release and imports
@@ -50,7 +51,8 @@ What is measured, per upgrade:
   prepare to the end of its commit), the slowest worker's; **supervisor's own** is supervisor
   total minus that span: tarball verification, channel round trips, ``set_current``.
 - **whole-heap walks**: ``heap_walks`` summed over the workers of an upgrade: one per worker,
-  plus one per reader whose early walk could not tell what holds a value the upgrade rebinds.
+  plus one per reader whose early walk did not look for what holds a value the upgrade
+  rebinds.
 - CPU per upgrade: user + system time (``/proc/<pid>/stat``, read before and after the call,
   outside the timed part, in clock ticks of 10 ms) of the supervisor process and of all
   workers together; and that CPU spread over ``min(workers, cores)``: the least wall time the
@@ -143,15 +145,9 @@ def build_release(work: Path, version: str, workers: int, variant: bool, held: b
     init.write_text(re.sub(r'VERSION = ".*"', f'VERSION = "{version}"', init.read_text()))
     main = dest / "src" / "fastapi_app" / "main.py"
     if held:
-        source = main.read_text()
-        if STATE_LINE not in source:
-            raise RuntimeError(f"{main}: no {STATE_LINE!r}; update STATE_LINE in this bench")
-        main.write_text(source.replace(STATE_LINE, STATE_LINE + HELD_LINE, 1))
+        _replace_once(main, STATE_LINE, STATE_LINE + HELD_LINE, "STATE_LINE")
     if variant:
-        source = main.read_text()
-        if ROUTE_OLD not in source:
-            raise RuntimeError(f"{main}: the / route changed; update ROUTE_OLD in this bench")
-        main.write_text(source.replace(ROUTE_OLD, ROUTE_NEW, 1))
+        _replace_once(main, ROUTE_OLD, ROUTE_NEW, "ROUTE_OLD")
     old = os.environ.get("SOURCE_DATE_EPOCH")
     os.environ["SOURCE_DATE_EPOCH"] = SOURCE_DATE_EPOCH
     started = time.monotonic()
@@ -164,6 +160,13 @@ def build_release(work: Path, version: str, workers: int, variant: bool, held: b
             os.environ["SOURCE_DATE_EPOCH"] = old
     log(f"built {result.tarball.name} (workers = {workers}) in {time.monotonic() - started:.1f}s")
     return Rel(version, result.tarball, result.manifest.release_id, workers)
+
+
+def _replace_once(path: Path, old: str, new: str, constant: str) -> None:
+    source = path.read_text()
+    if old not in source:
+        raise RuntimeError(f"{path}: no {old!r}; the fixture changed: update {constant} here")
+    path.write_text(source.replace(old, new, 1))
 
 
 # -- one supervisor ----------------------------------------------------------------------------
